@@ -1,0 +1,11 @@
+"""gru-triton: fused Triton GPU kernels for the GRU layer, a drop-in for ``torch.nn.GRU``.
+
+Importing it compiles nothing and patches nothing.
+"""
+
+from .dispatch import get_backend, set_backend
+from .module import GRU
+from .reference import gru_layer_reference
+
+__all__ = ["GRU", "get_backend", "gru_layer_reference", "set_backend"]
+__version__ = "0.1.0"

@@ -1,0 +1,23 @@
+"""Triton kernels of gru-triton, installed as ``gru_triton.kernels``.
+
+Only ``@triton.jit`` kernels and the thin launchers that check shapes, allocate outputs and
+pick the grid live here; autograd, modules and dispatch are in ``gru_triton``.
+"""
+
+from .gru import (
+    acc_dtype_for,
+    gru_backward,
+    gru_bwd_kernel,
+    gru_forward,
+    gru_fwd_kernel,
+    recurrence_config,
+)
+
+__all__ = [
+    "acc_dtype_for",
+    "gru_backward",
+    "gru_bwd_kernel",
+    "gru_forward",
+    "gru_fwd_kernel",
+    "recurrence_config",
+]
