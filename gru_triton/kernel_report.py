@@ -123,7 +123,8 @@ def to_markdown(rows) -> str:
         tc = "wgmma" if r["wgmma"] else ("mma" if r["mma"] else "no")
         lines.append(
             f"| {r['kernel']} | {r['H']} | {r['B']} | {r['dtype']} | {r['dot_precision']} "
-            f"| {r['arch']} | {r['BLOCK_B']}×{r['BLOCK_H']}×{r['BLOCK_K']} | {r['num_warps']}/{r['num_stages']} "
+            f"| {r['arch']} | {r['BLOCK_B']}×{r['BLOCK_H']}×{r['BLOCK_K']} "
+            f"| {r['num_warps']}/{r['num_stages']} "
             f"| {r['registers']} | {r['stack_bytes'] + r['local_bytes']} | {r['shared_bytes']} "
             f"| {tc} |")
     return "\n".join(lines) + "\n"
