@@ -59,7 +59,7 @@ def compile_one(kernel_name: str, dtype: str, dot_precision: str, cfg: dict, arc
         signature[name] = "*fp32" if kind == "acc" else f"*{dtype}"
     for name in _SCALARS:
         signature[name] = "i32"
-    meta = dict(flags, DOT_PRECISION=dot_precision,
+    meta = dict(flags, DOT_PRECISION=dot_precision, DOT_IN_FP32=False,
                 **{k: v for k, v in cfg.items() if k.startswith("BLOCK_")})
     for name, value in meta.items():
         signature[name] = "constexpr"

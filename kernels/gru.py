@@ -26,6 +26,8 @@ Storage conventions (all contiguous, row-major):
   acc dtype is float32 for fp32/bf16/fp16 weights and float64 for fp64 weights.
 """
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -69,9 +71,10 @@ def gru_cell_backward(dh, h_prev, r, z, n, gh_n):
 @triton.jit
 def _hidden_times_w_hh_t(h_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
                          acc_r, acc_z, acc_n,
-                         DOT_PRECISION: tl.constexpr, BLOCK_K: tl.constexpr):
+                         DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
+                         BLOCK_K: tl.constexpr):
     """acc_g += h[b, :] @ W_hh[g*H + j, :]ᵀ for the three gates g; h_rows: (BLOCK_B,) row pointers."""
-    w_dtype = w_hh_ptr.dtype.element_ty
+    w_dtype = tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty
     for k0 in range(0, H, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < H
@@ -80,9 +83,9 @@ def _hidden_times_w_hh_t(h_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
         # Tile (k, j) of W_hh[g*H + j, k]: W_hh is (3H, H) row-major, so this is its transpose.
         p_w = w_hh_ptr + offs_j[None, :].to(tl.int64) * H + offs_k[:, None]
         mask_w = mask_k[:, None] & mask_j[None, :]
-        b_wr = tl.load(p_w, mask=mask_w, other=0.0)
-        b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0)
-        b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0)
+        b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
+        b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
+        b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype)
         acc_r = tl.dot(b_h, b_wr, acc_r, input_precision=DOT_PRECISION)
         acc_z = tl.dot(b_h, b_wz, acc_z, input_precision=DOT_PRECISION)
         acc_n = tl.dot(b_h, b_wn, acc_n, input_precision=DOT_PRECISION)
@@ -91,9 +94,10 @@ def _hidden_times_w_hh_t(h_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
 
 @triton.jit
 def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc,
-                           DOT_PRECISION: tl.constexpr, BLOCK_K: tl.constexpr):
+                           DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
+                           BLOCK_K: tl.constexpr):
     """acc += [d_r | d_z | d_gh_n][b, :] @ W_hh[:, j]: the W_hh path of dL/dh_prev."""
-    w_dtype = w_hh_ptr.dtype.element_ty
+    w_dtype = tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty
     for k0 in range(0, H, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < H
@@ -103,11 +107,12 @@ def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j
         b_dn = tl.load(dghn_rows[:, None] + offs_k[None, :], mask=mask_d, other=0.0).to(w_dtype)
         p_w = w_hh_ptr + offs_k[:, None].to(tl.int64) * H + offs_j[None, :]
         mask_w = mask_k[:, None] & mask_j[None, :]
-        acc = tl.dot(b_dr, tl.load(p_w, mask=mask_w, other=0.0), acc, input_precision=DOT_PRECISION)
-        acc = tl.dot(b_dz, tl.load(p_w + H * H, mask=mask_w, other=0.0), acc,
-                     input_precision=DOT_PRECISION)
-        acc = tl.dot(b_dn, tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0), acc,
-                     input_precision=DOT_PRECISION)
+        b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
+        b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
+        b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype)
+        acc = tl.dot(b_dr, b_wr, acc, input_precision=DOT_PRECISION)
+        acc = tl.dot(b_dz, b_wz, acc, input_precision=DOT_PRECISION)
+        acc = tl.dot(b_dn, b_wn, acc, input_precision=DOT_PRECISION)
     return acc
 
 
@@ -116,7 +121,7 @@ def gru_fwd_kernel(
     gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr,
     T, B, H, step_begin, n_steps,
     HAS_BIAS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc)."""
@@ -150,7 +155,7 @@ def gru_fwd_kernel(
             acc_n = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
             acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
                 h_prev_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z, acc_n,
-                DOT_PRECISION, BLOCK_K)
+                DOT_PRECISION, DOT_IN_FP32, BLOCK_K)
             if HAS_BIAS:
                 acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
                 acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
@@ -175,7 +180,7 @@ def gru_fwd_kernel(
 def gru_bwd_kernel(
     dout_ptr, gates_ptr, ghn_ptr, hs_ptr, w_hh_ptr, dgx_ptr, dghn_ptr, dcarry_ptr,
     T, B, H, step_begin, n_steps,
-    REVERSE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    REVERSE: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """Backward steps [step_begin, step_begin + n_steps), counted from the last forward step.
@@ -216,7 +221,7 @@ def gru_bwd_kernel(
             dh = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
             if step > 0:
                 dh = _grad_gates_times_w_hh(dgx_next_rows, dghn_next_rows, mask_b, w_hh_ptr,
-                                            offs_j, mask_j, H, dh, DOT_PRECISION, BLOCK_K)
+                                            offs_j, mask_j, H, dh, DOT_PRECISION, DOT_IN_FP32, BLOCK_K)
             dh += tl.load(dout_ptr + t * B * H + p_bh, mask=mask, other=0.0)
             dh += tl.load(carry_in[:, None] + offs_j[None, :], mask=mask, other=0.0)
             p_gate = gate_rows[:, None] + offs_j[None, :]
@@ -275,6 +280,13 @@ def _check_contiguous(**tensors) -> None:
             raise ValueError(f"{name} must be contiguous")
 
 
+def _dot_in_fp32(w_hh: torch.Tensor) -> bool:
+    # The interpreter's tl.dot on bfloat16 tiles returns garbage (numpy has no bfloat16), so
+    # there the tiles are widened to fp32 first: exact for bf16 values, and the fp32 dot with
+    # fp32 accumulation is what the tensor cores compute on a GPU.
+    return w_hh.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
 def _grid(batch: int, hidden_size: int, cfg: dict, persistent: bool):
     n_h = 1 if persistent else triton.cdiv(hidden_size, cfg["BLOCK_H"])
     return (triton.cdiv(batch, cfg["BLOCK_B"]), n_h)
@@ -315,7 +327,7 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     cfg = recurrence_config(H, B)
     grid = _grid(B, H, cfg, persistent)
     meta = dict(HAS_BIAS=b_hh is not None, REVERSE=reverse, SAVE=save,
-                DOT_PRECISION=dot_precision, **cfg)
+                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
     bias = b_hh if b_hh is not None else w_hh
     if persistent:
         gru_fwd_kernel[grid](gates, w_hh, bias, hs, ghn, T, B, H, 0, T, **meta)
@@ -352,7 +364,7 @@ def gru_backward(dout: torch.Tensor, dh_n: torch.Tensor, gates: torch.Tensor,
     dcarry[1] = dh_n
     cfg = recurrence_config(H, B)
     grid = _grid(B, H, cfg, persistent)
-    meta = dict(REVERSE=reverse, DOT_PRECISION=dot_precision, **cfg)
+    meta = dict(REVERSE=reverse, DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
     args = (dout, gates, ghn, hs, w_hh, dgx, dghn, dcarry, T, B, H)
     if persistent:
         gru_bwd_kernel[grid](*args, 0, T, **meta)

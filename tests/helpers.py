@@ -1,0 +1,29 @@
+"""Shared by the tests: the device the kernels run on and the tolerance table."""
+
+import os
+
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+# The device the kernel tests run on: natively on a GPU, else in the interpreter (conftest
+# sets TRITON_INTERPRET=1 when there is no GPU).
+DEVICE = torch.device("cuda" if HAS_CUDA and os.environ.get("TRITON_INTERPRET", "0") in ("", "0")
+                      else "cpu")
+
+# Maximum error relative to the largest magnitude of the expected tensor, per dtype, for
+# fp32/fp64 comparisons against nn.GRU. Low precision is judged against PyTorch's own error
+# instead (test_low_precision.py).
+TOLERANCE = {torch.float32: 2e-5, torch.float64: 1e-11}
+
+
+def max_rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    actual, expected = actual.double(), expected.double()
+    scale = expected.abs().max().clamp_min(1e-30)
+    return ((actual - expected).abs().max() / scale).item()
+
+
+def assert_close(actual, expected, dtype=torch.float32, what=""):
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    assert torch.isfinite(actual).all(), f"{what}: non-finite values"
+    err = max_rel_err(actual, expected)
+    assert err <= TOLERANCE[dtype], f"{what}: max relative error {err:.3e} > {TOLERANCE[dtype]:.0e}"

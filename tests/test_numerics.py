@@ -1,0 +1,182 @@
+"""The kernels against torch.nn.GRU and the reference: outputs, h_n and every gradient."""
+
+import random
+
+import pytest
+import torch
+
+import gru_triton
+from gru_triton import dispatch
+from tests.helpers import DEVICE, assert_close
+
+
+def _make_configs():
+    hand_picked = [
+        # T, B, I, H, layers, bias, batch_first, bidirectional, with_h0
+        (1, 1, 1, 1, 1, True, False, False, False),
+        (1, 3, 5, 37, 1, True, False, False, True),
+        (7, 3, 5, 37, 2, True, False, True, True),
+        (4, 2, 3, 16, 1, False, True, False, True),
+        (3, 17, 2, 33, 1, True, False, False, False),  # two batch tiles, ragged
+        (5, 4, 6, 70, 3, True, True, True, False),  # three hidden chunks, ragged
+        (6, 5, 37, 5, 2, False, False, True, True),  # I > H
+    ]
+    rng = random.Random(20261124)
+    drawn = []
+    for _ in range(12):
+        drawn.append((rng.choice([1, 2, 5, 9]), rng.choice([1, 2, 3, 7, 18]),
+                      rng.choice([1, 3, 5, 8, 13]), rng.choice([2, 5, 16, 19, 37, 48]),
+                      rng.choice([1, 2, 3]), rng.random() < 0.7, rng.random() < 0.5,
+                      rng.random() < 0.5, rng.random() < 0.6))
+    return hand_picked + drawn
+
+
+CONFIGS = _make_configs()
+
+
+def _config_id(c):
+    T, B, I, H, L, bias, bf, bi, h0 = c
+    return (f"T{T}-B{B}-I{I}-H{H}-L{L}{'-nobias' if not bias else ''}{'-bf' if bf else ''}"
+            f"{'-bi' if bi else ''}{'-h0' if h0 else ''}")
+
+
+def _pair(I, H, L, bias, batch_first, bidirectional, dtype=torch.float32):
+    ref = torch.nn.GRU(I, H, L, bias=bias, batch_first=batch_first,
+                       bidirectional=bidirectional).to(DEVICE, dtype)
+    ours = gru_triton.GRU(I, H, L, bias=bias, batch_first=batch_first,
+                          bidirectional=bidirectional).to(DEVICE, dtype)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def _run(module, x, h0, grad_out, grad_hn):
+    x = x.detach().clone().requires_grad_(True)
+    h0 = None if h0 is None else h0.detach().clone().requires_grad_(True)
+    out, h_n = module(x, h0)
+    loss = (out * grad_out).sum() + (h_n * grad_hn).sum()
+    leaves = [x] + ([h0] if h0 is not None else []) + list(module.parameters())
+    grads = torch.autograd.grad(loss, leaves)
+    names = ["x"] + (["h0"] if h0 is not None else []) + [n for n, _ in module.named_parameters()]
+    return out, h_n, dict(zip(names, grads, strict=True))
+
+
+def _inputs(T, B, I, H, L, batch_first, bidirectional, with_h0, dtype=torch.float32):
+    D = 2 if bidirectional else 1
+    x = torch.randn((B, T, I) if batch_first else (T, B, I), device=DEVICE, dtype=dtype)
+    h0 = torch.randn(L * D, B, H, device=DEVICE, dtype=dtype) if with_h0 else None
+    out_shape = (B, T, D * H) if batch_first else (T, B, D * H)
+    return (x, h0, torch.randn(out_shape, device=DEVICE, dtype=dtype),
+            torch.randn(L * D, B, H, device=DEVICE, dtype=dtype))
+
+
+def _compare(result, expected, dtype=torch.float32):
+    out, h_n, grads = result
+    ref_out, ref_h_n, ref_grads = expected
+    assert_close(out, ref_out, dtype, "output")
+    assert_close(h_n, ref_h_n, dtype, "h_n")
+    assert grads.keys() == ref_grads.keys()
+    for name in ref_grads:
+        assert_close(grads[name], ref_grads[name], dtype, f"grad of {name}")
+
+
+@pytest.mark.parametrize("path", dispatch.PATHS)
+@pytest.mark.parametrize("config", CONFIGS, ids=_config_id)
+def test_matches_nn_gru_and_reference(config, path, triton_backend, launch_counter):
+    T, B, I, H, L, bias, batch_first, bidirectional, with_h0 = config
+    ref, ours = _pair(I, H, L, bias, batch_first, bidirectional)
+    args = _inputs(T, B, I, H, L, batch_first, bidirectional, with_h0)
+    with dispatch.force_path(path):
+        result = _run(ours, *args)
+    _compare(result, _run(ref, *args))
+
+    # The kernels ran: per layer and direction one launch each way on the persistent path,
+    # T launches each way on the per-step path.
+    launches = L * (2 if bidirectional else 1) * (1 if path == "persistent" else T)
+    assert launch_counter == {"fwd": launches, "bwd": launches}
+
+    gru_triton.set_backend("reference")
+    _compare(result, _run(ours, *args))
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_unbatched_input(batch_first, triton_backend):
+    ref, ours = _pair(5, 19, 2, True, batch_first, True)
+    x = torch.randn(6, 5, device=DEVICE)
+    h0 = torch.randn(4, 19, device=DEVICE)
+    for hx in (None, h0):
+        out, h_n = ours(x, hx)
+        ref_out, ref_h_n = ref(x, hx)
+        assert out.shape == (6, 38) and h_n.shape == (4, 19)
+        assert_close(out, ref_out, what="output")
+        assert_close(h_n, ref_h_n, what="h_n")
+
+
+def test_fp64_matches_nn_gru(triton_backend):
+    ref, ours = _pair(4, 21, 2, True, False, True, dtype=torch.float64)
+    args = _inputs(5, 3, 4, 21, 2, False, True, True, dtype=torch.float64)
+    _compare(_run(ours, *args), _run(ref, *args), torch.float64)
+
+
+def test_only_some_inputs_need_grad(triton_backend):
+    """Backward with frozen weights and an input that needs no gradient."""
+    ref, ours = _pair(3, 20, 1, True, False, False)
+    for module in (ref, ours):
+        module.weight_ih_l0.requires_grad_(False)
+        module.bias_hh_l0.requires_grad_(False)
+    x = torch.randn(4, 2, 3, device=DEVICE)
+    h0 = torch.randn(1, 2, 20, device=DEVICE, requires_grad=True)
+    grads = []
+    for module in (ours, ref):
+        out, _ = module(x, h0)
+        grads.append(torch.autograd.grad(out.square().sum(),
+                                         [h0, module.weight_hh_l0, module.bias_ih_l0]))
+    for got, expected in zip(*grads, strict=True):
+        assert_close(got, expected, what="grad")
+
+
+def test_inference_saves_nothing_and_matches(triton_backend, launch_counter):
+    ref, ours = _pair(3, 24, 1, True, False, False)
+    x = torch.randn(5, 2, 3, device=DEVICE)
+    with torch.no_grad():
+        out, h_n = ours(x)
+        ref_out, ref_h_n = ref(x)
+    assert not out.requires_grad
+    assert_close(out, ref_out, what="output")
+    assert_close(h_n, ref_h_n, what="h_n")
+    assert launch_counter["fwd"] == 1 and launch_counter["bwd"] == 0
+
+
+def test_backward_twice_with_retain_graph(triton_backend):
+    _, ours = _pair(3, 18, 1, True, False, False)
+    x = torch.randn(4, 2, 3, device=DEVICE, requires_grad=True)
+    out, _ = ours(x)
+    loss = out.square().sum()
+    (g1,) = torch.autograd.grad(loss, x, retain_graph=True)
+    (g2,) = torch.autograd.grad(loss, x)
+    assert torch.equal(g1, g2)
+
+
+def test_dropout_between_layers_matches_nn_gru(triton_backend):
+    """In training mode the dropout masks come from the same RNG draws as nn.GRU's (CPU)."""
+    ref, ours = _pair(4, 17, 3, True, False, False)
+    ref.dropout = ours.dropout = 0.5
+    x = torch.randn(6, 3, 4, device=DEVICE)
+    outs = []
+    for module in (ref, ours):
+        torch.manual_seed(7)
+        outs.append(module(x)[0])
+    if DEVICE.type == "cpu":
+        assert_close(outs[1], outs[0], what="output with dropout")
+    # Dropout changes the result relative to eval mode, and eval mode has no dropout.
+    ours.eval()
+    ref.eval()
+    assert not torch.allclose(outs[1], ours(x)[0])
+    assert_close(ours(x)[0], ref(x)[0], what="eval output")
+
+
+def test_batch_of_zero_like_nn_gru(triton_backend):
+    ref, ours = _pair(3, 8, 2, True, False, True)
+    x = torch.randn(4, 0, 3, device=DEVICE)
+    out, h_n = ours(x)
+    ref_out, ref_h_n = ref(x)
+    assert out.shape == ref_out.shape and h_n.shape == ref_h_n.shape
