@@ -86,6 +86,8 @@ def compile_one(kernel_name: str, dtype: str, dot_precision: str, cfg: dict, arc
 
 def build_report(hidden_sizes=HIDDEN_SIZES, batches=BATCHES, archs=ARCHS, precisions=PRECISIONS):
     """One row per (kernel, H, B, dtype, precision, arch); identical compiles are done once."""
+    if not isinstance(gru_kernels.gru_fwd_kernel, triton.JITFunction):
+        raise RuntimeError("the kernel report compiles for real GPUs: run it with TRITON_INTERPRET unset")
     rows, cache = [], {}
     for kernel_name in _SIGNATURES:
         for H in hidden_sizes:

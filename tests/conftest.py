@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 
 import gru_triton  # noqa: E402
 
+
 @pytest.fixture(autouse=True)
 def _seed_and_reset():
     torch.manual_seed(1234)

@@ -1,0 +1,148 @@
+"""Bad input: the exception type and message nn.GRU gives, never a kernel launch."""
+
+import warnings
+
+import pytest
+import torch
+
+import gru_triton
+from gru_triton import kernels
+
+
+def _raised(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - comparing whatever both raise
+        return type(e), str(e)
+    return None
+
+
+CONSTRUCTOR_CASES = {
+    "hidden_size_zero": dict(input_size=4, hidden_size=0),
+    "hidden_size_negative": dict(input_size=4, hidden_size=-3),
+    "hidden_size_float": dict(input_size=4, hidden_size=3.0),
+    "num_layers_zero": dict(input_size=4, hidden_size=3, num_layers=0),
+    "num_layers_float": dict(input_size=4, hidden_size=3, num_layers=1.5),
+    "input_size_zero": dict(input_size=0, hidden_size=3),
+    "dropout_above_one": dict(input_size=4, hidden_size=3, dropout=1.5),
+    "dropout_negative": dict(input_size=4, hidden_size=3, dropout=-0.1),
+    "dropout_string": dict(input_size=4, hidden_size=3, dropout="0.5"),
+}
+
+
+@pytest.mark.parametrize("kwargs", CONSTRUCTOR_CASES.values(), ids=CONSTRUCTOR_CASES.keys())
+def test_constructor_errors_match_nn_gru(kwargs):
+    expected = _raised(lambda: torch.nn.GRU(**kwargs))
+    assert expected is not None
+    assert _raised(lambda: gru_triton.GRU(**kwargs)) == expected
+
+
+def test_dropout_warning_matches_nn_gru():
+    with warnings.catch_warnings(record=True) as theirs:
+        warnings.simplefilter("always")
+        torch.nn.GRU(4, 3, dropout=0.5)
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        gru_triton.GRU(4, 3, dropout=0.5)
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+    assert len(ours) == 1
+
+
+def test_reset_before_not_implemented_yet():
+    with pytest.raises(NotImplementedError, match="reset_after=False"):
+        gru_triton.GRU(4, 3, reset_after=False)
+
+
+FORWARD_CASES = {
+    "wrong_feature_size": lambda: (torch.randn(5, 2, 3), None),
+    "input_1d": lambda: (torch.randn(5), None),
+    "input_4d": lambda: (torch.randn(5, 2, 4, 1), None),
+    "h0_wrong_layers": lambda: (torch.randn(5, 2, 4), torch.randn(3, 2, 6)),
+    "h0_wrong_batch": lambda: (torch.randn(5, 2, 4), torch.randn(2, 3, 6)),
+    "h0_wrong_hidden": lambda: (torch.randn(5, 2, 4), torch.randn(2, 2, 5)),
+    "h0_2d_for_batched": lambda: (torch.randn(5, 2, 4), torch.randn(2, 6)),
+    "h0_3d_for_unbatched": lambda: (torch.randn(5, 4), torch.randn(2, 1, 6)),
+    "h0_unbatched_wrong_shape": lambda: (torch.randn(5, 4), torch.randn(3, 6)),
+    "input_dtype_not_weight_dtype": lambda: (torch.randn(5, 2, 4, dtype=torch.float64), None),
+    "integer_input": lambda: (torch.randint(0, 3, (5, 2, 4)), None),
+    "empty_sequence": lambda: (torch.randn(0, 2, 4), None),
+    "empty_unbatched_sequence": lambda: (torch.randn(0, 4), None),
+}
+
+
+@pytest.mark.parametrize("backend", ["triton", "reference", "auto"])
+@pytest.mark.parametrize("make", FORWARD_CASES.values(), ids=FORWARD_CASES.keys())
+def test_forward_errors_match_nn_gru(make, backend, launch_counter):
+    gru_triton.set_backend(backend)
+    ref = torch.nn.GRU(4, 6, num_layers=2)
+    ours = gru_triton.GRU(4, 6, num_layers=2)
+    ours.load_state_dict(ref.state_dict())
+    x, h0 = make()
+    expected = _raised(lambda: ref(x, h0))
+    assert expected is not None
+    assert _raised(lambda: ours(x, h0)) == expected
+    assert launch_counter == {"fwd": 0, "bwd": 0}
+
+
+def test_h0_dtype_mismatch_is_a_runtime_error(launch_counter):
+    gru_triton.set_backend("triton")
+    ours = gru_triton.GRU(4, 6)
+    x, h0 = torch.randn(5, 2, 4), torch.randn(1, 2, 6, dtype=torch.float64)
+    with pytest.raises(RuntimeError):  # nn.GRU: RuntimeError too (its message names mat1/mat2)
+        torch.nn.GRU(4, 6)(x, h0)
+    with pytest.raises(RuntimeError, match=r"hx dtype \(torch.float64\) does not match input dtype"):
+        ours(x, h0)
+    assert launch_counter["fwd"] == 0
+
+
+def test_h0_on_another_device_is_rejected(launch_counter):
+    gru_triton.set_backend("triton")
+    ours = gru_triton.GRU(4, 6)
+    x, h0 = torch.randn(5, 2, 4), torch.randn(1, 2, 6, device="meta")
+    with pytest.raises(RuntimeError, match="Input and hidden tensors are not at the same device"):
+        ours(x, h0)
+    assert launch_counter["fwd"] == 0
+
+
+def test_backend_names_are_checked(monkeypatch):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        gru_triton.set_backend("cudnn")
+    monkeypatch.setenv("GRU_TRITON_BACKEND", "fast")
+    with pytest.raises(ValueError, match="GRU_TRITON_BACKEND must be one of"):
+        gru_triton.get_backend()
+
+
+def test_triton_backend_on_cpu_without_interpreter_says_how(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    gru_triton.set_backend("triton")
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        gru_triton.GRU(4, 6)(torch.randn(3, 2, 4))
+
+
+LAUNCHER_CASES = {
+    "gates_not_3h": lambda: kernels.gru_forward(torch.zeros(2, 3, 10), torch.zeros(12, 4), None,
+                                                torch.zeros(3, 4), reverse=False, save=False,
+                                                persistent=True),
+    "w_hh_not_square": lambda: kernels.gru_forward(torch.zeros(2, 3, 12), torch.zeros(12, 5), None,
+                                                   torch.zeros(3, 4), reverse=False, save=False,
+                                                   persistent=True),
+    "h0_wrong_batch": lambda: kernels.gru_forward(torch.zeros(2, 3, 12), torch.zeros(12, 4), None,
+                                                  torch.zeros(2, 4), reverse=False, save=False,
+                                                  persistent=True),
+    "gates_not_contiguous": lambda: kernels.gru_forward(
+        torch.zeros(3, 2, 12).transpose(0, 1), torch.zeros(12, 4), None, torch.zeros(3, 4),
+        reverse=False, save=False, persistent=True),
+    "bad_precision": lambda: kernels.gru_forward(torch.zeros(2, 3, 12), torch.zeros(12, 4), None,
+                                                 torch.zeros(3, 4), reverse=False, save=False,
+                                                 persistent=True, dot_precision="tf64"),
+    "bwd_wrong_dout": lambda: kernels.gru_backward(
+        torch.zeros(2, 3, 5), torch.zeros(3, 4), torch.zeros(2, 3, 12), torch.zeros(2, 3, 4),
+        torch.zeros(3, 3, 4), torch.zeros(12, 4), reverse=False, persistent=True),
+}
+
+
+@pytest.mark.parametrize("call", LAUNCHER_CASES.values(), ids=LAUNCHER_CASES.keys())
+def test_launchers_reject_bad_shapes(call, launch_counter):
+    with pytest.raises(ValueError):
+        call()
+    assert launch_counter == {"fwd": 0, "bwd": 0}

@@ -1,0 +1,52 @@
+"""Every shipped kernel configuration compiles for sm_80 and sm_90 without register spills,
+fits shared memory, and uses tensor cores where the dtype allows (no GPU needed)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("triton.backends.nvidia")
+
+from gru_triton import kernel_report  # noqa: E402
+
+H100_SHARED_BYTES = 227 * 1024
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    # The suite runs with TRITON_INTERPRET=1, which turns @triton.jit into the interpreter;
+    # compiling for a GPU needs the real JIT functions, so the report runs in its own process.
+    out = tmp_path_factory.mktemp("kernel-report")
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    subprocess.run([sys.executable, "-m", "gru_triton.kernel_report", "--out", str(out)],
+                   env=env, check=True, capture_output=True, text=True)
+    return json.loads((out / "kernel-report.json").read_text())
+
+
+def test_every_configuration_is_reported(report):
+    expected = (len(kernel_report.HIDDEN_SIZES) * len(kernel_report.BATCHES)
+                * len(kernel_report.PRECISIONS) * len(kernel_report.ARCHS) * 2)
+    assert len(report) == expected
+
+
+def test_no_register_spills(report):
+    spilled = [r for r in report if r["stack_bytes"] or r["local_bytes"]]
+    assert not spilled, spilled
+
+
+def test_shared_memory_fits(report):
+    assert all(r["shared_bytes"] <= H100_SHARED_BYTES for r in report)
+
+
+def test_tensor_cores_for_bf16_fp16_and_tf32(report):
+    for r in report:
+        uses_tensor_cores = r["mma"] or r["wgmma"]
+        assert uses_tensor_cores == kernel_report.expects_tensor_cores(r), r
+
+
+def test_markdown_names_every_row(report):
+    text = kernel_report.to_markdown(report)
+    assert text.count("\n| gru_") == len(report)

@@ -1,0 +1,89 @@
+"""GRU is nn.GRU to its users: parameters, init, state_dict, shapes, inputs left untouched."""
+
+import pytest
+import torch
+
+import gru_triton
+from tests.helpers import DEVICE, assert_close
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(num_layers=3, bidirectional=True),
+                                    dict(bias=False, num_layers=2), dict(batch_first=True)],
+                         ids=["default", "3-layer-bi", "nobias-2-layer", "batch_first"])
+def test_parameters_init_and_state_dict_like_nn_gru(kwargs):
+    torch.manual_seed(3)
+    ref = torch.nn.GRU(5, 37, **kwargs)
+    torch.manual_seed(3)
+    ours = gru_triton.GRU(5, 37, **kwargs)
+    assert isinstance(ours, torch.nn.GRU)
+    assert [(n, p.shape) for n, p in ours.named_parameters()] == \
+        [(n, p.shape) for n, p in ref.named_parameters()]
+    # Same constructor, same RNG draws: nn.GRU's uniform(-1/sqrt(H), 1/sqrt(H)) init exactly.
+    for (name, p), q in zip(ours.named_parameters(), ref.parameters(), strict=True):
+        assert torch.equal(p, q), name
+        assert p.abs().max() <= 1 / 37 ** 0.5
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    # Loadable both ways.
+    other = torch.nn.GRU(5, 37, **kwargs)
+    other.load_state_dict(ours.state_dict())
+    ours2 = gru_triton.GRU(5, 37, **kwargs)
+    ours2.load_state_dict(ref.state_dict())
+    for a, b in zip(other.parameters(), ours2.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert "weight_hh_l0" in dict(ours.named_parameters())
+    if kwargs.get("bidirectional"):
+        assert "weight_hh_l2_reverse" in dict(ours.named_parameters())
+
+
+def test_inputs_are_not_modified_and_non_contiguous_input_works(triton_backend):
+    ref = torch.nn.GRU(4, 20, 2, bidirectional=True).to(DEVICE)
+    ours = gru_triton.GRU(4, 20, 2, bidirectional=True).to(DEVICE)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 5, 4, device=DEVICE).transpose(0, 1)  # (T=5, B=3, I=4), not contiguous
+    h0 = torch.randn(4, 20, 3, device=DEVICE).transpose(1, 2)  # not contiguous either
+    x.requires_grad_(True)
+    h0.requires_grad_(True)
+    x_before, h0_before = x.detach().clone(), h0.detach().clone()
+    params_before = [p.detach().clone() for p in ours.parameters()]
+    out, h_n = ours(x, h0)
+    (out.sum() + h_n.sum()).backward()
+    assert torch.equal(x, x_before) and torch.equal(h0, h0_before)
+    for p, before in zip(ours.parameters(), params_before, strict=True):
+        assert torch.equal(p, before)
+    ref_out, ref_h_n = ref(x_before, h0_before)
+    assert_close(out, ref_out, what="output")
+    assert_close(h_n, ref_h_n, what="h_n")
+
+
+def test_auto_backend_runs_the_reference_on_cpu(launch_counter):
+    ours = gru_triton.GRU(3, 8)
+    out, _ = ours(torch.randn(4, 2, 3))
+    assert out.shape == (4, 2, 8)
+    assert launch_counter["fwd"] == 0  # auto: CPU tensors go to the reference
+
+
+def test_env_variable_selects_backend(monkeypatch, launch_counter):
+    monkeypatch.setenv("GRU_TRITON_BACKEND", "triton")
+    assert gru_triton.get_backend() == "triton"
+    gru_triton.GRU(3, 8)(torch.randn(4, 2, 3))
+    assert launch_counter["fwd"] == 1
+    gru_triton.set_backend("reference")  # set_backend wins over the environment
+    gru_triton.GRU(3, 8)(torch.randn(4, 2, 3))
+    assert launch_counter["fwd"] == 1
+
+
+def test_output_shapes_batch_first_bidirectional(triton_backend):
+    ours = gru_triton.GRU(3, 9, num_layers=2, batch_first=True, bidirectional=True).to(DEVICE)
+    out, h_n = ours(torch.randn(4, 6, 3, device=DEVICE))
+    assert out.shape == (4, 6, 18) and h_n.shape == (4, 4, 9)
+
+
+def test_import_has_no_side_effects():
+    import subprocess
+    import sys
+
+    # Importing patches nothing in torch.nn and prints nothing.
+    code = ("import torch; before = torch.nn.GRU; import gru_triton; "
+            "assert torch.nn.GRU is before; print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
