@@ -84,11 +84,11 @@ def bench(out_path: str | None) -> None:
             times = {}
             for impl, module in (("cudnn", ref), ("gru_triton", ours)):
                 if op == "fwd":
-                    def run(module=module):
+                    def run(module=module, x=x):
                         with torch.no_grad():
                             module(x)
                 else:
-                    def run(module=module):
+                    def run(module=module, x=x):
                         module(x)[0].sum().backward()
                 times[impl] = _time(run)
             ok = err <= TOLERANCE[dname]

@@ -28,9 +28,9 @@ from .kernels import gru as gru_kernels
 HIDDEN_SIZES = (64, 128, 256, 512, 1024)
 BATCHES = (16, 64)
 ARCHS = (80, 90)
-# (weight dtype, fp32 dot precision); the hidden state is fp32 in every case.
-PRECISIONS = (("bf16", "ieee"), ("fp16", "ieee"), ("fp32", "tf32"), ("fp32", "ieee"))
-_TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# (weight dtype, fp32 dot precision); the hidden state is fp32, or fp64 for fp64 weights.
+PRECISIONS = (("bf16", "ieee"), ("fp16", "ieee"), ("fp32", "tf32"), ("fp32", "ieee"),
+              ("fp64", "ieee"))
 
 _SIGNATURES = {
     "gru_fwd_kernel": (gru_kernels.gru_fwd_kernel,
@@ -56,7 +56,8 @@ def compile_one(kernel_name: str, dtype: str, dot_precision: str, cfg: dict, arc
     signature, constexprs = {}, {}
     for spec in pointers:
         name, kind = spec.split(":")
-        signature[name] = "*fp32" if kind == "acc" else f"*{dtype}"
+        acc = "fp64" if dtype == "fp64" else "fp32"
+        signature[name] = f"*{acc}" if kind == "acc" else f"*{dtype}"
     for name in _SCALARS:
         signature[name] = "i32"
     meta = dict(flags, DOT_PRECISION=dot_precision, DOT_IN_FP32=False,
@@ -105,7 +106,8 @@ def build_report(hidden_sizes=HIDDEN_SIZES, batches=BATCHES, archs=ARCHS, precis
 
 
 def expects_tensor_cores(row: dict) -> bool:
-    return row["dtype"] in ("bf16", "fp16") or row["dot_precision"] == "tf32"
+    # fp64 uses the double-precision mma of sm_80/sm_90; IEEE fp32 has no tensor-core form.
+    return row["dtype"] in ("bf16", "fp16", "fp64") or row["dot_precision"] == "tf32"
 
 
 def to_markdown(rows) -> str:

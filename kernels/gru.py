@@ -117,6 +117,14 @@ def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j
 
 
 @triton.jit
+def _batch_tile(B, BLOCK_B: tl.constexpr):
+    """This program's batch rows: (mask, int64 row indices)."""
+    offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    # int64 before multiplying: (slot * B + b) * 3H passes 2^31 at long, wide, large-batch shapes.
+    return offs_b < B, offs_b.to(tl.int64)
+
+
+@triton.jit
 def gru_fwd_kernel(
     gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr,
     T, B, H, step_begin, n_steps,
@@ -126,13 +134,9 @@ def gru_fwd_kernel(
 ):
     """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc)."""
     acc_dtype = hs_ptr.dtype.element_ty
-    pid_b = tl.program_id(0)
+    mask_b, rows_b = _batch_tile(B, BLOCK_B)
     pid_h = tl.program_id(1)
     num_h_programs = tl.num_programs(1)
-    offs_b = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    mask_b = offs_b < B
-    # int64 before multiplying: (slot * B + b) * 3H passes 2^31 at long, wide, large-batch shapes.
-    rows_b = offs_b.to(tl.int64)
     for step in range(step_begin, step_begin + n_steps):
         if REVERSE:
             t = tl.cast(T - 1 - step, tl.int64)
@@ -190,12 +194,9 @@ def gru_bwd_kernel(
     Writes dgx (T, B, 3H) = [d_r | d_z | d_n] and dghn (T, B, H) = d_n * r.
     """
     acc_dtype = hs_ptr.dtype.element_ty
-    pid_b = tl.program_id(0)
+    mask_b, rows_b = _batch_tile(B, BLOCK_B)
     pid_h = tl.program_id(1)
     num_h_programs = tl.num_programs(1)
-    offs_b = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    mask_b = offs_b < B
-    rows_b = offs_b.to(tl.int64)
     for step in range(step_begin, step_begin + n_steps):
         # Backward step s undoes forward step T-1-s; t_next is the step undone just before.
         if REVERSE:

@@ -41,7 +41,7 @@ def test_shared_memory_fits(report):
     assert all(r["shared_bytes"] <= H100_SHARED_BYTES for r in report)
 
 
-def test_tensor_cores_for_bf16_fp16_and_tf32(report):
+def test_tensor_cores_for_bf16_fp16_fp64_and_tf32(report):
     for r in report:
         uses_tensor_cores = r["mma"] or r["wgmma"]
         assert uses_tensor_cores == kernel_report.expects_tensor_cores(r), r
