@@ -88,11 +88,15 @@ def recurrence_path(hidden_size: int, batch: int, device: torch.device) -> str:
 
 def _tf32_enabled_for_rnn() -> bool:
     # nn.GRU's fp32 recurrence runs through cuDNN, which follows the cuDNN RNN precision flag
-    # ("tf32" by default), not the matmul one; "none" defers to the parent flag.
-    for flag in (torch.backends.cudnn.rnn, torch.backends.cudnn, torch.backends):
+    # ("tf32" by default), not the matmul one; "none" defers to the parent flag. Torch
+    # releases without these flags only have the legacy cudnn.allow_tf32.
+    cudnn = torch.backends.cudnn
+    for flag in (getattr(cudnn, "rnn", None), cudnn, torch.backends):
         value = getattr(flag, "fp32_precision", "none")
         if value != "none":
             return value == "tf32"
+    if not hasattr(cudnn, "rnn"):
+        return bool(cudnn.allow_tf32)
     return False
 
 
@@ -107,10 +111,10 @@ def fp32_dot_precision(device: torch.device) -> str:
 def gemm_precision(device: torch.device, dot_precision: str):
     """Run the fp32 input-projection and weight-gradient GEMMs at the recurrence's precision,
     so that the whole layer follows the cuDNN RNN flag like nn.GRU does."""
-    if device.type != "cuda":
+    matmul = torch.backends.cuda.matmul
+    if device.type != "cuda" or not hasattr(matmul, "fp32_precision"):
         yield
         return
-    matmul = torch.backends.cuda.matmul
     saved = matmul.fp32_precision
     matmul.fp32_precision = dot_precision
     try:

@@ -87,3 +87,24 @@ def test_import_has_no_side_effects():
             "assert torch.nn.GRU is before; print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("flag,expected", [("tf32", "tf32"), ("ieee", "ieee")])
+def test_fp32_precision_follows_the_cudnn_rnn_flag(flag, expected):
+    from gru_triton import dispatch
+
+    rnn = torch.backends.cudnn.rnn
+    saved_rnn, saved_matmul = rnn.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    try:
+        rnn.fp32_precision = flag
+        # The matmul flag says the opposite: nn.GRU ignores it, and so do we.
+        torch.backends.cuda.matmul.fp32_precision = "ieee" if flag == "tf32" else "tf32"
+        assert dispatch.fp32_dot_precision(torch.device("cuda")) == expected
+        assert dispatch.fp32_dot_precision(torch.device("cpu")) == "ieee"
+        before = torch.backends.cuda.matmul.fp32_precision
+        with dispatch.gemm_precision(torch.device("cuda"), expected):
+            assert torch.backends.cuda.matmul.fp32_precision == expected
+        assert torch.backends.cuda.matmul.fp32_precision == before
+    finally:
+        rnn.fp32_precision = saved_rnn
+        torch.backends.cuda.matmul.fp32_precision = saved_matmul
