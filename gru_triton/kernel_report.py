@@ -1,6 +1,6 @@
 """Compile every shipped kernel configuration for real GPUs, ahead of time, with no GPU.
 
-For each recurrence kernel, dtype, batch tile and target (sm_80 = A100, sm_90 = H100) this
+For each recurrence kernel, hidden size, dtype and target (sm_80 = A100, sm_90 = H100) this
 builds the cubin with ``triton.compile`` and reads registers, shared memory and spills with
 the ``cuobjdump`` that ships inside the triton wheel, and whether the PTX uses tensor cores
 (``mma`` / ``wgmma``). The configurations are the launchers' own (``recurrence_config``), so
@@ -25,8 +25,8 @@ from triton.compiler import ASTSource
 
 from .kernels import gru as gru_kernels
 
-HIDDEN_SIZES = (64, 128, 256, 512, 1024)
-BATCHES = (16, 64)
+# 16 stands for every H <= 16, which gets the 16-wide tiles; the rest share the 32-wide ones.
+HIDDEN_SIZES = (16, 64, 128, 256, 512, 1024)
 ARCHS = (80, 90)
 # (weight dtype, fp32 dot precision); the hidden state is fp32, or fp64 for fp64 weights.
 PRECISIONS = (("bf16", "ieee"), ("fp16", "ieee"), ("fp32", "tf32"), ("fp32", "ieee"),
@@ -85,23 +85,22 @@ def compile_one(kernel_name: str, dtype: str, dot_precision: str, cfg: dict, arc
     }
 
 
-def build_report(hidden_sizes=HIDDEN_SIZES, batches=BATCHES, archs=ARCHS, precisions=PRECISIONS):
-    """One row per (kernel, H, B, dtype, precision, arch); identical compiles are done once."""
+def build_report(hidden_sizes=HIDDEN_SIZES, archs=ARCHS, precisions=PRECISIONS):
+    """One row per (kernel, H, dtype, precision, arch); identical compiles are done once."""
     if not isinstance(gru_kernels.gru_fwd_kernel, triton.JITFunction):
         raise RuntimeError("the kernel report compiles for real GPUs: run it with TRITON_INTERPRET unset")
     rows, cache = [], {}
     for kernel_name in _SIGNATURES:
         for H in hidden_sizes:
-            for B in batches:
-                cfg = gru_kernels.recurrence_config(H, B)
-                for dtype, precision in precisions:
-                    for arch in archs:
-                        key = (kernel_name, dtype, precision, arch, tuple(sorted(cfg.items())))
-                        if key not in cache:
-                            cache[key] = compile_one(kernel_name, dtype, precision, cfg, arch)
-                        rows.append(dict(kernel=kernel_name, H=H, B=B, dtype=dtype,
-                                         dot_precision=precision if dtype == "fp32" else "-",
-                                         arch=f"sm_{arch}", **cfg, **cache[key]))
+            cfg = gru_kernels.recurrence_config(H)
+            for dtype, precision in precisions:
+                for arch in archs:
+                    key = (kernel_name, dtype, precision, arch, tuple(sorted(cfg.items())))
+                    if key not in cache:
+                        cache[key] = compile_one(kernel_name, dtype, precision, cfg, arch)
+                    rows.append(dict(kernel=kernel_name, H=H, dtype=dtype,
+                                     dot_precision=precision if dtype == "fp32" else "-",
+                                     arch=f"sm_{arch}", **cfg, **cache[key]))
     return rows
 
 
@@ -119,14 +118,14 @@ def to_markdown(rows) -> str:
         "ahead of time (no GPU needed). Spills = STACK + LOCAL bytes; tensor cores = `mma.sync` "
         "or `wgmma` in the PTX.",
         "",
-        "| kernel | H | B | dtype | dot | arch | BLOCK_B×H×K | warps/stages | regs | spills (B) "
+        "| kernel | H | dtype | dot | arch | BLOCK_B×H×K | warps/stages | regs | spills (B) "
         "| smem (B) | tensor cores |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         tc = "wgmma" if r["wgmma"] else ("mma" if r["mma"] else "no")
         lines.append(
-            f"| {r['kernel']} | {r['H']} | {r['B']} | {r['dtype']} | {r['dot_precision']} "
+            f"| {r['kernel']} | {r['H']} | {r['dtype']} | {r['dot_precision']} "
             f"| {r['arch']} | {r['BLOCK_B']}×{r['BLOCK_H']}×{r['BLOCK_K']} "
             f"| {r['num_warps']}/{r['num_stages']} "
             f"| {r['registers']} | {r['stack_bytes'] + r['local_bytes']} | {r['shared_bytes']} "

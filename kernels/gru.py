@@ -256,16 +256,16 @@ def acc_dtype_for(dtype: torch.dtype) -> torch.dtype:
     return _ACC_DTYPE[dtype]
 
 
-def recurrence_config(hidden_size: int, batch: int) -> dict:
+def recurrence_config(hidden_size: int) -> dict:
     """Tile sizes, warps and pipeline stages for both recurrence kernels at this shape.
 
     ``tl.dot`` needs every tile dimension >= 16. A 16-row batch tile × 32 hidden units ×
     32-wide K chunks at 8 warps and no software pipelining is the largest tile that compiles
     without register spills for fp32/tf32/bf16/fp16 on sm_80 and sm_90 in both kernels (the
     kernel report: 32- or 64-row batch tiles spill in the backward kernel, and so do 4 warps
-    or 3 stages). Larger batches get more batch tiles, i.e. more programs.
+    or 3 stages). So the tile does not depend on the batch: larger batches get more batch
+    tiles, i.e. more programs.
     """
-    del batch  # one tile size for every batch (see above); kept for the tuning to come
     block = 32 if hidden_size > 16 else 16
     return {"BLOCK_B": 16, "BLOCK_H": block, "BLOCK_K": block, "num_warps": 8, "num_stages": 1}
 
@@ -325,7 +325,7 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     hs = torch.empty((T + 1, B, H), dtype=acc, device=gates.device)
     hs[T if reverse else 0] = h0
     ghn = torch.empty((T, B, H), dtype=acc, device=gates.device) if save else hs
-    cfg = recurrence_config(H, B)
+    cfg = recurrence_config(H)
     grid = _grid(B, H, cfg, persistent)
     meta = dict(HAS_BIAS=b_hh is not None, REVERSE=reverse, SAVE=save,
                 DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
@@ -363,7 +363,7 @@ def gru_backward(dout: torch.Tensor, dh_n: torch.Tensor, gates: torch.Tensor,
     dghn = torch.empty((T, B, H), dtype=acc, device=dout.device)
     dcarry = torch.empty((2, B, H), dtype=acc, device=dout.device)
     dcarry[1] = dh_n
-    cfg = recurrence_config(H, B)
+    cfg = recurrence_config(H)
     grid = _grid(B, H, cfg, persistent)
     meta = dict(REVERSE=reverse, DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
     args = (dout, gates, ghn, hs, w_hh, dgx, dghn, dcarry, T, B, H)
