@@ -4,8 +4,8 @@ Importing it compiles nothing and patches nothing.
 """
 
 from .dispatch import get_backend, set_backend
-from .module import GRU
+from .module import GRU, GRUCell
 from .reference import gru_layer_reference
 
-__all__ = ["GRU", "get_backend", "gru_layer_reference", "set_backend"]
+__all__ = ["GRU", "GRUCell", "get_backend", "gru_layer_reference", "set_backend"]
 __version__ = "0.1.0"

@@ -66,19 +66,25 @@ def force_path(path: str | None):
         _forced_path = saved
 
 
-def recurrence_path(hidden_size: int, batch: int, device: torch.device) -> str:
+def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
+                    reset_after: bool = True) -> str:
     """The way to drive the recurrence kernels for this shape.
 
     | where                 | path        | why                                                   |
     |-----------------------|-------------|-------------------------------------------------------|
+    | reset_after=False     | persistent  | the candidate needs all of r ⊙ h_{t-1} first; only a   |
+    |                       |             | program owning every hidden unit of its rows has it    |
     | CPU (interpreter)     | persistent  | one launch instead of T; the interpreter pays per launch |
     | CUDA, H <= 256        | persistent  | W_hh (<= 768 KiB fp32) streams from L2 each step to one  |
     |                       |             | program per batch tile; saves T launch latencies       |
     | CUDA, H > 256         | per_step    | one program would read too much of W_hh per step; the  |
     |                       |             | hidden units are split across programs instead         |
 
-    The H = 256 threshold is an estimate, not measured on a GPU yet.
+    The H = 256 threshold is an estimate, not measured on a GPU yet. ``force_path`` overrides
+    the table, except that the reset-before form is always persistent.
     """
+    if not reset_after:
+        return "persistent"
     if _forced_path is not None:
         return _forced_path
     if device.type != "cuda":

@@ -1,14 +1,24 @@
-"""Autograd for the fused kernels, and the multi-layer / bidirectional GRU built on them.
+"""The fused kernels as ``torch.library`` custom ops with autograd, and the multi-layer /
+bidirectional GRU and the GRU cell built on them.
+
+Two custom ops, ``gru_triton::gru_layer`` and ``gru_triton::gru_layer_backward``, each do one
+layer and direction: input GEMM + recurrence kernel, and recurrence kernel + weight/input
+GEMMs. They have fake (meta) implementations, so ``torch.compile(fullgraph=True)`` traces
+through them without a graph break, and no host synchronisation, so they can be captured in
+a CUDA graph.
 
 Memory kept for backward per layer and direction, for (T, B, H) in the accumulation dtype
-(fp32, or fp64 for fp64 models): the gate activations r, z, n (3 T·B·H), W_hn h + b_hn
-(T·B·H) and the hidden states (T+1)·B·H, besides the layer input x, which autograd keeps
-anyway. That is 5 T·B·H + B·H values, i.e. 20 bytes per (t, b, h) in fp32. Nothing is kept
-when no input needs a gradient.
+(fp32, or fp64 for fp64 models): the gate activations r, z, n (3 T·B·H), the hidden-side
+candidate pre-activation (T·B·H) and the hidden states (T+1)·B·H, besides the layer input
+x. That is 5 T·B·H + B·H values, i.e. 20 bytes per (t, b, h) in fp32. Nothing is kept when
+no input needs a gradient.
 """
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from . import dispatch
 from .kernels import acc_dtype_for, gru_backward, gru_forward
@@ -19,93 +29,167 @@ def _linear(x2d, weight, bias):
     return x2d @ weight.t() if bias is None else torch.addmm(bias, x2d, weight.t())
 
 
-class GRULayerFunction(torch.autograd.Function):
-    """One layer and direction on the fused kernels.
+@torch.library.custom_op("gru_triton::gru_layer", mutates_args=())
+def gru_layer_op(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
+                 b_hh: Optional[Tensor], lengths: Optional[Tensor], reverse: bool,
+                 reset_after: bool, persistent: bool, dot_precision: str,
+                 save: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """One layer and direction forward.
 
-    x: (T, B, I), h0: (B, H), w_ih: (3H, I), w_hh: (3H, H), b_ih / b_hh: (3H,) or None, all
-    one dtype (fp16, bf16, fp32 or fp64). Returns output (T, B, H) and h_n (B, H) in that dtype.
+    x: (T, B, I); h0: (B, H); w_ih: (3H, I); w_hh: (3H, H); b_ih / b_hh: (3H,) or None, all
+    one dtype (fp16, bf16, fp32 or fp64). lengths: (B,) int32 on x's device, or None.
+    Returns hs (T+1, B, H) in the accumulation dtype (slot layout: ``gru_triton.kernels.gru``;
+    the output sequence and h_n are slices of it), and when ``save`` the activations
+    (T, B, 3H) and the candidate's hidden-side pre-activation (T, B, H) for backward (empty
+    tensors otherwise).
     """
-
-    @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, path, dot_precision):
-        T, B, input_size = x.shape
-        H = w_hh.shape[1]
-        acc = acc_dtype_for(w_hh.dtype)
-        x2d = x.reshape(T * B, input_size)
-        with dispatch.gemm_precision(x.device, dot_precision):
-            gates = _linear(x2d, w_ih, b_ih).to(acc).view(T, B, 3 * H)
-        save = any(ctx.needs_input_grad[:6])
-        hs, ghn = gru_forward(
-            gates, w_hh.contiguous(), None if b_hh is None else b_hh.contiguous(),
-            h0.to(acc).contiguous(), reverse=reverse, save=save,
-            persistent=path == "persistent", dot_precision=dot_precision)
-        output = (hs[:T] if reverse else hs[1:]).to(x.dtype)
-        h_n = (hs[0] if reverse else hs[T]).to(h0.dtype, copy=True)
-        if save:
-            ctx.save_for_backward(x2d, w_ih, w_hh, hs, gates, ghn)
-            ctx.has_bias = (b_ih is not None, b_hh is not None)
-            ctx.reverse, ctx.path, ctx.dot_precision = reverse, path, dot_precision
-            ctx.h0_dtype = h0.dtype
-        return output, h_n
-
-    @staticmethod
-    def backward(ctx, d_output, d_h_n):
-        x2d, w_ih, w_hh, hs, gates, ghn = ctx.saved_tensors
-        T, B, H = ghn.shape
-        acc = hs.dtype
-        d_output = (torch.zeros_like(ghn) if d_output is None
-                    else d_output.to(acc).contiguous())
-        d_h_n = (torch.zeros_like(hs[0]) if d_h_n is None else d_h_n.to(acc).contiguous())
-        dgx, dghn, dh_direct = gru_backward(
-            d_output, d_h_n, gates, ghn, hs, w_hh.contiguous(), reverse=ctx.reverse,
-            persistent=ctx.path == "persistent", dot_precision=ctx.dot_precision)
-
-        dgx2d = dgx.view(T * B, 3 * H)
-        dghn2d = dghn.view(T * B, H)
-        h_prev2d = (hs[1:] if ctx.reverse else hs[:T]).reshape(T * B, H)
-        first = T - 1 if ctx.reverse else 0
-        need = ctx.needs_input_grad
-        dx = dh0 = dw_ih = dw_hh = db_ih = db_hh = None
-        mm_dtype = w_ih.dtype  # GEMMs in the model's dtype, accumulated in fp32 by the BLAS
-        with dispatch.gemm_precision(x2d.device, ctx.dot_precision):
-            if need[1]:
-                w_hh_acc = w_hh.to(acc)
-                dh0 = (dh_direct + dgx[first, :, :2 * H] @ w_hh_acc[:2 * H]
-                       + dghn[first] @ w_hh_acc[2 * H:]).to(ctx.h0_dtype)
-            if need[0]:
-                dx = (dgx2d.to(mm_dtype) @ w_ih).view(T, B, -1)
-            if need[2]:
-                dw_ih = dgx2d.to(mm_dtype).t() @ x2d
-            if need[3]:
-                h_prev_mm = h_prev2d.to(mm_dtype)
-                dw_hh = torch.cat([dgx2d[:, :2 * H].to(mm_dtype).t() @ h_prev_mm,
-                                   dghn2d.to(mm_dtype).t() @ h_prev_mm])
-        if ctx.has_bias[0] and need[4]:
-            db_ih = dgx2d.sum(0).to(w_ih.dtype)
-        if ctx.has_bias[1] and need[5]:
-            db_hh = torch.cat([dgx2d[:, :2 * H].sum(0), dghn2d.sum(0)]).to(w_hh.dtype)
-        return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None
+    T, B, input_size = x.shape
+    H = w_hh.shape[1]
+    acc = acc_dtype_for(w_hh.dtype)
+    with dispatch.gemm_precision(x.device, dot_precision):
+        gates = _linear(x.reshape(T * B, input_size), w_ih, b_ih).to(acc).view(T, B, 3 * H)
+    hs, ghn = gru_forward(gates, w_hh.contiguous(), None if b_hh is None else b_hh.contiguous(),
+                          h0.to(acc).contiguous(), lengths, reverse=reverse, save=save,
+                          persistent=persistent, reset_after=reset_after,
+                          dot_precision=dot_precision)
+    if not save:
+        return hs, gates.new_empty(0), gates.new_empty(0)
+    return hs, gates, ghn
 
 
-def _layer_triton(x, h0, w_ih, w_hh, b_ih, b_hh, reverse):
-    path = dispatch.recurrence_path(w_hh.shape[1], x.shape[1], x.device)
+@gru_layer_op.register_fake
+def _gru_layer_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, persistent,
+                    dot_precision, save):
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    acc = acc_dtype_for(w_hh.dtype)
+    hs = x.new_empty((T + 1, B, H), dtype=acc)
+    if not save:
+        return hs, x.new_empty(0, dtype=acc), x.new_empty(0, dtype=acc)
+    return hs, x.new_empty((T, B, 3 * H), dtype=acc), x.new_empty((T, B, H), dtype=acc)
+
+
+@torch.library.custom_op("gru_triton::gru_layer_backward", mutates_args=())
+def gru_layer_backward_op(d_hs: Tensor, x: Tensor, w_ih: Tensor, w_hh: Tensor, hs: Tensor,
+                          gates: Tensor, ghn: Tensor, lengths: Optional[Tensor], reverse: bool,
+                          reset_after: bool, persistent: bool, dot_precision: str,
+                          has_bias: bool, need_input: bool,
+                          need_weights: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Backward of ``gru_layer`` given d_hs (T+1, B, H), dL/d(hs).
+
+    Returns dx (T, B, I), dh0 (B, H), dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,) in the
+    model's dtype; dx is empty unless ``need_input``, the weight and bias gradients are empty
+    unless ``need_weights`` (biases: and ``has_bias``).
+    """
+    T, B, H = ghn.shape
+    acc = hs.dtype
+    d_hs = d_hs.to(acc).contiguous()
+    dgx, dghn, dh_direct = gru_backward(d_hs, gates, ghn, hs, w_hh.contiguous(), lengths,
+                                        reverse=reverse, persistent=persistent,
+                                        reset_after=reset_after, dot_precision=dot_precision)
+    dgx2d, dghn2d = dgx.view(T * B, 3 * H), dghn.view(T * B, H)
+    first, h0_slot = (T - 1, T) if reverse else (0, 0)
+    mm_dtype = w_hh.dtype  # GEMMs in the model's dtype, accumulated in fp32 by the BLAS
+    # Distinct empty tensors: a custom op's outputs must not alias one another.
+    dx, dw_ih, dw_hh, db_ih, db_hh = (w_hh.new_empty(0) for _ in range(5))
+    with dispatch.gemm_precision(x.device, dot_precision):
+        w_hh_acc = w_hh.to(acc)
+        dh0 = d_hs[h0_slot] + dh_direct + dgx[first, :, :2 * H] @ w_hh_acc[:2 * H]
+        if reset_after:
+            dh0 = dh0 + dghn[first] @ w_hh_acc[2 * H:]
+        if need_input:
+            dx = (dgx2d.to(mm_dtype) @ w_ih).view(T, B, -1)
+        if need_weights:
+            x2d = x.reshape(T * B, -1)
+            dw_ih = dgx2d.to(mm_dtype).t() @ x2d
+            h_prev = (hs[1:] if reverse else hs[:T]).reshape(T * B, H)
+            # W_hn multiplies h_{t-1} (reset after) or r ⊙ h_{t-1} (reset before).
+            n_operand = h_prev if reset_after else gates[:, :, :H].reshape(T * B, H) * h_prev
+            dw_hh = torch.cat([dgx2d[:, :2 * H].to(mm_dtype).t() @ h_prev.to(mm_dtype),
+                               dghn2d.to(mm_dtype).t() @ n_operand.to(mm_dtype)])
+    if need_weights and has_bias:
+        db_ih = dgx2d.sum(0).to(mm_dtype)
+        db_hh = torch.cat([dgx2d[:, :2 * H].sum(0), dghn2d.sum(0)]).to(mm_dtype)
+    return dx, dh0.to(x.dtype), dw_ih, dw_hh, db_ih, db_hh
+
+
+@gru_layer_backward_op.register_fake
+def _gru_layer_backward_fake(d_hs, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after,
+                             persistent, dot_precision, has_bias, need_input, need_weights):
+    T, B, H = ghn.shape
+    bias_shape = (3 * H,) if need_weights and has_bias else (0,)
+    return (x.new_empty(x.shape if need_input else (0,)), x.new_empty((B, H)),
+            w_ih.new_empty(w_ih.shape if need_weights else (0,)),
+            w_hh.new_empty(w_hh.shape if need_weights else (0,)),
+            w_hh.new_empty(bias_shape), w_hh.new_empty(bias_shape))
+
+
+def _setup_context(ctx, inputs, output):
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, persistent, precision, save = inputs
+    hs, gates, ghn = output
+    if save:
+        ctx.save_for_backward(x, w_ih, w_hh, hs, gates, ghn, lengths)
+    ctx.config = (reverse, reset_after, persistent, precision, b_ih is not None, save)
+
+
+def _backward(ctx, d_hs, _d_gates, _d_ghn):
+    reverse, reset_after, persistent, precision, has_bias, save = ctx.config
+    if not save:
+        raise RuntimeError("gru_triton: this GRU ran without saving for backward (no input "
+                           "required grad when it ran)")
+    x, w_ih, w_hh, hs, gates, ghn, lengths = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_layer_backward_op(
+        d_hs, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after, persistent,
+        precision, has_bias, need[0], any(need[2:6]))
+    pick = lambda grad, wanted: grad if wanted else None
+    return (pick(dx, need[0]), pick(dh0, need[1]), pick(dw_ih, need[2]), pick(dw_hh, need[3]),
+            pick(db_ih, need[4] and has_bias), pick(db_hh, need[5] and has_bias),
+            None, None, None, None, None, None)
+
+
+torch.library.register_autograd("gru_triton::gru_layer", _backward, setup_context=_setup_context)
+
+
+def _layer_triton(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths=None, reset_after=True):
+    """One layer and direction on the kernels; same signature and results as
+    ``gru_layer_reference`` (lengths here: (B,) int32 on x's device)."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    path = dispatch.recurrence_path(H, B, x.device, reset_after=reset_after)
     precision = (dispatch.fp32_dot_precision(x.device) if w_hh.dtype == torch.float32
                  else "ieee")
-    return GRULayerFunction.apply(x.contiguous(), h0, w_ih, w_hh, b_ih, b_hh, reverse, path,
-                                  precision)
+    save = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, h0, w_ih, w_hh, b_ih, b_hh))
+    hs, _, _ = gru_layer_op(x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, lengths,
+                            reverse, reset_after, path == "persistent", precision, save)
+    output = hs[:T] if reverse else hs[1:]
+    h_n = hs[0] if reverse else hs[T]
+    if lengths is not None:
+        inside = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)
+        output = torch.where(inside.unsqueeze(2), output, 0.0)
+    return output.to(x.dtype), h_n.to(x.dtype, copy=True)
 
 
 def gru(input, hx, weights, *, has_bias, num_layers, dropout, training, bidirectional,
-        batch_first, backend):
+        batch_first, backend, lengths=None, reset_after=True):
     """The multi-layer, optionally bidirectional GRU of ``torch.nn.GRU``.
 
     input: (T, B, I), or (B, T, I) when ``batch_first``. hx: (num_layers * D, B, H).
     weights: ``nn.GRU._flat_weights`` order: per layer and direction w_ih, w_hh[, b_ih, b_hh].
-    backend: "triton" or "reference". Returns output (T, B, D * H) (or batch first) and
-    h_n (num_layers * D, B, H). Shapes are assumed checked by the caller (the module).
+    backend: "triton" or "reference". lengths: None or (B,) int32 on input's device, each in
+    [1, T] (checked by the caller). reset_after: PyTorch's form (True) or Cho et al.'s.
+    Returns output (T, B, D * H) (or batch first), zero past each length, and h_n
+    (num_layers * D, B, H), each row's state after its own last step. Shapes are assumed
+    checked by the caller (the module).
     """
     layer = gru_layer_reference if backend == "reference" else _layer_triton
     x = input.transpose(0, 1) if batch_first else input
+    if lengths is not None:
+        # Padding may hold anything (even NaN): zero it so that it cannot reach the weight
+        # gradients (0 * NaN); later layers get zero padding from this one's output.
+        inside = torch.arange(x.shape[0], device=x.device).unsqueeze(1) < lengths.unsqueeze(0)
+        x = torch.where(inside.unsqueeze(2), x, 0.0)
     num_directions = 2 if bidirectional else 1
     per_direction = 4 if has_bias else 2
     h_n = []
@@ -116,7 +200,8 @@ def gru(input, hx, weights, *, has_bias, num_layers, dropout, training, bidirect
             params = weights[cell * per_direction:(cell + 1) * per_direction]
             w_ih, w_hh = params[0], params[1]
             b_ih, b_hh = (params[2], params[3]) if has_bias else (None, None)
-            out, h = layer(x, hx[cell], w_ih, w_hh, b_ih, b_hh, direction == 1)
+            out, h = layer(x, hx[cell], w_ih, w_hh, b_ih, b_hh, direction == 1, lengths,
+                           reset_after)
             outputs.append(out)
             h_n.append(h)
         x = outputs[0] if num_directions == 1 else torch.cat(outputs, dim=2)
@@ -124,3 +209,11 @@ def gru(input, hx, weights, *, has_bias, num_layers, dropout, training, bidirect
             x = F.dropout(x, dropout, training=True)
     output = x.transpose(0, 1) if batch_first else x
     return output, torch.stack(h_n)
+
+
+def gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh, *, backend, reset_after=True):
+    """One step of ``torch.nn.GRUCell``: input (B, I), hx (B, H) -> h' (B, H), through the
+    same fused layer kernels (T = 1) as the GRU."""
+    layer = gru_layer_reference if backend == "reference" else _layer_triton
+    _, h_new = layer(input.unsqueeze(0), hx, w_ih, w_hh, b_ih, b_hh, False, None, reset_after)
+    return h_new

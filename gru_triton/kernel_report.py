@@ -34,12 +34,20 @@ PRECISIONS = (("bf16", "ieee"), ("fp16", "ieee"), ("fp32", "tf32"), ("fp32", "ie
 
 _SIGNATURES = {
     "gru_fwd_kernel": (gru_kernels.gru_fwd_kernel,
-                       ["gates_ptr:acc", "w_hh_ptr:w", "b_hh_ptr:w", "hs_ptr:acc", "ghn_ptr:acc"],
+                       ["gates_ptr:acc", "w_hh_ptr:w", "b_hh_ptr:w", "hs_ptr:acc", "ghn_ptr:acc",
+                        "rh_ptr:acc", "lengths_ptr:i32"],
                        dict(HAS_BIAS=True, REVERSE=False, SAVE=True)),
     "gru_bwd_kernel": (gru_kernels.gru_bwd_kernel,
-                       ["dout_ptr:acc", "gates_ptr:acc", "ghn_ptr:acc", "hs_ptr:acc", "w_hh_ptr:w",
-                        "dgx_ptr:acc", "dghn_ptr:acc", "dcarry_ptr:acc"],
+                       ["dhs_ptr:acc", "gates_ptr:acc", "ghn_ptr:acc", "hs_ptr:acc", "w_hh_ptr:w",
+                        "lengths_ptr:i32", "dgx_ptr:acc", "dghn_ptr:acc", "dcarry_ptr:acc"],
                        dict(REVERSE=False)),
+}
+# The constexpr flags that change the code: PyTorch's GRU on full-length rows, with per-row
+# lengths (packed sequences), and the reset-before form (two phases per step) with lengths.
+VARIANTS = {
+    "reset_after": dict(RESET_AFTER=True, HAS_LENGTHS=False),
+    "reset_after+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True),
+    "reset_before+lengths": dict(RESET_AFTER=False, HAS_LENGTHS=True),
 }
 _SCALARS = ("T", "B", "H", "step_begin", "n_steps")
 
@@ -50,14 +58,16 @@ def _cuobjdump() -> str:
     return os.path.join(os.path.dirname(nvidia.__file__), "bin", "cuobjdump")
 
 
-def compile_one(kernel_name: str, dtype: str, dot_precision: str, cfg: dict, arch: int) -> dict:
+def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, cfg: dict,
+                arch: int) -> dict:
     """Compiles one configuration; returns its resource usage and tensor-core use."""
     fn, pointers, flags = _SIGNATURES[kernel_name]
+    flags = dict(flags, **VARIANTS[variant])
     signature, constexprs = {}, {}
     for spec in pointers:
         name, kind = spec.split(":")
         acc = "fp64" if dtype == "fp64" else "fp32"
-        signature[name] = f"*{acc}" if kind == "acc" else f"*{dtype}"
+        signature[name] = {"acc": f"*{acc}", "w": f"*{dtype}", "i32": "*i32"}[kind]
     for name in _SCALARS:
         signature[name] = "i32"
     meta = dict(flags, DOT_PRECISION=dot_precision, DOT_IN_FP32=False,
@@ -67,7 +77,8 @@ def compile_one(kernel_name: str, dtype: str, dot_precision: str, cfg: dict, arc
         constexprs[name] = value
     compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs),
                               target=GPUTarget("cuda", arch, 32),
-                              options={"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"]})
+                              options={"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"],
+                                       "maxnreg": cfg["maxnreg"]})
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(compiled.asm["cubin"])
         f.flush()
@@ -85,22 +96,25 @@ def compile_one(kernel_name: str, dtype: str, dot_precision: str, cfg: dict, arc
     }
 
 
-def build_report(hidden_sizes=HIDDEN_SIZES, archs=ARCHS, precisions=PRECISIONS):
-    """One row per (kernel, H, dtype, precision, arch); identical compiles are done once."""
+def build_report(hidden_sizes=HIDDEN_SIZES, archs=ARCHS, precisions=PRECISIONS,
+                 variants=tuple(VARIANTS)):
+    """One row per (kernel, variant, H, dtype, precision, arch); identical compiles are done
+    once."""
     if not isinstance(gru_kernels.gru_fwd_kernel, triton.JITFunction):
         raise RuntimeError("the kernel report compiles for real GPUs: run it with TRITON_INTERPRET unset")
     rows, cache = [], {}
     for kernel_name in _SIGNATURES:
-        for H in hidden_sizes:
-            cfg = gru_kernels.recurrence_config(H)
-            for dtype, precision in precisions:
-                for arch in archs:
-                    key = (kernel_name, dtype, precision, arch, tuple(sorted(cfg.items())))
-                    if key not in cache:
-                        cache[key] = compile_one(kernel_name, dtype, precision, cfg, arch)
-                    rows.append(dict(kernel=kernel_name, H=H, dtype=dtype,
-                                     dot_precision=precision if dtype == "fp32" else "-",
-                                     arch=f"sm_{arch}", **cfg, **cache[key]))
+        for variant in variants:
+            for H in hidden_sizes:
+                cfg = gru_kernels.recurrence_config(H)
+                for dtype, precision in precisions:
+                    for arch in archs:
+                        key = (kernel_name, variant, dtype, precision, arch, tuple(sorted(cfg.items())))
+                        if key not in cache:
+                            cache[key] = compile_one(kernel_name, variant, dtype, precision, cfg, arch)
+                        rows.append(dict(kernel=kernel_name, variant=variant, H=H, dtype=dtype,
+                                         dot_precision=precision if dtype == "fp32" else "-",
+                                         arch=f"sm_{arch}", **cfg, **cache[key]))
     return rows
 
 
@@ -118,16 +132,16 @@ def to_markdown(rows) -> str:
         "ahead of time (no GPU needed). Spills = STACK + LOCAL bytes; tensor cores = `mma.sync` "
         "or `wgmma` in the PTX.",
         "",
-        "| kernel | H | dtype | dot | arch | BLOCK_B×H×K | warps/stages | regs | spills (B) "
-        "| smem (B) | tensor cores |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| kernel | variant | H | dtype | dot | arch | BLOCK_B×H×K | warps/stages/maxnreg | regs "
+        "| spills (B) | smem (B) | tensor cores |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         tc = "wgmma" if r["wgmma"] else ("mma" if r["mma"] else "no")
         lines.append(
-            f"| {r['kernel']} | {r['H']} | {r['dtype']} | {r['dot_precision']} "
+            f"| {r['kernel']} | {r['variant']} | {r['H']} | {r['dtype']} | {r['dot_precision']} "
             f"| {r['arch']} | {r['BLOCK_B']}×{r['BLOCK_H']}×{r['BLOCK_K']} "
-            f"| {r['num_warps']}/{r['num_stages']} "
+            f"| {r['num_warps']}/{r['num_stages']}/{r['maxnreg']} "
             f"| {r['registers']} | {r['stack_bytes'] + r['local_bytes']} | {r['shared_bytes']} "
             f"| {tc} |")
     return "\n".join(lines) + "\n"

@@ -1,37 +1,94 @@
-"""``gru_triton.GRU``: ``torch.nn.GRU`` with its recurrence on the fused kernels."""
+"""``gru_triton.GRU`` and ``gru_triton.GRUCell``: ``torch.nn.GRU`` / ``torch.nn.GRUCell`` with
+their recurrence on the fused kernels."""
+
+import contextlib
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import dispatch
-from .functional import gru
+from .functional import gru, gru_cell
+
+# torch's names for dtypes in its own error messages ("mat1 and mat2 must have the same dtype,
+# but got Double and Float").
+_SCALAR_TYPE_NAMES = {torch.float64: "Double", torch.float32: "Float", torch.float16: "Half",
+                      torch.bfloat16: "BFloat16", torch.int64: "Long", torch.int32: "Int",
+                      torch.int16: "Short", torch.int8: "Char", torch.uint8: "Byte",
+                      torch.bool: "Bool"}
+
+
+def _autocast_dtype(device: torch.device):
+    """The dtype nn.GRU would compute in under ``torch.autocast`` on ``device``, or None.
+
+    CUDA autocast runs cuDNN's RNN in the autocast dtype; CPU autocast leaves nn.GRU alone."""
+    if device.type == "cuda" and torch.is_autocast_enabled("cuda"):
+        return torch.get_autocast_dtype("cuda")
+    return None
+
+
+def _validated_lengths(lengths, batch: int, seq_len: int) -> torch.Tensor:
+    """lengths as a CPU int64 tensor of shape (batch,), each in [1, seq_len]; ValueError if not.
+
+    A CUDA tensor is copied to the CPU to be checked (one synchronisation); pass a list or a
+    CPU tensor to avoid it."""
+    if isinstance(lengths, torch.Tensor):
+        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+            raise ValueError(f"lengths must be integers, got a tensor of {lengths.dtype}")
+        values = lengths.detach().to("cpu", torch.int64)
+    else:
+        try:
+            items = list(lengths)
+        except TypeError:
+            raise ValueError(f"lengths must be a 1-D sequence of integers, got {type(lengths).__name__}") from None
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            raise ValueError(f"lengths must be integers, got {items!r}")
+        values = torch.tensor(items, dtype=torch.int64)
+    if values.dim() != 1 or values.numel() != batch:
+        raise ValueError(f"lengths must hold one length per sequence ({batch}), got shape "
+                         f"{tuple(values.shape)}")
+    if batch and (values.min() < 1 or values.max() > seq_len):
+        raise ValueError(f"lengths must lie in [1, {seq_len}] (the padded sequence length), got "
+                         f"min {values.min().item()} and max {values.max().item()}")
+    return values
 
 
 class GRU(nn.GRU):
     """Drop-in for ``torch.nn.GRU``: same constructor, checks, parameters, ``state_dict`` and
-    ``forward(input, hx=None) -> (output, h_n)``.
+    ``forward(input, hx=None) -> (output, h_n)``, plus ``lengths=`` and ``reset_after=``.
 
-    input: (T, B, I), (B, T, I) with ``batch_first``, or unbatched (T, I); hx: (L * D, B, H)
-    or (L * D, H) unbatched; float16, bfloat16, float32 or float64. output: (T, B, D * H)
-    (batch first if asked), h_n: (L * D, B, H), in the input dtype.
+    input: (T, B, I), (B, T, I) with ``batch_first``, unbatched (T, I), or a PackedSequence;
+    hx: (L * D, B, H) or (L * D, H) unbatched; float16, bfloat16, float32 or float64.
+    output: (T, B, D * H) (batch first if asked) in the input dtype, or a PackedSequence for
+    packed input; h_n: (L * D, B, H), each sequence's state after its own last step, in the
+    caller's batch order.
+
+    lengths (keyword, padded input only): (B,) integers in [1, T], a list or tensor. The
+    result equals packing the input with these lengths, running, and unpacking: output is 0
+    past each length. Nothing is packed; the kernels stop updating a row at its length.
+
+    reset_after (keyword, constructor): True is PyTorch's GRU; False is the reset-before
+    form of Cho et al. 2014 (TensorFlow 1, Keras ``reset_after=False``):
+    n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn), with the same parameters.
 
     It subclasses ``nn.GRU``, so ``isinstance(m, nn.GRU)`` holds and nn.GRU's own argument
-    checks and error messages apply unchanged. ``reset_after`` (keyword only) names the
-    equation form; only PyTorch's ``reset_after=True`` is implemented so far.
-    PackedSequence input is still computed by ``nn.GRU`` itself (not on the kernels yet).
+    checks and error messages apply unchanged. Under ``torch.autocast`` on CUDA it computes
+    in the autocast dtype, like cuDNN's GRU; backward also works in eval mode.
     """
 
     def __init__(self, *args, reset_after: bool = True, **kwargs):
-        if not reset_after:
-            raise NotImplementedError("reset_after=False (the reset-before GRU) is not implemented yet")
         super().__init__(*args, **kwargs)
-        self.reset_after = reset_after
+        self.reset_after = bool(reset_after)
 
-    def forward(self, input, hx=None):  # noqa: A002 - nn.GRU's parameter name
-        if isinstance(input, PackedSequence):
-            return super().forward(input, hx)
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
+
+    def forward(self, input, hx=None, *, lengths=None):  # noqa: A002 - nn.GRU's parameter name
         self._update_flat_weights()
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError("lengths= is for padded input; a PackedSequence carries its own")
+            return self._forward_packed(input, hx)
         if input.dim() not in (2, 3):
             raise ValueError(f"GRU: Expected input to be 2D or 3D, got {input.dim()}D instead")
         is_batched = input.dim() == 3
@@ -46,41 +103,132 @@ class GRU(nn.GRU):
         elif hx is not None and hx.dim() != 3:
             raise RuntimeError(
                 f"For batched 3-D input, hx should also be 3-D but got {hx.dim()}-D tensor")
-        batch = input.size(0) if self.batch_first else input.size(1)
-        if hx is None:
-            num_directions = 2 if self.bidirectional else 1
-            hx = torch.zeros(self.num_layers * num_directions, batch, self.hidden_size,
-                             dtype=input.dtype, device=input.device)
+        hx = self._hx_or_zeros(hx, input.size(batch_dim), input)
         self.check_forward_args(input, hx, None)
         self._check_beyond_nn_gru_python(input, hx)
-
-        if batch == 0:
-            backend = "reference"  # nothing to launch; nn.GRU returns empty tensors too
-        else:
-            backend = dispatch.resolve_backend(input.device)
-        output, h_n = gru(input, hx, self._flat_weights, has_bias=self.bias,
-                          num_layers=self.num_layers, dropout=self.dropout,
-                          training=self.training, bidirectional=self.bidirectional,
-                          batch_first=self.batch_first, backend=backend)
+        if lengths is not None:
+            seq_len = input.size(1 - batch_dim)
+            lengths = _validated_lengths(lengths, input.size(batch_dim), seq_len)
+        output, h_n = self._run(input, hx, lengths, self.batch_first)
         if not is_batched:
             output = output.squeeze(batch_dim)
             h_n = h_n.squeeze(1)
         return output, h_n
+
+    def _forward_packed(self, packed: PackedSequence, hx):
+        # Unpacked in the caller's batch order, so hx and h_n stay in that order, as nn.GRU
+        # keeps them (it permutes hx by sorted_indices and h_n back by unsorted_indices).
+        padded, lengths = pad_packed_sequence(packed)
+        hx = self._hx_or_zeros(hx, padded.size(1), padded)
+        self.check_forward_args(packed.data, self.permute_hidden(hx, packed.sorted_indices),
+                                packed.batch_sizes)
+        self._check_beyond_nn_gru_python(padded, hx)
+        output, h_n = self._run(padded, hx, lengths, batch_first=False)
+        if packed.sorted_indices is not None:
+            output, lengths = output.index_select(1, packed.sorted_indices), lengths[packed.sorted_indices.cpu()]
+        data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
+        return PackedSequence(data, packed.batch_sizes, packed.sorted_indices,
+                              packed.unsorted_indices), h_n
+
+    def _hx_or_zeros(self, hx, batch: int, input):
+        if hx is not None:
+            return hx
+        num_directions = 2 if self.bidirectional else 1
+        return torch.zeros(self.num_layers * num_directions, batch, self.hidden_size,
+                           dtype=input.dtype, device=input.device)
+
+    def _run(self, input, hx, lengths, batch_first):
+        """input: checked (T, B, I) or (B, T, I); lengths: None or validated CPU int64 (B,)."""
+        batch = input.size(0 if batch_first else 1)
+        backend = "reference" if batch == 0 else dispatch.resolve_backend(input.device)
+        weights = self._flat_weights
+        cast = _autocast_dtype(input.device)
+        if cast is not None:
+            input, hx, weights = input.to(cast), hx.to(cast), [w.to(cast) for w in weights]
+        if lengths is not None:
+            lengths = lengths.to(input.device, torch.int32, non_blocking=True)
+        with torch.autocast("cuda", enabled=False) if cast is not None else contextlib.nullcontext():
+            return gru(input, hx, weights, has_bias=self.bias, num_layers=self.num_layers,
+                       dropout=self.dropout, training=self.training,
+                       bidirectional=self.bidirectional, batch_first=batch_first,
+                       backend=backend, lengths=lengths, reset_after=self.reset_after)
 
     def _check_beyond_nn_gru_python(self, input, hx):
         # nn.GRU makes these checks in its C++ kernels; same exception types and messages.
         seq_len = input.size(1) if self.batch_first else input.size(0)
         if seq_len == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
-        if hx.device != input.device:
+        _check_same_device_and_dtype(input, hx, self._flat_weights)
+
+
+def _check_same_device_and_dtype(input, hx, weights):
+    if hx.device != input.device:
+        raise RuntimeError(
+            "Input and hidden tensors are not at the same device, found input tensor at "
+            f"{input.device} and hidden tensor at {hx.device}")
+    if hx.dtype != input.dtype:
+        raise RuntimeError(f"hx dtype ({hx.dtype}) does not match input dtype ({input.dtype})")
+    for weight in weights:
+        if weight.device != input.device:
             raise RuntimeError(
-                "Input and hidden tensors are not at the same device, found input tensor at "
-                f"{input.device} and hidden tensor at {hx.device}")
-        if hx.dtype != input.dtype:
-            raise RuntimeError(
-                f"hx dtype ({hx.dtype}) does not match input dtype ({input.dtype})")
-        for weight in self._flat_weights:
-            if weight.device != input.device:
+                f"Input and parameter tensors are not at the same device, found input tensor "
+                f"at {input.device} and parameter tensor at {weight.device}")
+
+
+class GRUCell(nn.GRUCell):
+    """Drop-in for ``torch.nn.GRUCell``: same constructor, checks, parameters, init and
+    ``forward(input, hx=None) -> h'``, one fused step (forward and backward) per call.
+
+    input: (B, I) or unbatched (I,); hx: (B, H) or (H,), zeros if omitted; h': like hx, in
+    the input dtype. reset_after (keyword): as for ``gru_triton.GRU``.
+    """
+
+    def __init__(self, *args, reset_after: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reset_after = bool(reset_after)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
+
+    def forward(self, input, hx=None):  # noqa: A002 - nn.GRUCell's parameter name
+        if input.dim() not in (1, 2):
+            raise ValueError(f"GRUCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if hx is not None and hx.dim() not in (1, 2):
+            raise ValueError(f"GRUCell: Expected hidden to be 1D or 2D, got {hx.dim()}D instead")
+        is_batched = input.dim() == 2
+        if not is_batched:
+            input = input.unsqueeze(0)
+        if hx is None:
+            hx = torch.zeros(input.size(0), self.hidden_size, dtype=input.dtype, device=input.device)
+        elif not is_batched:
+            hx = hx.unsqueeze(0)
+        self._check_like_aten(input, hx)
+        weights = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
+        cast = _autocast_dtype(input.device)
+        if cast is not None:
+            input, hx = input.to(cast), hx.to(cast)
+            weights = [None if w is None else w.to(cast) for w in weights]
+        backend = "reference" if input.size(0) == 0 else dispatch.resolve_backend(input.device)
+        with torch.autocast("cuda", enabled=False) if cast is not None else contextlib.nullcontext():
+            h_new = gru_cell(input, hx, *weights, backend=backend, reset_after=self.reset_after)
+        return h_new if is_batched else h_new.squeeze(0)
+
+    def _check_like_aten(self, input, hx):
+        # The checks (and messages) of at::gru_cell and the matmuls inside it.
+        if input.size(1) != self.input_size:
+            raise RuntimeError(f"input has inconsistent input_size: got {input.size(1)} "
+                               f"expected {self.input_size}")
+        if input.size(0) != hx.size(0):
+            raise RuntimeError(f"Input batch size {input.size(0)} doesn't match hidden0 batch "
+                               f"size {hx.size(0)}")
+        if hx.dim() != 2 or hx.size(1) != self.hidden_size:
+            got = hx.size(1) if hx.dim() == 2 else tuple(hx.shape)
+            raise RuntimeError(f"hidden0 has inconsistent hidden_size: got {got}, expected "
+                               f"{self.hidden_size}")
+        for tensor in (input, hx):
+            if tensor.dtype != self.weight_ih.dtype:
                 raise RuntimeError(
-                    f"Input and parameter tensors are not at the same device, found input tensor "
-                    f"at {input.device} and parameter tensor at {weight.device}")
+                    "mat1 and mat2 must have the same dtype, but got "
+                    f"{_SCALAR_TYPE_NAMES.get(tensor.dtype, tensor.dtype)} and "
+                    f"{_SCALAR_TYPE_NAMES.get(self.weight_ih.dtype, self.weight_ih.dtype)}")
+        _check_same_device_and_dtype(input, hx, [p for p in self.parameters()])

@@ -40,79 +40,120 @@ def _tanh(x):
 
 
 @triton.jit
-def gru_cell_forward(gx_r, gx_z, gx_n, gh_r, gh_z, gh_n, h_prev):
-    """The GRU gate math, once for every kernel path.
-
-    gx_*: x-side pre-activations (b_ih included); gh_*: hidden-side ones (b_hh included).
-    Returns (h_new, r, z, n), all in the dtype of the inputs (fp32 or fp64).
-    """
-    r = tl.sigmoid(gx_r + gh_r)
-    z = tl.sigmoid(gx_z + gh_z)
-    n = _tanh(gx_n + r * gh_n)
-    h_new = n + z * (h_prev - n)
-    return h_new, r, z, n
+def gru_gates_rz(gx_r, gx_z, gh_r, gh_z):
+    """Reset and update gates: (r, z) = σ(x-side + hidden-side pre-activations)."""
+    return tl.sigmoid(gx_r + gh_r), tl.sigmoid(gx_z + gh_z)
 
 
 @triton.jit
-def gru_cell_backward(dh, h_prev, r, z, n, gh_n):
-    """Gradients through ``gru_cell_forward`` given dL/dh_new.
+def gru_candidate_update(gx_n, gh_n, r, z, h_prev, RESET_AFTER: tl.constexpr):
+    """Candidate and new state: returns (h_new, n).
+
+    gh_n is W_hn h_{t-1} + b_hn in the reset-after form (PyTorch's; r scales it here) and
+    W_hn (r ⊙ h_{t-1}) + b_hn in the reset-before form (Cho et al. 2014; r is already in it).
+    """
+    if RESET_AFTER:
+        n = _tanh(gx_n + r * gh_n)
+    else:
+        n = _tanh(gx_n + gh_n)
+    return n + z * (h_prev - n), n
+
+
+@triton.jit
+def gru_cell_backward(dh, h_prev, r, z, n, gh_n, RESET_AFTER: tl.constexpr):
+    """Gradients through ``gru_gates_rz`` + ``gru_candidate_update`` given dL/dh_new.
 
     Returns (d_r, d_z, d_n, d_gh_n, dh_prev_direct): d_r/d_z/d_n are the gradients of the
-    gate pre-activations (equal on the x side and, for r and z, on the hidden side);
-    d_gh_n = d_n * r is the hidden-side gradient of the candidate; dh_prev_direct = dh * z is
-    the part of dL/dh_prev that does not pass through W_hh.
+    gate pre-activations (the same on the x side and, for r and z, on the hidden side);
+    d_gh_n is the gradient of gh_n; dh_prev_direct = dh * z is the part of dL/dh_prev that
+    passes through neither W_hh nor r ⊙ h. Reset-before: d_r is left 0 here because it needs
+    all of d_n @ W_hn first (``gru_reset_gate_backward``).
     """
-    d_npre = dh * (1.0 - z) * (1.0 - n * n)
-    d_zpre = dh * (h_prev - n) * z * (1.0 - z)
-    d_rpre = d_npre * gh_n * r * (1.0 - r)
-    return d_rpre, d_zpre, d_npre, d_npre * r, dh * z
+    d_n = dh * (1.0 - z) * (1.0 - n * n)
+    d_z = dh * (h_prev - n) * z * (1.0 - z)
+    if RESET_AFTER:
+        d_r = d_n * gh_n * r * (1.0 - r)
+        d_gh_n = d_n * r
+    else:
+        d_r = tl.zeros_like(d_n)
+        d_gh_n = d_n
+    return d_r, d_z, d_n, d_gh_n, dh * z
 
 
 @triton.jit
-def _hidden_times_w_hh_t(h_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
+def gru_reset_gate_backward(d_rh, h_prev, r):
+    """Reset-before only: from d_rh = dL/d(r ⊙ h_{t-1}) (= d_n @ W_hn), returns the reset
+    gate's pre-activation gradient and the part of dL/dh_{t-1} that flows through r ⊙ h."""
+    return d_rh * h_prev * r * (1.0 - r), d_rh * r
+
+
+@triton.jit
+def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
                          acc_r, acc_z, acc_n,
+                         DO_RZ: tl.constexpr, DO_N: tl.constexpr, N_FROM_H: tl.constexpr,
                          DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
                          BLOCK_K: tl.constexpr):
-    """acc_g += h[b, :] @ W_hh[g*H + j, :]ᵀ for the three gates g; h_rows: (BLOCK_B,) row pointers."""
+    """acc_g += rows[b, :] @ W_hh[g*H + j, :]ᵀ for the gates asked for.
+
+    h_rows / hn_rows: (BLOCK_B,) row pointers of the operand of the r/z gates and of the n
+    gate; N_FROM_H: they are the same rows (reset-after), so the tile is loaded once.
+    """
     w_dtype = tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty
     for k0 in range(0, H, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < H
-        b_h = tl.load(h_rows[:, None] + offs_k[None, :],
-                      mask=mask_b[:, None] & mask_k[None, :], other=0.0).to(w_dtype)
+        mask_hk = mask_b[:, None] & mask_k[None, :]
+        if DO_RZ or N_FROM_H:
+            b_h = tl.load(h_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0).to(w_dtype)
+        if DO_N:
+            if N_FROM_H:
+                b_hn = b_h
+            else:
+                b_hn = tl.load(hn_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0).to(w_dtype)
         # Tile (k, j) of W_hh[g*H + j, k]: W_hh is (3H, H) row-major, so this is its transpose.
         p_w = w_hh_ptr + offs_j[None, :].to(tl.int64) * H + offs_k[:, None]
         mask_w = mask_k[:, None] & mask_j[None, :]
-        b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
-        b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
-        b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype)
-        acc_r = tl.dot(b_h, b_wr, acc_r, input_precision=DOT_PRECISION)
-        acc_z = tl.dot(b_h, b_wz, acc_z, input_precision=DOT_PRECISION)
-        acc_n = tl.dot(b_h, b_wn, acc_n, input_precision=DOT_PRECISION)
+        if DO_RZ:
+            b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
+            b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
+        if DO_N:
+            b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype)
+        if DO_RZ:
+            acc_r = tl.dot(b_h, b_wr, acc_r, input_precision=DOT_PRECISION)
+            acc_z = tl.dot(b_h, b_wz, acc_z, input_precision=DOT_PRECISION)
+        if DO_N:
+            acc_n = tl.dot(b_hn, b_wn, acc_n, input_precision=DOT_PRECISION)
     return acc_r, acc_z, acc_n
 
 
 @triton.jit
 def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc,
+                           DO_RZ: tl.constexpr, DO_N: tl.constexpr,
                            DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
                            BLOCK_K: tl.constexpr):
-    """acc += [d_r | d_z | d_gh_n][b, :] @ W_hh[:, j]: the W_hh path of dL/dh_prev."""
+    """acc += [d_r | d_z][b, :] @ W_hh[:2H, j] (DO_RZ) + d_gh_n[b, :] @ W_hn[:, j] (DO_N)."""
     w_dtype = tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty
     for k0 in range(0, H, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < H
         mask_d = mask_b[:, None] & mask_k[None, :]
-        b_dr = tl.load(dgx_rows[:, None] + offs_k[None, :], mask=mask_d, other=0.0).to(w_dtype)
-        b_dz = tl.load(dgx_rows[:, None] + H + offs_k[None, :], mask=mask_d, other=0.0).to(w_dtype)
-        b_dn = tl.load(dghn_rows[:, None] + offs_k[None, :], mask=mask_d, other=0.0).to(w_dtype)
         p_w = w_hh_ptr + offs_k[:, None].to(tl.int64) * H + offs_j[None, :]
         mask_w = mask_k[:, None] & mask_j[None, :]
-        b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
-        b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
-        b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype)
-        acc = tl.dot(b_dr, b_wr, acc, input_precision=DOT_PRECISION)
-        acc = tl.dot(b_dz, b_wz, acc, input_precision=DOT_PRECISION)
-        acc = tl.dot(b_dn, b_wn, acc, input_precision=DOT_PRECISION)
+        if DO_RZ:
+            b_dr = tl.load(dgx_rows[:, None] + offs_k[None, :], mask=mask_d, other=0.0).to(w_dtype)
+            b_dz = tl.load(dgx_rows[:, None] + H + offs_k[None, :], mask=mask_d, other=0.0).to(w_dtype)
+        if DO_N:
+            b_dn = tl.load(dghn_rows[:, None] + offs_k[None, :], mask=mask_d, other=0.0).to(w_dtype)
+        if DO_RZ:
+            b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
+            b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
+        if DO_N:
+            b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype)
+        if DO_RZ:
+            acc = tl.dot(b_dr, b_wr, acc, input_precision=DOT_PRECISION)
+            acc = tl.dot(b_dz, b_wz, acc, input_precision=DOT_PRECISION)
+        if DO_N:
+            acc = tl.dot(b_dn, b_wn, acc, input_precision=DOT_PRECISION)
     return acc
 
 
@@ -125,16 +166,35 @@ def _batch_tile(B, BLOCK_B: tl.constexpr):
 
 
 @triton.jit
+def _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS: tl.constexpr):
+    """The longest sequence of this batch tile (0 without lengths: then unused)."""
+    if HAS_LENGTHS:
+        return tl.max(tl.load(lengths_ptr + rows_b, mask=mask_b, other=0), axis=0)
+    else:
+        return 0
+
+
+@triton.jit
 def gru_fwd_kernel(
-    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr,
+    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, lengths_ptr,
     T, B, H, step_begin, n_steps,
-    HAS_BIAS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr,
+    REVERSE: tl.constexpr, SAVE: tl.constexpr,
     DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc)."""
+    """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc).
+
+    With lengths, a row past its length keeps its state (h_t = h_{t-1}) and, when SAVE, its
+    saved activations are r = 0, z = 1, n = 0, for which the backward formulas pass dh
+    through unchanged and give zero gate gradients; a tile whose rows are all past their
+    lengths skips the W_hh products. Reset-before needs all of r ⊙ h_{t-1} before any n, so
+    a step is two phases with a CTA barrier between them, and only the persistent grid
+    (one program owns all hidden units of its rows) can run it.
+    """
     acc_dtype = hs_ptr.dtype.element_ty
     mask_b, rows_b = _batch_tile(B, BLOCK_B)
+    tile_len = _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS)
     pid_h = tl.program_id(1)
     num_h_programs = tl.num_programs(1)
     for step in range(step_begin, step_begin + n_steps):
@@ -146,30 +206,75 @@ def gru_fwd_kernel(
             t = tl.cast(step, tl.int64)
             prev_slot = t
             out_slot = t + 1
+        if HAS_LENGTHS:
+            tile_active = t < tile_len
+        else:
+            tile_active: tl.constexpr = True
         h_prev_rows = hs_ptr + (prev_slot * B + rows_b) * H
         h_out_rows = hs_ptr + (out_slot * B + rows_b) * H
         gate_rows = gates_ptr + (t * B + rows_b) * (3 * H)
         ghn_rows = ghn_ptr + (t * B + rows_b) * H
+        rh_rows = rh_ptr + rows_b * H
+        if not RESET_AFTER:
+            # Phase 1: r and z of every hidden unit, and r ⊙ h_{t-1} for phase 2's product.
+            for j in range(pid_h, tl.cdiv(H, BLOCK_H), num_h_programs):
+                offs_j = j * BLOCK_H + tl.arange(0, BLOCK_H)
+                mask_j = offs_j < H
+                mask = mask_b[:, None] & mask_j[None, :]
+                acc_r = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+                acc_z = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+                if tile_active:
+                    acc_r, acc_z, _ = _hidden_times_w_hh_t(
+                        h_prev_rows, h_prev_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
+                        acc_r, acc_z, acc_r, True, False, True, DOT_PRECISION, DOT_IN_FP32, BLOCK_K)
+                if HAS_BIAS:
+                    acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                    acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                p_gate = gate_rows[:, None] + offs_j[None, :]
+                gx_r = tl.load(p_gate, mask=mask, other=0.0)
+                gx_z = tl.load(p_gate + H, mask=mask, other=0.0)
+                r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
+                h_prev = tl.load(h_prev_rows[:, None] + offs_j[None, :], mask=mask, other=0.0)
+                # gates is this layer's own scratch: phase 2 reads r and z back from it.
+                tl.store(p_gate, r, mask=mask)
+                tl.store(p_gate + H, z, mask=mask)
+                tl.store(rh_rows[:, None] + offs_j[None, :], r * h_prev, mask=mask)
+            tl.debug_barrier()
         for j in range(pid_h, tl.cdiv(H, BLOCK_H), num_h_programs):
             offs_j = j * BLOCK_H + tl.arange(0, BLOCK_H)
             mask_j = offs_j < H
             mask = mask_b[:, None] & mask_j[None, :]
+            p_gate = gate_rows[:, None] + offs_j[None, :]
             acc_r = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
             acc_z = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
             acc_n = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
-            acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
-                h_prev_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z, acc_n,
-                DOT_PRECISION, DOT_IN_FP32, BLOCK_K)
+            if tile_active:
+                acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
+                    h_prev_rows, rh_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z, acc_n,
+                    RESET_AFTER, True, RESET_AFTER, DOT_PRECISION, DOT_IN_FP32, BLOCK_K)
             if HAS_BIAS:
-                acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
-                acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
                 acc_n += tl.load(b_hh_ptr + 2 * H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
-            p_gate = gate_rows[:, None] + offs_j[None, :]
-            gx_r = tl.load(p_gate, mask=mask, other=0.0)
-            gx_z = tl.load(p_gate + H, mask=mask, other=0.0)
+            if RESET_AFTER:
+                if HAS_BIAS:
+                    acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                    acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                gx_r = tl.load(p_gate, mask=mask, other=0.0)
+                gx_z = tl.load(p_gate + H, mask=mask, other=0.0)
+                r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
+            else:
+                r = tl.load(p_gate, mask=mask, other=0.0)
+                z = tl.load(p_gate + H, mask=mask, other=0.0)
             gx_n = tl.load(p_gate + 2 * H, mask=mask, other=0.0)
             h_prev = tl.load(h_prev_rows[:, None] + offs_j[None, :], mask=mask, other=0.0)
-            h_new, r, z, n = gru_cell_forward(gx_r, gx_z, gx_n, acc_r, acc_z, acc_n, h_prev)
+            h_new, n = gru_candidate_update(gx_n, acc_n, r, z, h_prev, RESET_AFTER)
+            if HAS_LENGTHS:
+                # Re-read (from L1) rather than held in registers across the W_hh products.
+                keep = (t < tl.load(lengths_ptr + rows_b, mask=mask_b, other=0))[:, None]
+                h_new = tl.where(keep, h_new, h_prev)
+                r = tl.where(keep, r, 0.0)
+                z = tl.where(keep, z, 1.0)
+                n = tl.where(keep, n, 0.0)
+                acc_n = tl.where(keep, acc_n, 0.0)
             tl.store(h_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
             if SAVE:
                 tl.store(p_gate, r, mask=mask)
@@ -182,19 +287,24 @@ def gru_fwd_kernel(
 
 @triton.jit
 def gru_bwd_kernel(
-    dout_ptr, gates_ptr, ghn_ptr, hs_ptr, w_hh_ptr, dgx_ptr, dghn_ptr, dcarry_ptr,
+    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, w_hh_ptr, lengths_ptr, dgx_ptr, dghn_ptr, dcarry_ptr,
     T, B, H, step_begin, n_steps,
-    REVERSE: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """Backward steps [step_begin, step_begin + n_steps), counted from the last forward step.
 
-    dout (T, B, H): dL/dh_t from the layer output. dcarry (2, B, H): ping-pong buffer of
-    dh_t * z_t handed from one backward step to the next; slot 1 holds dL/dh_n on entry.
-    Writes dgx (T, B, 3H) = [d_r | d_z | d_n] and dghn (T, B, H) = d_n * r.
+    dhs (T+1, B, H): dL/d(hs), by slot. dcarry (2, B, H): ping-pong buffer of the part of
+    dL/dh_{t-1} that does not pass through W_hh, handed from one backward step to the next;
+    slot 1 is zero on entry. Writes dgx (T, B, 3H) = [d_r | d_z | d_n] and dghn (T, B, H) =
+    dL/d(gh_n). Rows past their lengths need no special case here: their saved activations
+    (see gru_fwd_kernel) make every gate gradient 0 and carry dh through; only the W_hh
+    products of wholly finished tiles are skipped.
     """
     acc_dtype = hs_ptr.dtype.element_ty
     mask_b, rows_b = _batch_tile(B, BLOCK_B)
+    tile_len = _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS)
     pid_h = tl.program_id(1)
     num_h_programs = tl.num_programs(1)
     for step in range(step_begin, step_begin + n_steps):
@@ -203,10 +313,18 @@ def gru_bwd_kernel(
             t = tl.cast(step, tl.int64)
             t_next = t - 1
             prev_slot = t + 1
+            out_slot = t
         else:
             t = tl.cast(T - 1 - step, tl.int64)
             t_next = t + 1
             prev_slot = t
+            out_slot = t + 1
+        if HAS_LENGTHS:
+            tile_active = t < tile_len
+            next_active = (step > 0) & (t_next < tile_len)
+        else:
+            tile_active: tl.constexpr = True
+            next_active = step > 0
         carry_in = dcarry_ptr + (((step + 1) % 2) * B + rows_b) * H
         carry_out = dcarry_ptr + ((step % 2) * B + rows_b) * H
         gate_rows = gates_ptr + (t * B + rows_b) * (3 * H)
@@ -220,10 +338,11 @@ def gru_bwd_kernel(
             mask = mask_b[:, None] & mask_j[None, :]
             p_bh = rows_b[:, None] * H + offs_j[None, :]
             dh = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
-            if step > 0:
+            if next_active:
                 dh = _grad_gates_times_w_hh(dgx_next_rows, dghn_next_rows, mask_b, w_hh_ptr,
-                                            offs_j, mask_j, H, dh, DOT_PRECISION, DOT_IN_FP32, BLOCK_K)
-            dh += tl.load(dout_ptr + t * B * H + p_bh, mask=mask, other=0.0)
+                                            offs_j, mask_j, H, dh, True, RESET_AFTER,
+                                            DOT_PRECISION, DOT_IN_FP32, BLOCK_K)
+            dh += tl.load(dhs_ptr + out_slot * B * H + p_bh, mask=mask, other=0.0)
             dh += tl.load(carry_in[:, None] + offs_j[None, :], mask=mask, other=0.0)
             p_gate = gate_rows[:, None] + offs_j[None, :]
             r = tl.load(p_gate, mask=mask, other=0.0)
@@ -231,13 +350,32 @@ def gru_bwd_kernel(
             n = tl.load(p_gate + 2 * H, mask=mask, other=0.0)
             gh_n = tl.load(ghn_ptr + t * B * H + p_bh, mask=mask, other=0.0)
             h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask, other=0.0)
-            d_r, d_z, d_n, d_ghn, dh_direct = gru_cell_backward(dh, h_prev, r, z, n, gh_n)
+            d_r, d_z, d_n, d_ghn, dh_direct = gru_cell_backward(dh, h_prev, r, z, n, gh_n, RESET_AFTER)
             p_dgx = dgx_rows[:, None] + offs_j[None, :]
             tl.store(p_dgx, d_r, mask=mask)
             tl.store(p_dgx + H, d_z, mask=mask)
             tl.store(p_dgx + 2 * H, d_n, mask=mask)
             tl.store(dghn_rows[:, None] + offs_j[None, :], d_ghn, mask=mask)
             tl.store(carry_out[:, None] + offs_j[None, :], dh_direct, mask=mask)
+        if not RESET_AFTER:
+            # Phase 2: dL/d(r ⊙ h_{t-1}) = d_n @ W_hn needs every d_n of this step.
+            tl.debug_barrier()
+            for j in range(pid_h, tl.cdiv(H, BLOCK_H), num_h_programs):
+                offs_j = j * BLOCK_H + tl.arange(0, BLOCK_H)
+                mask_j = offs_j < H
+                mask = mask_b[:, None] & mask_j[None, :]
+                p_bh = rows_b[:, None] * H + offs_j[None, :]
+                d_rh = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+                if tile_active:
+                    d_rh = _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j,
+                                                  mask_j, H, d_rh, False, True,
+                                                  DOT_PRECISION, DOT_IN_FP32, BLOCK_K)
+                r = tl.load(gate_rows[:, None] + offs_j[None, :], mask=mask, other=0.0)
+                h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask, other=0.0)
+                d_r, dh_via_r = gru_reset_gate_backward(d_rh, h_prev, r)
+                tl.store(dgx_rows[:, None] + offs_j[None, :], d_r, mask=mask)
+                p_carry = carry_out[:, None] + offs_j[None, :]
+                tl.store(p_carry, tl.load(p_carry, mask=mask, other=0.0) + dh_via_r, mask=mask)
         tl.debug_barrier()
 
 
@@ -257,17 +395,21 @@ def acc_dtype_for(dtype: torch.dtype) -> torch.dtype:
 
 
 def recurrence_config(hidden_size: int) -> dict:
-    """Tile sizes, warps and pipeline stages for both recurrence kernels at this shape.
+    """Tile sizes, warps, pipeline stages and register budget for both recurrence kernels.
 
     ``tl.dot`` needs every tile dimension >= 16. A 16-row batch tile × 32 hidden units ×
     32-wide K chunks at 8 warps and no software pipelining is the largest tile that compiles
     without register spills for fp32/tf32/bf16/fp16 on sm_80 and sm_90 in both kernels (the
     kernel report: 32- or 64-row batch tiles spill in the backward kernel, and so do 4 warps
     or 3 stages). So the tile does not depend on the batch: larger batches get more batch
-    tiles, i.e. more programs.
+    tiles, i.e. more programs. ``maxnreg`` 168: left alone, ptxas aims at 128 registers (two
+    256-thread programs per SM) and spills 16-24 bytes in the fp16/bf16 kernels with lengths
+    on sm_90; the recurrence grids are small (a few programs per SM at most), so the budget
+    goes to registers instead of occupancy.
     """
     block = 32 if hidden_size > 16 else 16
-    return {"BLOCK_B": 16, "BLOCK_H": block, "BLOCK_K": block, "num_warps": 8, "num_stages": 1}
+    return {"BLOCK_B": 16, "BLOCK_H": block, "BLOCK_K": block, "num_warps": 8, "num_stages": 1,
+            "maxnreg": 168}
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -293,17 +435,32 @@ def _grid(batch: int, hidden_size: int, cfg: dict, persistent: bool):
     return (triton.cdiv(batch, cfg["BLOCK_B"]), n_h)
 
 
+def _check_lengths(lengths, batch: int, device) -> None:
+    if lengths is None:
+        return
+    _check(tuple(lengths.shape) == (batch,) and lengths.dtype == torch.int32
+           and lengths.device == device,
+           f"lengths must be int32 of shape ({batch},) on {device}, got {lengths.dtype} "
+           f"{tuple(lengths.shape)} on {lengths.device}")
+    _check_contiguous(lengths=lengths)
+
+
 def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | None,
-                h0: torch.Tensor, *, reverse: bool, save: bool, persistent: bool,
+                h0: torch.Tensor, lengths: torch.Tensor | None = None, *, reverse: bool,
+                save: bool, persistent: bool, reset_after: bool = True,
                 dot_precision: str = "ieee"):
     """Runs the recurrence of one GRU layer and direction.
 
-    gates: (T, B, 3H), acc dtype: x @ W_ihᵀ + b_ih. Overwritten with the activations
-        (r, z, n) when ``save`` (for backward); read only otherwise.
+    gates: (T, B, 3H), acc dtype: x @ W_ihᵀ + b_ih. Used as scratch: overwritten with the
+        activations (r, z, n) when ``save`` (for backward), left undefined otherwise.
     w_hh: (3H, H), fp16/bf16/fp32/fp64. b_hh: (3H,) same dtype, or None.
     h0: (B, H), acc dtype.
+    lengths: (B,) int32 on the same device, each in [1, T] (the launcher does not read them:
+        that would synchronise with the GPU), or None for full-length rows. A row past its
+        length keeps its state, so the slot after the last step holds each row's final state.
     persistent: one launch walks all T steps (one program per batch tile, all hidden units);
         otherwise one launch per step with the hidden units split across programs.
+    reset_after: PyTorch's GRU (True) or the reset-before form (False; persistent only).
     dot_precision: ``tl.dot`` input precision for fp32 weights ("ieee" or "tf32").
     Returns hs (T+1, B, H) acc dtype (slot layout in the module doc) and ghn (T, B, H), or
     None when not ``save``.
@@ -320,53 +477,67 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     _check(b_hh is None or (tuple(b_hh.shape) == (3 * H,) and b_hh.dtype == w_hh.dtype),
            "b_hh must be (3H,) with the dtype of w_hh")
     _check(dot_precision in ("ieee", "tf32"), f"unknown dot_precision {dot_precision!r}")
+    _check(persistent or reset_after,
+           "the reset-before GRU runs on the persistent path only: its candidate needs all of "
+           "r * h_{t-1}, which one program owns only there")
     _check_contiguous(gates=gates, w_hh=w_hh, b_hh=b_hh, h0=h0)
+    _check_lengths(lengths, B, gates.device)
 
     hs = torch.empty((T + 1, B, H), dtype=acc, device=gates.device)
     hs[T if reverse else 0] = h0
     ghn = torch.empty((T, B, H), dtype=acc, device=gates.device) if save else hs
+    rh = hs if reset_after else torch.empty((B, H), dtype=acc, device=gates.device)
     cfg = recurrence_config(H)
     grid = _grid(B, H, cfg, persistent)
-    meta = dict(HAS_BIAS=b_hh is not None, REVERSE=reverse, SAVE=save,
+    meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
+                RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save,
                 DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
-    bias = b_hh if b_hh is not None else w_hh
+    args = (gates, w_hh, b_hh if b_hh is not None else w_hh, hs, ghn, rh,
+            lengths if lengths is not None else hs, T, B, H)
     if persistent:
-        gru_fwd_kernel[grid](gates, w_hh, bias, hs, ghn, T, B, H, 0, T, **meta)
+        gru_fwd_kernel[grid](*args, 0, T, **meta)
     else:
         for step in range(T):
-            gru_fwd_kernel[grid](gates, w_hh, bias, hs, ghn, T, B, H, step, 1, **meta)
+            gru_fwd_kernel[grid](*args, step, 1, **meta)
     return hs, (ghn if save else None)
 
 
-def gru_backward(dout: torch.Tensor, dh_n: torch.Tensor, gates: torch.Tensor,
-                 ghn: torch.Tensor, hs: torch.Tensor, w_hh: torch.Tensor, *,
-                 reverse: bool, persistent: bool, dot_precision: str = "ieee"):
+def gru_backward(dhs: torch.Tensor, gates: torch.Tensor, ghn: torch.Tensor, hs: torch.Tensor,
+                 w_hh: torch.Tensor, lengths: torch.Tensor | None = None, *, reverse: bool,
+                 persistent: bool, reset_after: bool = True, dot_precision: str = "ieee"):
     """Reverse-time pass of one GRU layer and direction.
 
-    dout: (T, B, H) acc dtype, dL/d(output_t). dh_n: (B, H) acc dtype, dL/dh_n.
-    gates, ghn, hs: what ``gru_forward(..., save=True)`` left. w_hh: (3H, H).
+    dhs: (T+1, B, H) acc dtype, dL/d(hs) by slot (so the output gradient and dL/dh_n, which
+        share a slot, arrive summed). gates, ghn, hs: what ``gru_forward(..., save=True)``
+        left; w_hh: (3H, H); lengths, reverse, reset_after: as given to ``gru_forward``.
     Returns (dgx, dghn, dh_direct): dgx (T, B, 3H) the gate pre-activation gradients
-    [d_r | d_z | d_n] (= dL/d(x @ W_ihᵀ + b_ih)); dghn (T, B, H) = d_n * r (the n-part of
-    dL/d(h @ W_hhᵀ + b_hh); the r and z parts equal dgx's); dh_direct (B, H) = dh * z of the
-    first forward step. dL/dh0 = dh_direct + [d_r | d_z | dghn]_first @ W_hh.
+    [d_r | d_z | d_n] (= dL/d(x @ W_ihᵀ + b_ih)); dghn (T, B, H) = dL/d(gh_n), the n-part of
+    the hidden-side pre-activation (the r and z parts equal dgx's); dh_direct (B, H): the part
+    of dL/dh0 that does not pass through W_hh of the first step. Then
+    dL/dh0 = dhs[h0 slot] + dh_direct + [d_r | d_z]_first @ W_hh[:2H]
+    (+ dghn_first @ W_hn in the reset-after form).
     """
-    T, B, H = dout.shape
+    T, B, H = ghn.shape
     acc = acc_dtype_for(w_hh.dtype)
-    for name, x, shape in (("dout", dout, (T, B, H)), ("dh_n", dh_n, (B, H)),
-                           ("gates", gates, (T, B, 3 * H)), ("ghn", ghn, (T, B, H)),
-                           ("hs", hs, (T + 1, B, H)), ("w_hh", w_hh, (3 * H, H))):
+    for name, x, shape in (("dhs", dhs, (T + 1, B, H)), ("gates", gates, (T, B, 3 * H)),
+                           ("ghn", ghn, (T, B, H)), ("hs", hs, (T + 1, B, H)),
+                           ("w_hh", w_hh, (3 * H, H))):
         _check(tuple(x.shape) == shape, f"{name} must be {shape}, got {tuple(x.shape)}")
         _check(x is w_hh or x.dtype == acc, f"{name} must be {acc}, got {x.dtype}")
-    _check_contiguous(dout=dout, dh_n=dh_n, gates=gates, ghn=ghn, hs=hs, w_hh=w_hh)
+    _check(persistent or reset_after, "the reset-before GRU runs on the persistent path only")
+    _check_contiguous(dhs=dhs, gates=gates, ghn=ghn, hs=hs, w_hh=w_hh)
+    _check_lengths(lengths, B, dhs.device)
 
-    dgx = torch.empty((T, B, 3 * H), dtype=acc, device=dout.device)
-    dghn = torch.empty((T, B, H), dtype=acc, device=dout.device)
-    dcarry = torch.empty((2, B, H), dtype=acc, device=dout.device)
-    dcarry[1] = dh_n
+    dgx = torch.empty((T, B, 3 * H), dtype=acc, device=dhs.device)
+    dghn = torch.empty((T, B, H), dtype=acc, device=dhs.device)
+    dcarry = torch.empty((2, B, H), dtype=acc, device=dhs.device)
+    dcarry[1].zero_()
     cfg = recurrence_config(H)
     grid = _grid(B, H, cfg, persistent)
-    meta = dict(REVERSE=reverse, DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
-    args = (dout, gates, ghn, hs, w_hh, dgx, dghn, dcarry, T, B, H)
+    meta = dict(HAS_LENGTHS=lengths is not None, RESET_AFTER=reset_after, REVERSE=reverse,
+                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
+    args = (dhs, gates, ghn, hs, w_hh, lengths if lengths is not None else hs, dgx, dghn,
+            dcarry, T, B, H)
     if persistent:
         gru_bwd_kernel[grid](*args, 0, T, **meta)
     else:

@@ -48,11 +48,6 @@ def test_dropout_warning_matches_nn_gru():
     assert len(ours) == 1
 
 
-def test_reset_before_not_implemented_yet():
-    with pytest.raises(NotImplementedError, match="reset_after=False"):
-        gru_triton.GRU(4, 3, reset_after=False)
-
-
 FORWARD_CASES = {
     "wrong_feature_size": lambda: (torch.randn(5, 2, 3), None),
     "input_1d": lambda: (torch.randn(5), None),
@@ -135,9 +130,18 @@ LAUNCHER_CASES = {
     "bad_precision": lambda: kernels.gru_forward(torch.zeros(2, 3, 12), torch.zeros(12, 4), None,
                                                  torch.zeros(3, 4), reverse=False, save=False,
                                                  persistent=True, dot_precision="tf64"),
-    "bwd_wrong_dout": lambda: kernels.gru_backward(
-        torch.zeros(2, 3, 5), torch.zeros(3, 4), torch.zeros(2, 3, 12), torch.zeros(2, 3, 4),
-        torch.zeros(3, 3, 4), torch.zeros(12, 4), reverse=False, persistent=True),
+    "bwd_wrong_dhs": lambda: kernels.gru_backward(
+        torch.zeros(2, 3, 4), torch.zeros(2, 3, 12), torch.zeros(2, 3, 4), torch.zeros(3, 3, 4),
+        torch.zeros(12, 4), reverse=False, persistent=True),
+    "lengths_not_int32": lambda: kernels.gru_forward(
+        torch.zeros(2, 3, 12), torch.zeros(12, 4), None, torch.zeros(3, 4),
+        torch.tensor([2, 1, 1]), reverse=False, save=False, persistent=True),
+    "lengths_wrong_count": lambda: kernels.gru_forward(
+        torch.zeros(2, 3, 12), torch.zeros(12, 4), None, torch.zeros(3, 4),
+        torch.tensor([2, 1], dtype=torch.int32), reverse=False, save=False, persistent=True),
+    "reset_before_per_step": lambda: kernels.gru_forward(
+        torch.zeros(2, 3, 12), torch.zeros(12, 4), None, torch.zeros(3, 4), reverse=False,
+        save=False, persistent=False, reset_after=False),
 }
 
 

@@ -108,18 +108,3 @@ def test_fp32_precision_follows_the_cudnn_rnn_flag(flag, expected):
     finally:
         rnn.fp32_precision = saved_rnn
         torch.backends.cuda.matmul.fp32_precision = saved_matmul
-
-
-def test_packed_sequence_still_works_through_nn_gru():
-    """PackedSequence is not on the kernels yet (its own issue): until then it must still give
-    nn.GRU's results rather than fail."""
-    from torch.nn.utils.rnn import pack_padded_sequence
-
-    ref = torch.nn.GRU(3, 8, bidirectional=True)
-    ours = gru_triton.GRU(3, 8, bidirectional=True)
-    ours.load_state_dict(ref.state_dict())
-    packed = pack_padded_sequence(torch.randn(5, 3, 3), torch.tensor([5, 2, 4]),
-                                  enforce_sorted=False)
-    (out, _, _, _), h_n = ours(packed)
-    (ref_out, _, _, _), ref_h_n = ref(packed)
-    assert torch.equal(out, ref_out) and torch.equal(h_n, ref_h_n)
