@@ -14,7 +14,6 @@ x. That is 5 T·B·H + B·H values, i.e. 20 bytes per (t, b, h) in fp32. Nothing
 no input needs a gradient.
 """
 
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +29,8 @@ def _linear(x2d, weight, bias):
 
 
 @torch.library.custom_op("gru_triton::gru_layer", mutates_args=())
-def gru_layer_op(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
-                 b_hh: Optional[Tensor], lengths: Optional[Tensor], reverse: bool,
+def gru_layer_op(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+                 b_hh: Tensor | None, lengths: Tensor | None, reverse: bool,
                  reset_after: bool, persistent: bool, dot_precision: str,
                  save: bool) -> tuple[Tensor, Tensor, Tensor]:
     """One layer and direction forward.
@@ -71,7 +70,7 @@ def _gru_layer_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after
 
 @torch.library.custom_op("gru_triton::gru_layer_backward", mutates_args=())
 def gru_layer_backward_op(d_hs: Tensor, x: Tensor, w_ih: Tensor, w_hh: Tensor, hs: Tensor,
-                          gates: Tensor, ghn: Tensor, lengths: Optional[Tensor], reverse: bool,
+                          gates: Tensor, ghn: Tensor, lengths: Tensor | None, reverse: bool,
                           reset_after: bool, persistent: bool, dot_precision: str,
                           has_bias: bool, need_input: bool,
                           need_weights: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:

@@ -40,7 +40,8 @@ def _validated_lengths(lengths, batch: int, seq_len: int) -> torch.Tensor:
         try:
             items = list(lengths)
         except TypeError:
-            raise ValueError(f"lengths must be a 1-D sequence of integers, got {type(lengths).__name__}") from None
+            raise ValueError("lengths must be a 1-D sequence of integers, got "
+                             f"{type(lengths).__name__}") from None
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
             raise ValueError(f"lengths must be integers, got {items!r}")
         values = torch.tensor(items, dtype=torch.int64)
@@ -125,7 +126,8 @@ class GRU(nn.GRU):
         self._check_beyond_nn_gru_python(padded, hx)
         output, h_n = self._run(padded, hx, lengths, batch_first=False)
         if packed.sorted_indices is not None:
-            output, lengths = output.index_select(1, packed.sorted_indices), lengths[packed.sorted_indices.cpu()]
+            output = output.index_select(1, packed.sorted_indices)
+            lengths = lengths[packed.sorted_indices.cpu()]
         data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
         return PackedSequence(data, packed.batch_sizes, packed.sorted_indices,
                               packed.unsorted_indices), h_n
