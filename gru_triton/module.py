@@ -28,33 +28,36 @@ def _autocast_dtype(device: torch.device):
 
 
 def _validated_lengths(lengths, batch: int, seq_len: int) -> torch.Tensor:
-    """lengths as a CPU int64 tensor of shape (batch,), each in [1, seq_len]; ValueError if not.
+    """lengths as an int64 tensor of shape (batch,), each in [1, seq_len]; ValueError if not.
 
-    A CUDA tensor is copied to the CPU to be checked (one synchronisation); pass a list or a
-    CPU tensor to avoid it."""
+    A list is checked in Python (nothing to synchronise, and torch.compile traces it without
+    a graph break); a tensor is checked on the CPU, so a CUDA tensor costs one copy back.
+    """
     if isinstance(lengths, torch.Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
             raise ValueError(f"lengths must be integers, got a tensor of {lengths.dtype}")
         values = lengths.detach().to("cpu", torch.int64)
+        shape = tuple(values.shape)
+        low, high = (values.min().item(), values.max().item()) if values.numel() else (1, 1)
     else:
         try:
-            items = list(lengths)
+            values = list(lengths)
         except TypeError:
             raise ValueError("lengths must be a 1-D sequence of integers, got "
                              f"{type(lengths).__name__}") from None
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-            raise ValueError(f"lengths must be integers, got {items!r}")
-        values = torch.tensor(items, dtype=torch.int64)
-    if values.dim() != 1 or values.numel() != batch:
-        raise ValueError(f"lengths must hold one length per sequence ({batch}), got shape "
-                         f"{tuple(values.shape)}")
-    if batch and (values.min() < 1 or values.max() > seq_len):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"lengths must be integers, got {values!r}")
+        shape = (len(values),)
+        low, high = (min(values), max(values)) if values else (1, 1)
+    if shape != (batch,):
+        raise ValueError(f"lengths must hold one length per sequence ({batch}), got shape {shape}")
+    if low < 1 or high > seq_len:
         raise ValueError(f"lengths must lie in [1, {seq_len}] (the padded sequence length), got "
-                         f"min {values.min().item()} and max {values.max().item()}")
-    return values
+                         f"min {low} and max {high}")
+    return values if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.int64)
 
 
-class GRU(nn.GRU):
+class GRU(nn.RNNBase):
     """Drop-in for ``torch.nn.GRU``: same constructor, checks, parameters, ``state_dict`` and
     ``forward(input, hx=None) -> (output, h_n)``, plus ``lengths=`` and ``reset_after=``.
 
@@ -72,13 +75,17 @@ class GRU(nn.GRU):
     form of Cho et al. 2014 (TensorFlow 1, Keras ``reset_after=False``):
     n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn), with the same parameters.
 
-    It subclasses ``nn.GRU``, so ``isinstance(m, nn.GRU)`` holds and nn.GRU's own argument
-    checks and error messages apply unchanged. Under ``torch.autocast`` on CUDA it computes
+    It is built on ``nn.RNNBase`` exactly as ``nn.GRU`` is, so nn.GRU's own argument checks,
+    initialisation and error messages apply unchanged. It is deliberately not a subclass of
+    ``nn.GRU``: torch.compile refuses to trace any ``nn.GRU`` instance, and tracing this one
+    without a graph break is a feature. Under ``torch.autocast`` on CUDA it computes
     in the autocast dtype, like cuDNN's GRU; backward also works in eval mode.
     """
 
     def __init__(self, *args, reset_after: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
+        if "proj_size" in kwargs:  # nn.GRU's own check, word for word
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        super().__init__("GRU", *args, **kwargs)
         self.reset_after = bool(reset_after)
 
     def extra_repr(self) -> str:
@@ -223,8 +230,8 @@ class GRUCell(nn.GRUCell):
         if input.size(0) != hx.size(0):
             raise RuntimeError(f"Input batch size {input.size(0)} doesn't match hidden0 batch "
                                f"size {hx.size(0)}")
-        if hx.dim() != 2 or hx.size(1) != self.hidden_size:
-            got = hx.size(1) if hx.dim() == 2 else tuple(hx.shape)
+        if hx.dim() < 2 or hx.size(1) != self.hidden_size:
+            got = hx.size(1) if hx.dim() >= 2 else tuple(hx.shape)
             raise RuntimeError(f"hidden0 has inconsistent hidden_size: got {got}, expected "
                                f"{self.hidden_size}")
         for tensor in (input, hx):

@@ -12,6 +12,8 @@ import torch
 HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# Keras reads its backend once, at import: the interop tests run real Keras 3 on PyTorch.
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import pytest  # noqa: E402
 

@@ -64,3 +64,77 @@ def test_low_precision_against_fp64(dtype, path):
         ours_err = (g.double() - e).abs().max().item()
         torch_err = (b.double() - e).abs().max().item()
         assert ours_err <= 2 * torch_err + 4 * torch.finfo(dtype).eps * e.abs().max().item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_autocast_like_nn_gru(dtype):
+    gru_triton.set_backend("triton")
+    ref = torch.nn.GRU(32, 64, 2).cuda()
+    ours = gru_triton.GRU(32, 64, 2).cuda()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(20, 8, 32, device="cuda")
+    with torch.autocast("cuda", dtype=dtype):
+        out, h_n = ours(x)
+        ref_out, ref_h_n = ref(x)
+    assert out.dtype == ref_out.dtype and h_n.dtype == ref_h_n.dtype
+    assert max_rel_err(out.float(), ref_out.float()) <= 2e-2
+    out.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in ours.parameters())
+
+
+@pytest.mark.parametrize("lengths", [None, [16, 9, 3, 12]], ids=["full", "lengths"])
+def test_no_host_synchronisation(lengths):
+    """Forward and backward never wait for the GPU (CUDA-graph capturable)."""
+    gru_triton.set_backend("triton")
+    ours = gru_triton.GRU(24, 48, 2, bidirectional=True).cuda()
+    x = torch.randn(16, 4, 24, device="cuda", requires_grad=True)
+    ours(x, lengths=lengths)  # compile the kernels first; that may synchronise
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out, h_n = ours(x, lengths=lengths)
+        (out.sum() + h_n.sum()).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_cuda_graph_capture_and_replay():
+    gru_triton.set_backend("triton")
+    ours = gru_triton.GRU(16, 32).cuda()
+    static_x = torch.randn(12, 4, 16, device="cuda")
+    expected, _ = ours(static_x)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.no_grad():
+        for _ in range(2):
+            ours(static_x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.no_grad(), torch.cuda.graph(graph):
+        static_out, _ = ours(static_x)
+    new_x = torch.randn_like(static_x)
+    static_x.copy_(new_x)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert max_rel_err(static_out, ours(new_x)[0].detach()) <= 1e-6
+    assert max_rel_err(expected.detach(), static_out) > 1e-3  # the replay used the new input
+
+
+def test_packed_sequence_on_cuda_matches_cudnn():
+    from torch.nn.utils.rnn import pack_sequence
+
+    gru_triton.set_backend("triton")
+    saved = torch.backends.cudnn.rnn.fp32_precision
+    torch.backends.cudnn.rnn.fp32_precision = "ieee"
+    try:
+        ref = torch.nn.GRU(8, 300, bidirectional=True).cuda()
+        ours = gru_triton.GRU(8, 300, bidirectional=True).cuda()
+        ours.load_state_dict(ref.state_dict())
+        packed = pack_sequence([torch.randn(n, 8, device="cuda") for n in (40, 7, 33, 19)],
+                               enforce_sorted=False)
+        out, h_n = ours(packed)
+        ref_out, ref_h_n = ref(packed)
+    finally:
+        torch.backends.cudnn.rnn.fp32_precision = saved
+    assert max_rel_err(out.data, ref_out.data) <= 2e-5
+    assert max_rel_err(h_n, ref_h_n) <= 2e-5

@@ -1,0 +1,95 @@
+"""The kernels as torch.library custom ops: opcheck, torch.compile(fullgraph=True) without a
+graph break, same numbers and gradients as eager; backward in eval mode."""
+
+import pytest
+import torch
+
+import gru_triton
+from tests.helpers import DEVICE, assert_close
+
+
+def _layer_args(T=3, B=2, I=3, H=5, lengths=None, reset_after=True, save=True):
+    def param(*shape):
+        return torch.randn(*shape, device=DEVICE, requires_grad=save)
+
+    lens = None if lengths is None else torch.tensor(lengths, dtype=torch.int32, device=DEVICE)
+    return (param(T, B, I), param(B, H), param(3 * H, I), param(3 * H, H), param(3 * H),
+            param(3 * H), lens, False, reset_after, True, "ieee", save)
+
+
+@pytest.mark.parametrize("variant", ["plain", "lengths", "reset_before", "no_grad"])
+def test_opcheck_gru_layer(variant, triton_backend):
+    args = _layer_args(lengths=[3, 1] if variant == "lengths" else None,
+                       reset_after=variant != "reset_before", save=variant != "no_grad")
+    torch.library.opcheck(torch.ops.gru_triton.gru_layer.default, args)
+
+
+def test_opcheck_gru_layer_backward(triton_backend):
+    x, h0, w_ih, w_hh, b_ih, b_hh, *_ = _layer_args(save=False)
+    hs, gates, ghn = torch.ops.gru_triton.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, None, False,
+                                                    True, True, "ieee", True)
+    args = (torch.randn_like(hs), x, w_ih, w_hh, hs, gates, ghn, None, False, True, True,
+            "ieee", True, True, True)
+    torch.library.opcheck(torch.ops.gru_triton.gru_layer_backward.default, args)
+
+
+class _Model(torch.nn.Module):
+    def __init__(self, reset_after=True):
+        super().__init__()
+        self.encoder = gru_triton.GRU(3, 8, 2, batch_first=True, bidirectional=True,
+                                      reset_after=reset_after)
+        self.cell = gru_triton.GRUCell(16, 6)
+        self.head = torch.nn.Linear(6, 2)
+
+    def forward(self, x, lengths=None):
+        out, h_n = self.encoder(x, lengths=lengths)
+        return self.head(self.cell(out[:, 0])) + h_n.sum()
+
+
+def _loss_and_grads(model, x, lengths=None):
+    out = model(x, lengths)
+    out.square().sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    return out.detach(), grads
+
+
+# Inductor compiles slowly on a CPU: one case shows that it works too.
+COMPILE_CASES = [("aot_eager", v) for v in ("train", "eval", "lengths", "reset_before")]
+COMPILE_CASES.append(("inductor", "train"))
+
+
+@pytest.mark.parametrize(("backend", "variant"), COMPILE_CASES, ids=["-".join(c) for c in COMPILE_CASES])
+def test_compile_fullgraph_matches_eager(backend, variant, triton_backend):
+    torch._dynamo.reset()
+    model = _Model(reset_after=variant != "reset_before").to(DEVICE)
+    model.train(variant != "eval")
+    x = torch.randn(4, 5, 3, device=DEVICE)
+    lengths = [5, 2, 4, 1] if variant == "lengths" else None
+    expected, expected_grads = _loss_and_grads(model, x, lengths)
+    compiled = torch.compile(model, fullgraph=True, backend=backend)
+    out, grads = _loss_and_grads(compiled, x, lengths)
+    assert_close(out, expected, what="compiled output")
+    for index, (g, ref_g) in enumerate(zip(grads, expected_grads, strict=True)):
+        assert_close(g, ref_g, what=f"compiled gradient {index}")
+
+
+def test_backward_in_eval_mode(triton_backend):
+    """cuDNN's GRU refuses backward in eval mode; ours gives nn.GRU's training-mode gradients
+    (no dropout here, so eval and train compute the same function)."""
+    ours = gru_triton.GRU(3, 7, 2).to(DEVICE).eval()
+    ref = torch.nn.GRU(3, 7, 2).to(DEVICE)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 2, 3, device=DEVICE)
+    ours(x)[0].sum().backward()
+    ref(x)[0].sum().backward()
+    for (name, p), q in zip(ours.named_parameters(), ref.parameters(), strict=True):
+        assert_close(p.grad, q.grad, what=f"grad of {name}")
+
+
+def test_no_grad_saves_nothing(triton_backend, launch_counter):
+    ours = gru_triton.GRU(3, 7).to(DEVICE)
+    with torch.no_grad():
+        out, h_n = ours(torch.randn(4, 2, 3, device=DEVICE))
+    assert out.grad_fn is None and h_n.grad_fn is None
+    assert launch_counter == {"fwd": 1, "bwd": 0}
