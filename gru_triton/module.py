@@ -124,20 +124,23 @@ class GRU(nn.RNNBase):
         return output, h_n
 
     def _forward_packed(self, packed: PackedSequence, hx):
-        # Unpacked in the caller's batch order, so hx and h_n stay in that order, as nn.GRU
-        # keeps them (it permutes hx by sorted_indices and h_n back by unsorted_indices).
+        # Run in the packed (length-sorted) order, as nn.GRU does: hx is permuted by
+        # sorted_indices and h_n back by unsorted_indices, and batch tiles hold sequences of
+        # similar length, so whole tiles finish early and skip their work.
         padded, lengths = pad_packed_sequence(packed)
+        if packed.sorted_indices is not None:
+            padded = padded.index_select(1, packed.sorted_indices)
+            lengths = lengths[packed.sorted_indices.cpu()]
+        if hx is not None:
+            hx = self.permute_hidden(hx, packed.sorted_indices)
         hx = self._hx_or_zeros(hx, padded.size(1), padded)
-        self.check_forward_args(packed.data, self.permute_hidden(hx, packed.sorted_indices),
-                                packed.batch_sizes)
+        self.check_forward_args(packed.data, hx, packed.batch_sizes)
         self._check_beyond_nn_gru_python(padded, hx)
         output, h_n = self._run(padded, hx, lengths, batch_first=False)
-        if packed.sorted_indices is not None:
-            output = output.index_select(1, packed.sorted_indices)
-            lengths = lengths[packed.sorted_indices.cpu()]
         data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
-        return PackedSequence(data, packed.batch_sizes, packed.sorted_indices,
-                              packed.unsorted_indices), h_n
+        return (PackedSequence(data, packed.batch_sizes, packed.sorted_indices,
+                               packed.unsorted_indices),
+                self.permute_hidden(h_n, packed.unsorted_indices))
 
     def _hx_or_zeros(self, hx, batch: int, input):
         if hx is not None:
