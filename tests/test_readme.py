@@ -1,20 +1,25 @@
-"""Every ```python block of the README runs as written (on the CPU: the reference GRU)."""
+"""Every ```python block of the README and of docs/keras.md runs as written (on the CPU: the
+reference GRU). Blocks of one page share a namespace, in order, like a reader's session."""
 
 import pathlib
 import re
 
 import pytest
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", ROOT / "docs" / "keras.md"]
 
 
-def test_readme_has_examples():
-    assert len(BLOCKS) >= 3
+def _blocks(page):
+    return re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
 
 
-@pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_block_runs(code):
-    if "import keras" in code:
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_page_examples_run(page):
+    blocks = _blocks(page)
+    assert len(blocks) >= 2
+    if any("import keras" in code for code in blocks):
         pytest.importorskip("keras")
-    exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+    namespace = {"__name__": "docs"}
+    for index, code in enumerate(blocks):
+        exec(compile(code, f"{page.name} block {index}", "exec"), namespace)
