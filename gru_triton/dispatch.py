@@ -12,7 +12,7 @@ import os
 import torch
 
 BACKENDS = ("auto", "triton", "reference")
-PATHS = ("persistent", "per_step")
+PATHS = ("persistent", "per_step", "grid_sync")
 
 _backend: str | None = None
 _forced_path: str | None = None
@@ -68,7 +68,7 @@ def force_path(path: str | None):
 
 def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
                     reset_after: bool = True) -> str:
-    """The way to drive the recurrence kernels for this shape.
+    """The way to drive the recurrence kernels for this shape: the one table of choices.
 
     | where                 | path        | why                                                   |
     |-----------------------|-------------|-------------------------------------------------------|
@@ -80,8 +80,13 @@ def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
     | CUDA, H > 256         | per_step    | one program would read too much of W_hh per step; the  |
     |                       |             | hidden units are split across programs instead         |
 
-    The H = 256 threshold is an estimate, not measured on a GPU yet. ``force_path`` overrides
-    the table, except that the reset-before form is always persistent.
+    Measurements behind the thresholds: none yet. No GPU has been lent to this project, so the
+    H = 256 threshold is the cost model's estimate (docs/performance.md), and "grid_sync"
+    (hidden units split across co-resident programs, one launch, a grid barrier per step),
+    which the model predicts fastest for H > 256 at B <= 64, is not chosen by "auto" until a
+    GPU run has checked its barrier (tests/test_cuda.py) and timed it (bench/). It can be
+    forced with ``force_path("grid_sync")``. ``force_path`` overrides the table, except that
+    the reset-before form is always persistent.
     """
     if not reset_after:
         return "persistent"

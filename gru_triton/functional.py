@@ -31,7 +31,7 @@ def _linear(x2d, weight, bias):
 @torch.library.custom_op("gru_triton::gru_layer", mutates_args=())
 def gru_layer_op(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
                  b_hh: Tensor | None, lengths: Tensor | None, reverse: bool,
-                 reset_after: bool, persistent: bool, dot_precision: str,
+                 reset_after: bool, path: str, dot_precision: str,
                  save: bool) -> tuple[Tensor, Tensor, Tensor]:
     """One layer and direction forward.
 
@@ -49,7 +49,7 @@ def gru_layer_op(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor
         gates = _linear(x.reshape(T * B, input_size), w_ih, b_ih).to(acc).view(T, B, 3 * H)
     hs, ghn = gru_forward(gates, w_hh.contiguous(), None if b_hh is None else b_hh.contiguous(),
                           h0.to(acc).contiguous(), lengths, reverse=reverse, save=save,
-                          persistent=persistent, reset_after=reset_after,
+                          path=path, reset_after=reset_after,
                           dot_precision=dot_precision)
     if not save:
         return hs, gates.new_empty(0), gates.new_empty(0)
@@ -57,7 +57,7 @@ def gru_layer_op(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor
 
 
 @gru_layer_op.register_fake
-def _gru_layer_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, persistent,
+def _gru_layer_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, path,
                     dot_precision, save):
     T, B, _ = x.shape
     H = w_hh.shape[1]
@@ -71,7 +71,7 @@ def _gru_layer_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after
 @torch.library.custom_op("gru_triton::gru_layer_backward", mutates_args=())
 def gru_layer_backward_op(d_hs: Tensor, x: Tensor, w_ih: Tensor, w_hh: Tensor, hs: Tensor,
                           gates: Tensor, ghn: Tensor, lengths: Tensor | None, reverse: bool,
-                          reset_after: bool, persistent: bool, dot_precision: str,
+                          reset_after: bool, path: str, dot_precision: str,
                           has_bias: bool, need_input: bool,
                           need_weights: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Backward of ``gru_layer`` given d_hs (T+1, B, H), dL/d(hs).
@@ -84,7 +84,7 @@ def gru_layer_backward_op(d_hs: Tensor, x: Tensor, w_ih: Tensor, w_hh: Tensor, h
     acc = hs.dtype
     d_hs = d_hs.to(acc).contiguous()
     dgx, dghn, dh_direct = gru_backward(d_hs, gates, ghn, hs, w_hh.contiguous(), lengths,
-                                        reverse=reverse, persistent=persistent,
+                                        reverse=reverse, path=path,
                                         reset_after=reset_after, dot_precision=dot_precision)
     dgx2d, dghn2d = dgx.view(T * B, 3 * H), dghn.view(T * B, H)
     first, h0_slot = (T - 1, T) if reverse else (0, 0)
@@ -114,7 +114,7 @@ def gru_layer_backward_op(d_hs: Tensor, x: Tensor, w_ih: Tensor, w_hh: Tensor, h
 
 @gru_layer_backward_op.register_fake
 def _gru_layer_backward_fake(d_hs, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after,
-                             persistent, dot_precision, has_bias, need_input, need_weights):
+                             path, dot_precision, has_bias, need_input, need_weights):
     T, B, H = ghn.shape
     bias_shape = (3 * H,) if need_weights and has_bias else (0,)
     return (x.new_empty(x.shape if need_input else (0,)), x.new_empty((B, H)),
@@ -124,22 +124,22 @@ def _gru_layer_backward_fake(d_hs, x, w_ih, w_hh, hs, gates, ghn, lengths, rever
 
 
 def _setup_context(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, persistent, precision, save = inputs
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, path, precision, save = inputs
     hs, gates, ghn = output
     if save:
         ctx.save_for_backward(x, w_ih, w_hh, hs, gates, ghn, lengths)
-    ctx.config = (reverse, reset_after, persistent, precision, b_ih is not None, save)
+    ctx.config = (reverse, reset_after, path, precision, b_ih is not None, save)
 
 
 def _backward(ctx, d_hs, _d_gates, _d_ghn):
-    reverse, reset_after, persistent, precision, has_bias, save = ctx.config
+    reverse, reset_after, path, precision, has_bias, save = ctx.config
     if not save:
         raise RuntimeError("gru_triton: this GRU ran without saving for backward (no input "
                            "required grad when it ran)")
     x, w_ih, w_hh, hs, gates, ghn, lengths = ctx.saved_tensors
     need = ctx.needs_input_grad
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_layer_backward_op(
-        d_hs, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after, persistent,
+        d_hs, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after, path,
         precision, has_bias, need[0], any(need[2:6]))
     pick = lambda grad, wanted: grad if wanted else None
     return (pick(dx, need[0]), pick(dh0, need[1]), pick(dw_ih, need[2]), pick(dw_hh, need[3]),
@@ -161,7 +161,7 @@ def _layer_triton(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths=None, reset_af
     save = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, h0, w_ih, w_hh, b_ih, b_hh))
     hs, _, _ = gru_layer_op(x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, lengths,
-                            reverse, reset_after, path == "persistent", precision, save)
+                            reverse, reset_after, path, precision, save)
     output = hs[:T] if reverse else hs[1:]
     h_n = hs[0] if reverse else hs[T]
     if lengths is not None:

@@ -35,20 +35,25 @@ PRECISIONS = (("bf16", "ieee"), ("fp16", "ieee"), ("fp32", "tf32"), ("fp32", "ie
 _SIGNATURES = {
     "gru_fwd_kernel": (gru_kernels.gru_fwd_kernel,
                        ["gates_ptr:acc", "w_hh_ptr:w", "b_hh_ptr:w", "hs_ptr:acc", "ghn_ptr:acc",
-                        "rh_ptr:acc", "lengths_ptr:i32"],
+                        "rh_ptr:acc", "lengths_ptr:i32", "sync_ptr:i32"],
                        dict(HAS_BIAS=True, REVERSE=False, SAVE=True)),
     "gru_bwd_kernel": (gru_kernels.gru_bwd_kernel,
                        ["dhs_ptr:acc", "gates_ptr:acc", "ghn_ptr:acc", "hs_ptr:acc", "w_hh_ptr:w",
-                        "lengths_ptr:i32", "dgx_ptr:acc", "dghn_ptr:acc", "dcarry_ptr:acc"],
+                        "lengths_ptr:i32", "sync_ptr:i32", "dgx_ptr:acc", "dghn_ptr:acc",
+                        "dcarry_ptr:acc"],
                        dict(REVERSE=False)),
 }
 # The constexpr flags that change the code: PyTorch's GRU on full-length rows, with per-row
-# lengths (packed sequences), and the reset-before form (two phases per step) with lengths.
+# lengths (packed sequences), the reset-before form (two phases per step) with lengths, and
+# the grid-synchronised path (a grid barrier per step) with lengths.
 VARIANTS = {
-    "reset_after": dict(RESET_AFTER=True, HAS_LENGTHS=False),
-    "reset_after+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True),
-    "reset_before+lengths": dict(RESET_AFTER=False, HAS_LENGTHS=True),
+    "reset_after": dict(RESET_AFTER=True, HAS_LENGTHS=False, GRID_SYNC=False),
+    "reset_after+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=False),
+    "reset_before+lengths": dict(RESET_AFTER=False, HAS_LENGTHS=True, GRID_SYNC=False),
+    "grid_sync+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=True),
 }
+REGISTERS_PER_SM = 65536
+SHARED_BYTES_PER_SM = {80: 164 * 1024, 90: 227 * 1024}
 _SCALARS = ("T", "B", "H", "step_begin", "n_steps")
 
 
@@ -86,13 +91,22 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
                                capture_output=True, text=True, check=True).stdout
     fields = dict(re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", usage))
     ptx = compiled.asm["ptx"]
+    threads = 32 * cfg["num_warps"]
+    # Register files allocate per warp in units of 256 registers.
+    regs_per_warp = -(-int(fields["REG"]) * 32 // 256) * 256
+    by_regs = REGISTERS_PER_SM // (regs_per_warp * cfg["num_warps"])
+    by_smem = SHARED_BYTES_PER_SM[arch] // max(int(fields["SHARED"]), 1)
     return {
+        "programs_per_sm": min(by_regs, by_smem, 2048 // threads),
         "registers": int(fields["REG"]),
         "stack_bytes": int(fields["STACK"]),
         "local_bytes": int(fields["LOCAL"]),
         "shared_bytes": int(fields["SHARED"]),
         "mma": bool(re.search(r"\bmma\.sync", ptx)),
         "wgmma": "wgmma" in ptx,
+        # The grid barrier: a releasing atomic add, then acquiring loads of the counter.
+        "grid_barrier": bool(re.search(r"\.gpu\.release\.add", ptx)
+                             and re.search(r"ld\.global\.gpu\.acquire", ptx)),
     }
 
 
@@ -133,8 +147,8 @@ def to_markdown(rows) -> str:
         "or `wgmma` in the PTX.",
         "",
         "| kernel | variant | H | dtype | dot | arch | BLOCK_B×H×K | warps/stages/maxnreg | regs "
-        "| spills (B) | smem (B) | tensor cores |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| spills (B) | smem (B) | programs/SM | tensor cores |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         tc = "wgmma" if r["wgmma"] else ("mma" if r["mma"] else "no")
@@ -143,7 +157,7 @@ def to_markdown(rows) -> str:
             f"| {r['arch']} | {r['BLOCK_B']}×{r['BLOCK_H']}×{r['BLOCK_K']} "
             f"| {r['num_warps']}/{r['num_stages']}/{r['maxnreg']} "
             f"| {r['registers']} | {r['stack_bytes'] + r['local_bytes']} | {r['shared_bytes']} "
-            f"| {tc} |")
+            f"| {r['programs_per_sm']} | {tc} |")
     return "\n".join(lines) + "\n"
 
 

@@ -92,7 +92,7 @@ def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
                          acc_r, acc_z, acc_n,
                          DO_RZ: tl.constexpr, DO_N: tl.constexpr, N_FROM_H: tl.constexpr,
                          DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
-                         BLOCK_K: tl.constexpr):
+                         LOAD_CACHE: tl.constexpr, BLOCK_K: tl.constexpr):
     """acc_g += rows[b, :] @ W_hh[g*H + j, :]ᵀ for the gates asked for.
 
     h_rows / hn_rows: (BLOCK_B,) row pointers of the operand of the r/z gates and of the n
@@ -104,12 +104,14 @@ def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
         mask_k = offs_k < H
         mask_hk = mask_b[:, None] & mask_k[None, :]
         if DO_RZ or N_FROM_H:
-            b_h = tl.load(h_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0).to(w_dtype)
+            b_h = tl.load(h_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0,
+                          cache_modifier=LOAD_CACHE).to(w_dtype)
         if DO_N:
             if N_FROM_H:
                 b_hn = b_h
             else:
-                b_hn = tl.load(hn_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0).to(w_dtype)
+                b_hn = tl.load(hn_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0,
+                               cache_modifier=LOAD_CACHE).to(w_dtype)
         # Tile (k, j) of W_hh[g*H + j, k]: W_hh is (3H, H) row-major, so this is its transpose.
         p_w = w_hh_ptr + offs_j[None, :].to(tl.int64) * H + offs_k[:, None]
         mask_w = mask_k[:, None] & mask_j[None, :]
@@ -130,7 +132,7 @@ def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
 def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc,
                            DO_RZ: tl.constexpr, DO_N: tl.constexpr,
                            DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
-                           BLOCK_K: tl.constexpr):
+                           LOAD_CACHE: tl.constexpr, BLOCK_K: tl.constexpr):
     """acc += [d_r | d_z][b, :] @ W_hh[:2H, j] (DO_RZ) + d_gh_n[b, :] @ W_hn[:, j] (DO_N)."""
     w_dtype = tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty
     for k0 in range(0, H, BLOCK_K):
@@ -140,10 +142,13 @@ def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j
         p_w = w_hh_ptr + offs_k[:, None].to(tl.int64) * H + offs_j[None, :]
         mask_w = mask_k[:, None] & mask_j[None, :]
         if DO_RZ:
-            b_dr = tl.load(dgx_rows[:, None] + offs_k[None, :], mask=mask_d, other=0.0).to(w_dtype)
-            b_dz = tl.load(dgx_rows[:, None] + H + offs_k[None, :], mask=mask_d, other=0.0).to(w_dtype)
+            b_dr = tl.load(dgx_rows[:, None] + offs_k[None, :], mask=mask_d, other=0.0,
+                           cache_modifier=LOAD_CACHE).to(w_dtype)
+            b_dz = tl.load(dgx_rows[:, None] + H + offs_k[None, :], mask=mask_d, other=0.0,
+                           cache_modifier=LOAD_CACHE).to(w_dtype)
         if DO_N:
-            b_dn = tl.load(dghn_rows[:, None] + offs_k[None, :], mask=mask_d, other=0.0).to(w_dtype)
+            b_dn = tl.load(dghn_rows[:, None] + offs_k[None, :], mask=mask_d, other=0.0,
+                           cache_modifier=LOAD_CACHE).to(w_dtype)
         if DO_RZ:
             b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
             b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
@@ -166,6 +171,27 @@ def _batch_tile(B, BLOCK_B: tl.constexpr):
 
 
 @triton.jit
+def _grid_barrier(sync_ptr, generation):
+    """Returns once every program of this batch tile (same program_id(0)) has called it
+    ``generation`` times: the grid-wide step boundary of the grid-synchronised path.
+
+    Each program's threads first finish their stores (CTA barrier); one atomic per program
+    then releases them to the whole GPU, and the program spins on an acquiring read of the
+    counter. The launcher guarantees that all programs are resident at once (cooperative
+    launch), without which this would deadlock. The interpreter runs programs one after
+    another, so there it only ever runs with one program per batch tile.
+    """
+    tl.debug_barrier()
+    counter = sync_ptr + tl.program_id(0)
+    tl.atomic_add(counter, 1, sem="release", scope="gpu")
+    target = generation * tl.num_programs(1)
+    arrived = tl.atomic_add(counter, 0, sem="acquire", scope="gpu")
+    while arrived < target:
+        arrived = tl.atomic_add(counter, 0, sem="acquire", scope="gpu")
+    tl.debug_barrier()
+
+
+@triton.jit
 def _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS: tl.constexpr):
     """The longest sequence of this batch tile (0 without lengths: then unused)."""
     if HAS_LENGTHS:
@@ -176,10 +202,10 @@ def _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS: tl.constexpr):
 
 @triton.jit
 def gru_fwd_kernel(
-    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, lengths_ptr,
+    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, lengths_ptr, sync_ptr,
     T, B, H, step_begin, n_steps,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr,
-    REVERSE: tl.constexpr, SAVE: tl.constexpr,
+    REVERSE: tl.constexpr, SAVE: tl.constexpr, GRID_SYNC: tl.constexpr,
     DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -193,6 +219,8 @@ def gru_fwd_kernel(
     (one program owns all hidden units of its rows) can run it.
     """
     acc_dtype = hs_ptr.dtype.element_ty
+    # Data other programs wrote this launch is read past L1, which is not coherent.
+    LOAD_CACHE: tl.constexpr = ".cg" if GRID_SYNC else ""
     mask_b, rows_b = _batch_tile(B, BLOCK_B)
     tile_len = _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS)
     pid_h = tl.program_id(1)
@@ -226,7 +254,7 @@ def gru_fwd_kernel(
                 if tile_active:
                     acc_r, acc_z, _ = _hidden_times_w_hh_t(
                         h_prev_rows, h_prev_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
-                        acc_r, acc_z, acc_r, True, False, True, DOT_PRECISION, DOT_IN_FP32, BLOCK_K)
+                        acc_r, acc_z, acc_r, True, False, True, DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
                 if HAS_BIAS:
                     acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
                     acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
@@ -251,7 +279,7 @@ def gru_fwd_kernel(
             if tile_active:
                 acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
                     h_prev_rows, rh_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z, acc_n,
-                    RESET_AFTER, True, RESET_AFTER, DOT_PRECISION, DOT_IN_FP32, BLOCK_K)
+                    RESET_AFTER, True, RESET_AFTER, DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
             if HAS_BIAS:
                 acc_n += tl.load(b_hh_ptr + 2 * H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
             if RESET_AFTER:
@@ -281,15 +309,20 @@ def gru_fwd_kernel(
                 tl.store(p_gate + H, z, mask=mask)
                 tl.store(p_gate + 2 * H, n, mask=mask)
                 tl.store(ghn_rows[:, None] + offs_j[None, :], acc_n, mask=mask)
-        # h_t was written by other threads of this program; the next step reads all of it.
-        tl.debug_barrier()
+        # h_t was written by other threads (and, grid-synchronised, other programs); the
+        # next step reads all of it.
+        if GRID_SYNC:
+            _grid_barrier(sync_ptr, step - step_begin + 1)
+        else:
+            tl.debug_barrier()
 
 
 @triton.jit
 def gru_bwd_kernel(
-    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, w_hh_ptr, lengths_ptr, dgx_ptr, dghn_ptr, dcarry_ptr,
-    T, B, H, step_begin, n_steps,
+    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, w_hh_ptr, lengths_ptr, sync_ptr, dgx_ptr, dghn_ptr,
+    dcarry_ptr, T, B, H, step_begin, n_steps,
     HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr,
+    GRID_SYNC: tl.constexpr,
     DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -303,6 +336,8 @@ def gru_bwd_kernel(
     products of wholly finished tiles are skipped.
     """
     acc_dtype = hs_ptr.dtype.element_ty
+    # Data other programs wrote this launch is read past L1, which is not coherent.
+    LOAD_CACHE: tl.constexpr = ".cg" if GRID_SYNC else ""
     mask_b, rows_b = _batch_tile(B, BLOCK_B)
     tile_len = _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS)
     pid_h = tl.program_id(1)
@@ -341,7 +376,7 @@ def gru_bwd_kernel(
             if next_active:
                 dh = _grad_gates_times_w_hh(dgx_next_rows, dghn_next_rows, mask_b, w_hh_ptr,
                                             offs_j, mask_j, H, dh, True, RESET_AFTER,
-                                            DOT_PRECISION, DOT_IN_FP32, BLOCK_K)
+                                            DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
             dh += tl.load(dhs_ptr + out_slot * B * H + p_bh, mask=mask, other=0.0)
             dh += tl.load(carry_in[:, None] + offs_j[None, :], mask=mask, other=0.0)
             p_gate = gate_rows[:, None] + offs_j[None, :]
@@ -369,14 +404,17 @@ def gru_bwd_kernel(
                 if tile_active:
                     d_rh = _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j,
                                                   mask_j, H, d_rh, False, True,
-                                                  DOT_PRECISION, DOT_IN_FP32, BLOCK_K)
+                                                  DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
                 r = tl.load(gate_rows[:, None] + offs_j[None, :], mask=mask, other=0.0)
                 h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask, other=0.0)
                 d_r, dh_via_r = gru_reset_gate_backward(d_rh, h_prev, r)
                 tl.store(dgx_rows[:, None] + offs_j[None, :], d_r, mask=mask)
                 p_carry = carry_out[:, None] + offs_j[None, :]
                 tl.store(p_carry, tl.load(p_carry, mask=mask, other=0.0) + dh_via_r, mask=mask)
-        tl.debug_barrier()
+        if GRID_SYNC:
+            _grid_barrier(sync_ptr, step - step_begin + 1)
+        else:
+            tl.debug_barrier()
 
 
 # ----------------------------------------------------------------------------------------
@@ -430,9 +468,53 @@ def _dot_in_fp32(w_hh: torch.Tensor) -> bool:
     return w_hh.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def _grid(batch: int, hidden_size: int, cfg: dict, persistent: bool):
-    n_h = 1 if persistent else triton.cdiv(hidden_size, cfg["BLOCK_H"])
-    return (triton.cdiv(batch, cfg["BLOCK_B"]), n_h)
+PATHS = ("persistent", "per_step", "grid_sync")
+
+
+def grid_sync_columns(batch: int, hidden_size: int, device: torch.device) -> int:
+    """Programs per batch tile on the grid-synchronised path, or 0 where its grid cannot be
+    resident all at once (it would deadlock): one program per SM (``maxnreg`` 168 × 256
+    threads leaves no room for a second), so tiles × columns must not exceed the SM count.
+    The interpreter runs programs one after another, so there one column is the most that
+    can pass a barrier."""
+    cfg = recurrence_config(hidden_size)
+    tiles = triton.cdiv(batch, cfg["BLOCK_B"])
+    chunks = triton.cdiv(hidden_size, cfg["BLOCK_H"])
+    if device.type != "cuda":
+        return 1
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return min(chunks, sms // tiles)
+
+
+def _launch_plan(batch: int, hidden_size: int, path: str, device: torch.device):
+    """(grid, number of launches, grid-synchronised?) for a path; a grid-synchronised grid
+    that cannot be co-resident falls back to one launch per step."""
+    cfg = recurrence_config(hidden_size)
+    tiles = triton.cdiv(batch, cfg["BLOCK_B"])
+    if path == "grid_sync":
+        columns = grid_sync_columns(batch, hidden_size, device)
+        if columns >= 1:
+            return (tiles, columns), 1, True
+        path = "per_step"
+    if path == "persistent":
+        return (tiles, 1), 1, False
+    return (tiles, triton.cdiv(hidden_size, cfg["BLOCK_H"])), None, False
+
+
+def _launch(kernel, grid, head, tail, T, launches, grid_sync, meta, device):
+    """Launches ``kernel(*head, sync_ptr, *tail, step_begin, n_steps)`` as planned by
+    ``_launch_plan``; sync_ptr is a fresh zeroed counter per batch tile when grid-synchronised
+    (and an unused placeholder otherwise)."""
+    if launches == 1 and grid_sync:
+        sync = torch.zeros(grid[0], dtype=torch.int32, device=device)
+        # A cooperative launch refuses a grid that cannot be co-resident instead of hanging.
+        extra = {"launch_cooperative_grid": True} if device.type == "cuda" else {}
+        kernel[grid](*head, sync, *tail, 0, T, GRID_SYNC=True, **meta, **extra)
+    elif launches == 1:
+        kernel[grid](*head, head[0], *tail, 0, T, GRID_SYNC=False, **meta)
+    else:
+        for step in range(T):
+            kernel[grid](*head, head[0], *tail, step, 1, GRID_SYNC=False, **meta)
 
 
 def _check_lengths(lengths, batch: int, device) -> None:
@@ -447,8 +529,7 @@ def _check_lengths(lengths, batch: int, device) -> None:
 
 def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | None,
                 h0: torch.Tensor, lengths: torch.Tensor | None = None, *, reverse: bool,
-                save: bool, persistent: bool, reset_after: bool = True,
-                dot_precision: str = "ieee"):
+                save: bool, path: str, reset_after: bool = True, dot_precision: str = "ieee"):
     """Runs the recurrence of one GRU layer and direction.
 
     gates: (T, B, 3H), acc dtype: x @ W_ihᵀ + b_ih. Used as scratch: overwritten with the
@@ -458,8 +539,11 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     lengths: (B,) int32 on the same device, each in [1, T] (the launcher does not read them:
         that would synchronise with the GPU), or None for full-length rows. A row past its
         length keeps its state, so the slot after the last step holds each row's final state.
-    persistent: one launch walks all T steps (one program per batch tile, all hidden units);
-        otherwise one launch per step with the hidden units split across programs.
+    path: "persistent": one launch walks all T steps, one program per batch tile owning all
+        hidden units; "per_step": one launch per step, hidden units split across programs;
+        "grid_sync": one launch, hidden units split across co-resident programs that meet at
+        a grid barrier after every step (falls back to "per_step" where the grid cannot be
+        co-resident).
     reset_after: PyTorch's GRU (True) or the reset-before form (False; persistent only).
     dot_precision: ``tl.dot`` input precision for fp32 weights ("ieee" or "tf32").
     Returns hs (T+1, B, H) acc dtype (slot layout in the module doc) and ghn (T, B, H), or
@@ -477,7 +561,8 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     _check(b_hh is None or (tuple(b_hh.shape) == (3 * H,) and b_hh.dtype == w_hh.dtype),
            "b_hh must be (3H,) with the dtype of w_hh")
     _check(dot_precision in ("ieee", "tf32"), f"unknown dot_precision {dot_precision!r}")
-    _check(persistent or reset_after,
+    _check(path in PATHS, f"path must be one of {PATHS}, got {path!r}")
+    _check(path == "persistent" or reset_after,
            "the reset-before GRU runs on the persistent path only: its candidate needs all of "
            "r * h_{t-1}, which one program owns only there")
     _check_contiguous(gates=gates, w_hh=w_hh, b_hh=b_hh, h0=h0)
@@ -487,29 +572,24 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     hs[T if reverse else 0] = h0
     ghn = torch.empty((T, B, H), dtype=acc, device=gates.device) if save else hs
     rh = hs if reset_after else torch.empty((B, H), dtype=acc, device=gates.device)
-    cfg = recurrence_config(H)
-    grid = _grid(B, H, cfg, persistent)
+    grid, launches, grid_sync = _launch_plan(B, H, path, gates.device)
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
                 RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save,
-                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
-    args = (gates, w_hh, b_hh if b_hh is not None else w_hh, hs, ghn, rh,
-            lengths if lengths is not None else hs, T, B, H)
-    if persistent:
-        gru_fwd_kernel[grid](*args, 0, T, **meta)
-    else:
-        for step in range(T):
-            gru_fwd_kernel[grid](*args, step, 1, **meta)
+                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **recurrence_config(H))
+    head = (gates, w_hh, b_hh if b_hh is not None else w_hh, hs, ghn, rh,
+            lengths if lengths is not None else hs)
+    _launch(gru_fwd_kernel, grid, head, (T, B, H), T, launches, grid_sync, meta, gates.device)
     return hs, (ghn if save else None)
 
 
 def gru_backward(dhs: torch.Tensor, gates: torch.Tensor, ghn: torch.Tensor, hs: torch.Tensor,
                  w_hh: torch.Tensor, lengths: torch.Tensor | None = None, *, reverse: bool,
-                 persistent: bool, reset_after: bool = True, dot_precision: str = "ieee"):
+                 path: str, reset_after: bool = True, dot_precision: str = "ieee"):
     """Reverse-time pass of one GRU layer and direction.
 
     dhs: (T+1, B, H) acc dtype, dL/d(hs) by slot (so the output gradient and dL/dh_n, which
         share a slot, arrive summed). gates, ghn, hs: what ``gru_forward(..., save=True)``
-        left; w_hh: (3H, H); lengths, reverse, reset_after: as given to ``gru_forward``.
+        left; w_hh: (3H, H); lengths, reverse, path, reset_after: as for ``gru_forward``.
     Returns (dgx, dghn, dh_direct): dgx (T, B, 3H) the gate pre-activation gradients
     [d_r | d_z | d_n] (= dL/d(x @ W_ihᵀ + b_ih)); dghn (T, B, H) = dL/d(gh_n), the n-part of
     the hidden-side pre-activation (the r and z parts equal dgx's); dh_direct (B, H): the part
@@ -524,7 +604,9 @@ def gru_backward(dhs: torch.Tensor, gates: torch.Tensor, ghn: torch.Tensor, hs: 
                            ("w_hh", w_hh, (3 * H, H))):
         _check(tuple(x.shape) == shape, f"{name} must be {shape}, got {tuple(x.shape)}")
         _check(x is w_hh or x.dtype == acc, f"{name} must be {acc}, got {x.dtype}")
-    _check(persistent or reset_after, "the reset-before GRU runs on the persistent path only")
+    _check(path in PATHS, f"path must be one of {PATHS}, got {path!r}")
+    _check(path == "persistent" or reset_after,
+           "the reset-before GRU runs on the persistent path only")
     _check_contiguous(dhs=dhs, gates=gates, ghn=ghn, hs=hs, w_hh=w_hh)
     _check_lengths(lengths, B, dhs.device)
 
@@ -532,15 +614,10 @@ def gru_backward(dhs: torch.Tensor, gates: torch.Tensor, ghn: torch.Tensor, hs: 
     dghn = torch.empty((T, B, H), dtype=acc, device=dhs.device)
     dcarry = torch.empty((2, B, H), dtype=acc, device=dhs.device)
     dcarry[1].zero_()
-    cfg = recurrence_config(H)
-    grid = _grid(B, H, cfg, persistent)
+    grid, launches, grid_sync = _launch_plan(B, H, path, dhs.device)
     meta = dict(HAS_LENGTHS=lengths is not None, RESET_AFTER=reset_after, REVERSE=reverse,
-                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
-    args = (dhs, gates, ghn, hs, w_hh, lengths if lengths is not None else hs, dgx, dghn,
-            dcarry, T, B, H)
-    if persistent:
-        gru_bwd_kernel[grid](*args, 0, T, **meta)
-    else:
-        for step in range(T):
-            gru_bwd_kernel[grid](*args, step, 1, **meta)
+                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **recurrence_config(H))
+    head = (dhs, gates, ghn, hs, w_hh, lengths if lengths is not None else hs)
+    _launch(gru_bwd_kernel, grid, head, (dgx, dghn, dcarry, T, B, H), T, launches, grid_sync,
+            meta, dhs.device)
     return dgx, dghn, dcarry[(T - 1) % 2]

@@ -14,7 +14,7 @@ def _layer_args(T=3, B=2, I=3, H=5, lengths=None, reset_after=True, save=True):
 
     lens = None if lengths is None else torch.tensor(lengths, dtype=torch.int32, device=DEVICE)
     return (param(T, B, I), param(B, H), param(3 * H, I), param(3 * H, H), param(3 * H),
-            param(3 * H), lens, False, reset_after, True, "ieee", save)
+            param(3 * H), lens, False, reset_after, "persistent", "ieee", save)
 
 
 @pytest.mark.parametrize("variant", ["plain", "lengths", "reset_before", "no_grad"])
@@ -27,9 +27,9 @@ def test_opcheck_gru_layer(variant, triton_backend):
 def test_opcheck_gru_layer_backward(triton_backend):
     x, h0, w_ih, w_hh, b_ih, b_hh, *_ = _layer_args(save=False)
     hs, gates, ghn = torch.ops.gru_triton.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, None, False,
-                                                    True, True, "ieee", True)
-    args = (torch.randn_like(hs), x, w_ih, w_hh, hs, gates, ghn, None, False, True, True,
-            "ieee", True, True, True)
+                                                    True, "persistent", "ieee", True)
+    args = (torch.randn_like(hs), x, w_ih, w_hh, hs, gates, ghn, None, False, True,
+            "persistent", "ieee", True, True, True)
     torch.library.opcheck(torch.ops.gru_triton.gru_layer_backward.default, args)
 
 

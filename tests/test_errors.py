@@ -117,31 +117,31 @@ def test_triton_backend_on_cpu_without_interpreter_says_how(monkeypatch):
 LAUNCHER_CASES = {
     "gates_not_3h": lambda: kernels.gru_forward(torch.zeros(2, 3, 10), torch.zeros(12, 4), None,
                                                 torch.zeros(3, 4), reverse=False, save=False,
-                                                persistent=True),
+                                                path="persistent"),
     "w_hh_not_square": lambda: kernels.gru_forward(torch.zeros(2, 3, 12), torch.zeros(12, 5), None,
                                                    torch.zeros(3, 4), reverse=False, save=False,
-                                                   persistent=True),
+                                                   path="persistent"),
     "h0_wrong_batch": lambda: kernels.gru_forward(torch.zeros(2, 3, 12), torch.zeros(12, 4), None,
                                                   torch.zeros(2, 4), reverse=False, save=False,
-                                                  persistent=True),
+                                                  path="persistent"),
     "gates_not_contiguous": lambda: kernels.gru_forward(
         torch.zeros(3, 2, 12).transpose(0, 1), torch.zeros(12, 4), None, torch.zeros(3, 4),
-        reverse=False, save=False, persistent=True),
+        reverse=False, save=False, path="persistent"),
     "bad_precision": lambda: kernels.gru_forward(torch.zeros(2, 3, 12), torch.zeros(12, 4), None,
                                                  torch.zeros(3, 4), reverse=False, save=False,
-                                                 persistent=True, dot_precision="tf64"),
+                                                 path="persistent", dot_precision="tf64"),
     "bwd_wrong_dhs": lambda: kernels.gru_backward(
         torch.zeros(2, 3, 4), torch.zeros(2, 3, 12), torch.zeros(2, 3, 4), torch.zeros(3, 3, 4),
-        torch.zeros(12, 4), reverse=False, persistent=True),
+        torch.zeros(12, 4), reverse=False, path="persistent"),
     "lengths_not_int32": lambda: kernels.gru_forward(
         torch.zeros(2, 3, 12), torch.zeros(12, 4), None, torch.zeros(3, 4),
-        torch.tensor([2, 1, 1]), reverse=False, save=False, persistent=True),
+        torch.tensor([2, 1, 1]), reverse=False, save=False, path="persistent"),
     "lengths_wrong_count": lambda: kernels.gru_forward(
         torch.zeros(2, 3, 12), torch.zeros(12, 4), None, torch.zeros(3, 4),
-        torch.tensor([2, 1], dtype=torch.int32), reverse=False, save=False, persistent=True),
+        torch.tensor([2, 1], dtype=torch.int32), reverse=False, save=False, path="persistent"),
     "reset_before_per_step": lambda: kernels.gru_forward(
         torch.zeros(2, 3, 12), torch.zeros(12, 4), None, torch.zeros(3, 4), reverse=False,
-        save=False, persistent=False, reset_after=False),
+        save=False, path="per_step", reset_after=False),
 }
 
 
@@ -150,3 +150,24 @@ def test_launchers_reject_bad_shapes(call, launch_counter):
     with pytest.raises(ValueError):
         call()
     assert launch_counter == {"fwd": 0, "bwd": 0}
+
+
+def test_grid_sync_plan_falls_back_when_the_grid_cannot_be_resident(monkeypatch):
+    """A grid barrier with programs that cannot all be resident would hang: the launcher
+    plans one column per SM at most, and per-step launches when even that does not fit."""
+    from types import SimpleNamespace
+
+    from gru_triton.kernels import gru as gru_kernels
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: SimpleNamespace(multi_processor_count=132))
+    cuda = torch.device("cuda")
+    # B = 16 -> 1 batch tile; H = 1024 -> 32 chunks of 32: 32 programs, one launch.
+    assert gru_kernels._launch_plan(16, 1024, "grid_sync", cuda) == ((1, 32), 1, True)
+    # B = 640 -> 40 tiles; 132 // 40 = 3 columns each.
+    assert gru_kernels._launch_plan(640, 1024, "grid_sync", cuda) == ((40, 3), 1, True)
+    # B = 4096 -> 256 tiles > 132 SMs: not co-resident, so one launch per step instead.
+    assert gru_kernels._launch_plan(4096, 1024, "grid_sync", cuda) == ((256, 32), None, False)
+    # The interpreter runs programs one after another: one column.
+    assert gru_kernels._launch_plan(16, 1024, "grid_sync", torch.device("cpu")) == \
+        ((1, 1), 1, True)

@@ -33,7 +33,7 @@ def test_gradcheck_reference(bias, reverse, form):
 
 # The reset-before form always runs on the persistent path.
 KERNEL_PATHS = [("persistent", "reset_after"), ("per_step", "reset_after"),
-                ("persistent", "reset_before")]
+                ("grid_sync", "reset_after"), ("persistent", "reset_before")]
 
 
 @pytest.mark.parametrize("lengths", [None, [3, 1, 2]], ids=["full", "lengths"])

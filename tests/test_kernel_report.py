@@ -41,10 +41,22 @@ def test_shared_memory_fits(report):
     assert all(r["shared_bytes"] <= H100_SHARED_BYTES for r in report)
 
 
+def test_one_program_per_sm_fits(report):
+    """The grid-synchronised path puts one program on each SM and needs them all resident."""
+    assert all(r["programs_per_sm"] >= 1 for r in report)
+    grid_sync = [r for r in report if "grid_sync" in r["variant"]]
+    assert grid_sync and all(r["programs_per_sm"] >= 1 for r in grid_sync)
+
+
 def test_tensor_cores_for_bf16_fp16_fp64_and_tf32(report):
     for r in report:
         uses_tensor_cores = r["mma"] or r["wgmma"]
         assert uses_tensor_cores == kernel_report.expects_tensor_cores(r), r
+
+
+def test_grid_barrier_only_where_grid_synchronised(report):
+    for r in report:
+        assert r["grid_barrier"] == ("grid_sync" in r["variant"]), r
 
 
 def test_markdown_names_every_row(report):

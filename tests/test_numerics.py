@@ -90,8 +90,8 @@ def test_matches_nn_gru_and_reference(config, path, triton_backend, launch_count
     _compare(result, _run(ref, *args))
 
     # The kernels ran: per layer and direction one launch each way on the persistent path,
-    # T launches each way on the per-step path.
-    launches = L * (2 if bidirectional else 1) * (1 if path == "persistent" else T)
+    # T launches each way on the per-step path (grid_sync is one launch, like persistent).
+    launches = L * (2 if bidirectional else 1) * (T if path == "per_step" else 1)
     assert launch_counter == {"fwd": launches, "bwd": launches}
 
     gru_triton.set_backend("reference")

@@ -72,7 +72,7 @@ def test_packed_sequence_matches_nn_gru(case, path, enforce_sorted, triton_backe
     for index, (g, ref_g) in enumerate(zip(grads, ref_grads, strict=True)):
         assert_close(g, ref_g, what=f"gradient {index}")
     layers_x_directions = L * D
-    expected = layers_x_directions * (1 if path == "persistent" else T)
+    expected = layers_x_directions * (T if path == "per_step" else 1)
     assert launch_counter == {"fwd": expected, "bwd": expected}
 
 
