@@ -1,19 +1,23 @@
-"""gru_triton against torch.nn.GRU (cuDNN): forward and forward+backward times.
+"""gru_triton against torch.nn.GRU (cuDNN): the benchmark suite, one command.
 
-    python bench/bench_gru.py            # on a GPU: the timing table; without one: a demo
-    python bench/bench_gru.py --out results.json
+    python bench/bench_gru.py --quick         # a 42-case subset (minutes)
+    python bench/bench_gru.py                 # the full sweep + DeepBench GRU shapes (hours)
 
-On a machine with a CUDA GPU it times both implementations with ``triton.testing.do_bench``
-(median of repeated runs) at a few shapes, after checking that they agree, and prints a
-markdown table. Without a GPU it runs the real kernels in the Triton interpreter against
-nn.GRU at small shapes, prints the errors, and says that no GPU timing was taken.
+On a CUDA GPU it sweeps the shapes of ``bench/harness.py`` (forward and forward+backward,
+fp32 with IEEE and TF32 dots, bf16, fp16), checks each shape against nn.GRU first (a shape
+that differs is reported as wrong and gets no speed-up), then times nn.GRU, gru_triton's
+``auto`` choice, each of its recurrence paths and, at T = 64, ``torch.compile`` of the
+reference GRU, with ``triton.testing.do_bench`` (median). It writes results.json,
+results.md and speedup.png under ``bench/results/<gpu>-<date>/``.
+
+Without a GPU nothing can be timed, and it says so: it runs the real kernels in the Triton
+interpreter against nn.GRU at two small shapes (a correctness demo) and exits 0.
 """
 
 import argparse
 import datetime
-import itertools
-import json
 import os
+import pathlib
 import sys
 
 import torch
@@ -24,28 +28,25 @@ if not torch.cuda.is_available():
 import triton  # noqa: E402
 import triton.testing  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
 import gru_triton  # noqa: E402
+from gru_triton import dispatch  # noqa: E402
 
-SHAPES = dict(B=(16, 64), T=(256,), H=(256, 1024))
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-# Agreement required before a shape is timed (relative to the largest magnitude); fp32 is
-# compared in cuDNN's default TF32 mode, which both follow.
-TOLERANCE = {"fp32": 5e-3, "bf16": 5e-2}
-
-
-def _pair(I, H, dtype, device):
-    ref = torch.nn.GRU(I, H).to(device, dtype)
-    ours = gru_triton.GRU(I, H).to(device, dtype)
-    ours.load_state_dict(ref.state_dict())
-    return ref, ours
+DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
+         "fp16": torch.float16}
+PATH_IMPLS = {f"gru_triton/{p}": p for p in dispatch.PATHS}
+COMPILED_REFERENCE_MAX_T = 64  # compiling the reference's unrolled time loop takes minutes
 
 
-def _max_rel_err(a, b):
-    return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
+def _max_rel_err(a, b) -> float:
+    a, b = a.double(), b.double()
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
 
 
-def demo() -> None:
-    print("No CUDA GPU here: no GPU timing was taken. Running the real kernels in the Triton "
+def demo() -> int:
+    print("No CUDA GPU here: nothing was timed. Running the real kernels in the Triton "
           "interpreter (CPU) against torch.nn.GRU instead.\n")
     gru_triton.set_backend("triton")
     print("| T | B | I | H | layers | bidirectional | max rel err output | max rel err dx |")
@@ -64,64 +65,161 @@ def demo() -> None:
         (o1, g1), (o2, g2) = results
         print(f"| {T} | {B} | {I} | {H} | {layers} | {bi} | {_max_rel_err(o1, o2):.1e} "
               f"| {_max_rel_err(g1, g2):.1e} |")
-    print("\nRun this on a machine with an NVIDIA GPU for the timing table.")
-
-
-def _time(fn) -> float:
-    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-
-
-def bench(out_path: str | None) -> None:
-    device = torch.device("cuda")
-    gru_triton.set_backend("auto")
-    records = []
-    for (B, T, H), (dname, dtype) in itertools.product(
-            itertools.product(SHAPES["B"], SHAPES["T"], SHAPES["H"]), DTYPES.items()):
-        ref, ours = _pair(H, H, dtype, device)
-        x = torch.randn(T, B, H, device=device, dtype=dtype, requires_grad=True)
-        err = _max_rel_err(ours(x)[0], ref(x)[0])
-        for op in ("fwd", "fwdbwd"):
-            times = {}
-            for impl, module in (("cudnn", ref), ("gru_triton", ours)):
-                if op == "fwd":
-                    def run(module=module, x=x):
-                        with torch.no_grad():
-                            module(x)
-                else:
-                    def run(module=module, x=x):
-                        module(x)[0].sum().backward()
-                times[impl] = _time(run)
-            ok = err <= TOLERANCE[dname]
-            records.append(dict(
-                gpu=torch.cuda.get_device_name(), torch=torch.__version__,
-                triton=triton.__version__, date=str(datetime.date.today()), op=op,
-                impl="gru_triton", dtype=dname, B=B, T=T, H=H, I=H, layers=1,
-                ms=times["gru_triton"], cudnn_ms=times["cudnn"],
-                us_per_step=1e3 * times["gru_triton"] / T,
-                speedup_vs_cudnn=times["cudnn"] / times["gru_triton"] if ok else None,
-                max_rel_err=err, correct=ok))
-    print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, triton "
-          f"{triton.__version__}, {datetime.date.today()}; do_bench median\n")
-    print("| op | dtype | B | T | H | cuDNN ms | gru_triton ms | µs/step | speed-up | max rel err |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in records:
-        speedup = f"{r['speedup_vs_cudnn']:.2f}x" if r["correct"] else "WRONG (not timed)"
-        print(f"| {r['op']} | {r['dtype']} | {r['B']} | {r['T']} | {r['H']} | {r['cudnn_ms']:.3f} "
-              f"| {r['ms']:.3f} | {r['us_per_step']:.2f} | {speedup} | {r['max_rel_err']:.1e} |")
-    if out_path:
-        with open(out_path, "w") as f:
-            json.dump(records, f, indent=1)
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", help="write the records as JSON here (GPU only)")
-    args = parser.parse_args()
-    if torch.cuda.is_available():
-        bench(args.out)
-    else:
-        demo()
+    print("\nRun this on a machine with an NVIDIA GPU for the timings.")
     return 0
+
+
+class _Precision:
+    """cuDNN's RNN flag for the case (fp32: IEEE, tf32: TF32); gru_triton follows it."""
+
+    def __init__(self, dtype_name):
+        self.value = "tf32" if dtype_name == "tf32" else "ieee"
+
+    def __enter__(self):
+        self.saved = torch.backends.cudnn.rnn.fp32_precision
+        torch.backends.cudnn.rnn.fp32_precision = self.value
+
+    def __exit__(self, *exc):
+        torch.backends.cudnn.rnn.fp32_precision = self.saved
+
+
+def _compiled_reference(ref: torch.nn.GRU):
+    from gru_triton.functional import gru
+
+    def run(x):
+        return gru(x, torch.zeros(ref.num_layers * (2 if ref.bidirectional else 1), x.shape[1],
+                                  ref.hidden_size, device=x.device, dtype=x.dtype),
+                   ref._flat_weights, has_bias=True, num_layers=ref.num_layers, dropout=0.0,
+                   training=False, bidirectional=ref.bidirectional, batch_first=False,
+                   backend="reference")
+
+    return torch.compile(run)
+
+
+def _runner(call, case, x, grad_out, params):
+    """The timed function: forward under no_grad, or forward + backward."""
+    if case.op == "fwd":
+        def run():
+            with torch.no_grad():
+                call(x)
+    else:
+        def run():
+            call(x)[0].backward(grad_out)
+    return run, ([x, *params] if case.op == "fwdbwd" else None)
+
+
+def _peak_bytes(run) -> int:
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    run()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def _outputs(call, case, x, grad_out):
+    xi = x.detach().clone().requires_grad_(case.op == "fwdbwd")
+    out = call(xi)[0]
+    if case.op == "fwd":
+        return [out.detach()]
+    out.backward(grad_out)
+    return [out.detach(), xi.grad]
+
+
+def run_case(case, impls, meta) -> list:
+    device = torch.device("cuda")
+    dtype = DTYPE[case.dtype]
+    records = []
+    with _Precision(case.dtype):
+        torch.manual_seed(0)
+        ref = torch.nn.GRU(case.I, case.H, case.layers, bidirectional=case.bidirectional).to(device, dtype)
+        ours = gru_triton.GRU(case.I, case.H, case.layers,
+                              bidirectional=case.bidirectional).to(device, dtype)
+        ours.load_state_dict(ref.state_dict())
+        D = 2 if case.bidirectional else 1
+        x = torch.randn(case.T, case.B, case.I, device=device, dtype=dtype,
+                        requires_grad=case.op == "fwdbwd")
+        grad_out = torch.randn(case.T, case.B, D * case.H, device=device, dtype=dtype)
+        expected = _outputs(ref, case, x, grad_out)
+        timed = {}
+        for impl in impls:
+            note, call, module = "", None, ours
+            if impl == "cudnn":
+                call, module = ref, ref
+            elif impl == "gru_triton":
+                call = ours
+            elif impl in PATH_IMPLS:
+                def call(x, _path=PATH_IMPLS[impl]):
+                    with dispatch.force_path(_path):
+                        return ours(x)
+            elif impl == "compiled_reference":
+                if case.T > COMPILED_REFERENCE_MAX_T:
+                    records.append(_record(case, impl, meta, note=f"not timed at T > "
+                                           f"{COMPILED_REFERENCE_MAX_T}: compile time"))
+                    continue
+                call, module = _compiled_reference(ref), ref
+            params = list(module.parameters())
+            try:
+                got = _outputs(call, case, x, grad_out)
+                err = max(_max_rel_err(g, e) for g, e in zip(got, expected, strict=True))
+                correct = err <= harness.TOLERANCE[case.dtype]
+                run, reset = _runner(call, case, x, grad_out, params)
+                ms = triton.testing.do_bench(run, grad_to_none=reset, return_mode="median")
+                peak = _peak_bytes(run)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                records.append(_record(case, impl, meta, note="out of memory"))
+                continue
+            timed[impl] = (ms, peak)
+            records.append(_record(case, impl, meta, ms=ms, err=err, correct=correct,
+                                   peak=peak, note=note))
+    cudnn_ms, cudnn_peak = timed.get("cudnn", (None, None))
+    for r in records:
+        r["cudnn_peak_mem_bytes"] = cudnn_peak
+        if r["ms"] is not None and cudnn_ms is not None and r["correct"]:
+            r["speedup_vs_cudnn"] = cudnn_ms / r["ms"]
+    return records
+
+
+def _record(case, impl, meta, ms=None, err=None, correct=False, peak=None, note=""):
+    return dict(meta, op=case.op, impl=impl, dtype=case.dtype, B=case.B, T=case.T, H=case.H,
+                I=case.I, layers=case.layers, bidirectional=case.bidirectional,
+                source=case.source, ms=ms,
+                us_per_step=None if ms is None else 1e3 * ms / (case.T * case.layers),
+                speedup_vs_cudnn=None, max_rel_err=err, correct=correct, peak_mem_bytes=peak,
+                cudnn_peak_mem_bytes=None, note=note)
+
+
+def bench(args) -> int:
+    from tqdm.auto import tqdm
+
+    gpu = torch.cuda.get_device_name()
+    date = str(datetime.date.today())
+    meta = dict(gpu=gpu, torch=torch.__version__, triton=triton.__version__, date=date)
+    impls = ["cudnn", "gru_triton", *PATH_IMPLS] + ([] if args.quick else ["compiled_reference"])
+    cases = harness.cases(quick=args.quick)
+    records = []
+    for case in tqdm(cases, desc="cases", dynamic_ncols=True):
+        records.extend(run_case(case, impls, meta))
+    header = (f"# gru_triton vs nn.GRU (cuDNN)\n\nGPU: {gpu}; CUDA {torch.version.cuda}; torch "
+              f"{torch.__version__}; triton {triton.__version__}; {date}. "
+              f"`python bench/bench_gru.py{' --quick' if args.quick else ''}`: "
+              "triton.testing.do_bench median, after a correctness check against nn.GRU.")
+    out_dir = harness.results_dir(args.results_root, gpu, date)
+    paths = harness.write_results(records, out_dir, header)
+    wrong = [r for r in records if r["ms"] is not None and not r["correct"]]
+    print(f"{len(records)} records, {len(wrong)} wrong; written to {paths['md'].parent}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the quick subset of the sweep")
+    parser.add_argument("--results-root", default=str(pathlib.Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        return demo()
+    return bench(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""The per-step cost model of docs/performance.md: predicted µs per timestep per layer for each
+recurrence path on an H100, from the hardware figures below. Estimates, not measurements.
+
+    python bench/cost_model.py          # prints the markdown table of docs/performance.md
+"""
+
+import math
+
+# H100 SXM5 figures (NVIDIA's data sheet, and DESIGN-NOTES.md for L2): what the model assumes.
+H100 = dict(
+    sms=132,
+    clock_hz=1.755e9,             # sustained boost clock
+    l2_bytes_per_s=5.5e12,        # aggregate L2 read bandwidth
+    l2_bytes_per_clk_per_sm=64,   # what one SM can pull from L2 per clock
+    smem_bytes_per_clk_per_sm=128,
+    tc_flops={"bf16": 989e12, "fp16": 989e12, "tf32": 494e12, "fp32": 67e12},  # dense peak
+    tc_efficiency=0.25,           # 16x32 mma.sync tiles from 8 warps: a quarter of peak, assumed
+    launch_s=6e-6,                # one kernel launch from PyTorch eager, CPU side
+    cta_barrier_s=0.2e-6,
+    grid_barrier_s=1.5e-6,        # release add + acquire spin through L2, assumed
+)
+BYTES = {"bf16": 2, "fp16": 2, "tf32": 4, "fp32": 4}
+BLOCK_B, BLOCK_H = 16, 32
+
+
+def per_step_us(path: str, B: int, H: int, dtype: str, hw=H100) -> float:
+    """Predicted µs per timestep of one layer and direction (recurrence only)."""
+    w_bytes = 3 * H * H * BYTES[dtype]              # W_hh, read once per step per reader
+    flops = 2 * B * H * 3 * H                      # h_{t-1} @ W_hhᵀ
+    tiles = math.ceil(B / BLOCK_B)
+    chunks = math.ceil(H / BLOCK_H)
+    per_sm_l2 = hw["l2_bytes_per_clk_per_sm"] * hw["clock_hz"]
+    tc_per_sm = hw["tc_flops"][dtype] * hw["tc_efficiency"] / hw["sms"]
+    if path == "persistent":      # each batch tile's program reads all of W_hh every step
+        programs = tiles
+        read = w_bytes / per_sm_l2
+        compute = flops / programs / tc_per_sm
+        return 1e6 * (max(read, compute) + hw["cta_barrier_s"])
+    if path == "per_step":        # T launches; every program reads its W_hh slice
+        programs = tiles * chunks
+        waves = math.ceil(programs / hw["sms"])
+        read = max(tiles * w_bytes / hw["l2_bytes_per_s"], waves * (w_bytes / chunks) / per_sm_l2)
+        compute = waves * flops / programs / tc_per_sm
+        return 1e6 * (hw["launch_s"] + max(read, compute))
+    if path == "grid_sync":       # one launch; ≤ one program per SM, each owns a W_hh slice
+        columns = min(chunks, hw["sms"] // tiles)
+        if columns < 1:
+            return float("nan")
+        slice_bytes = w_bytes / columns
+        read = slice_bytes / per_sm_l2
+        compute = flops / (tiles * columns) / tc_per_sm
+        return 1e6 * (max(read, compute) + hw["grid_barrier_s"])
+    if path == "cudnn":           # as the issue describes cuDNN on H100 for H > 192:
+        # a GEMM launch and a pointwise launch per step, W_hh from L2 by the GEMM
+        read = w_bytes / hw["l2_bytes_per_s"]
+        compute = flops / (hw["tc_flops"][dtype] * hw["tc_efficiency"])
+        return 1e6 * (2 * hw["launch_s"] + max(read, compute))
+    raise ValueError(path)
+
+
+PATHS = ("persistent", "per_step", "grid_sync", "cudnn")
+
+
+def table(shapes=((1, 256), (16, 256), (64, 256), (16, 1024), (64, 1024), (16, 2048),
+                  (64, 2048), (256, 1024)), dtypes=("bf16", "tf32", "fp32")) -> str:
+    lines = ["| B | H | dtype | W_hh bytes/step | " + " | ".join(f"{p} µs" for p in PATHS)
+             + " | best | measured |",
+             "|---|---|---|---|" + "---|" * len(PATHS) + "---|---|"]
+    for dtype in dtypes:
+        for B, H in shapes:
+            times = {p: per_step_us(p, B, H, dtype) for p in PATHS}
+            ours = {p: t for p, t in times.items() if p != "cudnn" and not math.isnan(t)}
+            best = min(ours, key=ours.get)
+            cells = " | ".join(f"{t:.1f}" for t in times.values())
+            lines.append(f"| {B} | {H} | {dtype} | {3 * H * H * BYTES[dtype] / 2**20:.2f} MiB "
+                         f"| {cells} | {best} | not measured |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(table())

@@ -1,0 +1,120 @@
+"""The benchmark suite's GPU-free parts: the shapes it sweeps, the files it writes, and that
+without a GPU it times nothing and says so."""
+
+import itertools
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+import harness  # noqa: E402
+
+
+def test_full_sweep_covers_the_issue_grid():
+    cases = harness.cases()
+    sweep = {(c.B, c.T, c.H) for c in cases if c.source == "sweep" and c.layers == 1}
+    assert sweep == set(itertools.product((1, 8, 32, 64, 256), (64, 256, 1024),
+                                          (64, 128, 256, 512, 1024, 2048)))
+    assert all(c.I == c.H for c in cases)
+    assert {c.dtype for c in cases} == {"fp32", "tf32", "bf16", "fp16"}
+    assert {c.op for c in cases} == {"fwd", "fwdbwd"}
+    assert any(c.layers == 2 and c.bidirectional for c in cases)
+    train = {(c.H, c.B, c.T) for c in cases if c.source == "deepbench-train"}
+    infer = {(c.H, c.B, c.T) for c in cases if c.source == "deepbench-infer"}
+    assert train == set(harness.DEEPBENCH_TRAIN) and infer == set(harness.DEEPBENCH_INFER)
+    assert all(c.op == "fwdbwd" for c in cases if c.source == "deepbench-train")
+    assert all(c.op == "fwd" for c in cases if c.source == "deepbench-infer")
+
+
+def test_quick_subset_is_small_and_inside_the_sweep():
+    quick = harness.cases(quick=True)
+    assert len(quick) == 42
+    assert all(c.source == "sweep" for c in quick)
+
+
+def _records():
+    """Records as bench_gru.run_case builds them, with made-up timings (the writer's input)."""
+    import bench_gru
+
+    meta = dict(gpu="NVIDIA H100 80GB HBM3", torch="2.x", triton="3.x", date="2026-11-24")
+    out = []
+    for case, ms, correct in ((harness.Case("fwd", "bf16", 16, 256, 1024, 1024), 1.0, True),
+                              (harness.Case("fwd", "bf16", 64, 256, 1024, 1024), 2.0, False)):
+        cudnn = bench_gru._record(case, "cudnn", meta, ms=4.0, err=0.0, correct=True, peak=10)
+        ours = bench_gru._record(case, "gru_triton", meta, ms=ms, err=1e-3, correct=correct,
+                                 peak=8)
+        for r in (cudnn, ours):
+            r["cudnn_peak_mem_bytes"] = 10
+            r["speedup_vs_cudnn"] = 4.0 / r["ms"] if r["correct"] else None
+        out += [cudnn, ours]
+    return out
+
+
+def test_results_files(tmp_path):
+    records = _records()
+    out_dir = harness.results_dir(str(tmp_path), records[0]["gpu"], records[0]["date"])
+    assert out_dir.name == "nvidia-h100-80gb-hbm3-2026-11-24"
+    paths = harness.write_results(records, out_dir, "# header")
+    written = json.loads(paths["json"].read_text())
+    assert written == records
+    for r in written:
+        assert set(harness.RECORD_FIELDS) <= set(r)
+    table = paths["md"].read_text()
+    assert "| 4.00x |" in table  # the correct shape's speed-up
+    assert table.count("WRONG: no speed-up") == 1  # the wrong one gets none
+    assert paths["png"].stat().st_size > 0
+
+
+def test_write_results_rejects_incomplete_records(tmp_path):
+    record = _records()[0]
+    del record["peak_mem_bytes"]
+    with pytest.raises(ValueError, match="peak_mem_bytes"):
+        harness.write_results([record], tmp_path, "# header")
+
+
+def test_without_a_gpu_nothing_is_timed():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the suite would time")
+    done = subprocess.run([sys.executable, str(BENCH / "bench_gru.py"), "--quick"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0
+    assert "nothing was timed" in done.stdout
+    assert "ms" not in done.stdout.split("|")  # no timing column
+
+
+def test_pytest_benchmark_suite_collects_and_skips_without_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the benchmarks would run")
+    done = subprocess.run([sys.executable, "-m", "pytest", str(BENCH), "--benchmark-only", "-q",
+                           "-p", "no:cacheprovider"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "skipped" in done.stdout
+
+
+def test_performance_doc_shows_the_current_cost_model():
+    import cost_model
+
+    doc = (BENCH.parent / "docs" / "performance.md").read_text()
+    assert cost_model.table() in doc
+    assert "Nothing in this file has been measured on a GPU yet" in doc
+
+
+def test_cost_model_orders_the_paths_as_the_doc_says():
+    import cost_model
+
+    # grid_sync beats one launch per step wherever its grid fits, and needs a grid that fits.
+    for dtype in ("bf16", "tf32", "fp32"):
+        for B, H in ((16, 1024), (64, 2048)):
+            assert cost_model.per_step_us("grid_sync", B, H, dtype) < \
+                cost_model.per_step_us("per_step", B, H, dtype)
+    assert cost_model.per_step_us("grid_sync", 16 * 200, 1024, "bf16") != \
+        cost_model.per_step_us("grid_sync", 16 * 200, 1024, "bf16")  # NaN: 200 tiles > 132 SMs
