@@ -89,3 +89,22 @@ def label(impl: str) -> str:
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         return "gru_triton (kernels in the interpreter)"
     return "gru_triton (CPU: its PyTorch fallback)"
+
+
+def plot_losses(results: list, title: str, out_dir: str, filename: str, metric: str,
+                metric_name: str) -> str:
+    """Training-loss curves of each impl, labelled with its final ``metric``; returns the
+    plot's path."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for r in results:
+        ax.plot(r["losses"], label=f"{label(r['impl'])} ({metric_name} {r[metric]:.3f})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.legend()
+    return save_plot(fig, out_dir, filename)
+
+
+def summary(results: list, metric: str, metric_name: str) -> str:
+    return ", ".join(f"{label(r['impl'])} {metric_name} {r[metric]:.4f}" for r in results)

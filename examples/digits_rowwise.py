@@ -95,17 +95,10 @@ def run(args) -> list:
         # A small model learns visibly in a dozen steps at a higher learning rate.
         args.hidden, args.batch, args.epochs, max_steps, args.lr = 16, 50, 1, 12, 0.05
     results = [train(impl, args, max_steps) for impl in common.impls(args.impl)]
-    plt = common.pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for r in results:
-        ax.plot(r["losses"], label=f"{common.label(r['impl'])} (test accuracy {r['test_accuracy']:.3f})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title("Digits, one pixel row per timestep")
-    ax.legend()
-    path = common.save_plot(fig, args.out_dir, "digits_rowwise.png")
-    summary = ", ".join(f"{common.label(r['impl'])} test accuracy {r['test_accuracy']:.4f}" for r in results)
-    print(f"digits_rowwise: {summary} after {results[0]['steps']} steps; plot {path}")
+    path = common.plot_losses(results, "Digits, one pixel row per timestep", args.out_dir,
+                              "digits_rowwise.png", "test_accuracy", "test accuracy")
+    print(f"digits_rowwise: {common.summary(results, 'test_accuracy', 'test accuracy')} after "
+          f"{results[0]['steps']} steps; plot {path}")
     return results
 
 

@@ -105,17 +105,11 @@ def run(args) -> list:
     if args.fast:
         args.hidden, args.epochs, max_steps, args.lr = 16, 1, 5, 0.03
     results = [train(impl, args, max_steps) for impl in common.impls(args.impl)]
-    plt = common.pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for r in results:
-        ax.plot(r["losses"], label=f"{common.label(r['impl'])} (test accuracy {r['test_accuracy']:.3f})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title(f"JapaneseVowels, bidirectional GRU, {args.feed} input")
-    ax.legend()
-    path = common.save_plot(fig, args.out_dir, "japanese_vowels.png")
-    summary = ", ".join(f"{common.label(r['impl'])} test accuracy {r['test_accuracy']:.4f}" for r in results)
-    print(f"japanese_vowels ({args.feed}): {summary} after {results[0]['steps']} steps; plot {path}")
+    path = common.plot_losses(results, f"JapaneseVowels, bidirectional GRU, {args.feed} input",
+                              args.out_dir, "japanese_vowels.png", "test_accuracy", "test accuracy")
+    print(f"japanese_vowels ({args.feed}): "
+          f"{common.summary(results, 'test_accuracy', 'test accuracy')} after "
+          f"{results[0]['steps']} steps; plot {path}")
     return results
 
 
