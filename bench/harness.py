@@ -81,7 +81,7 @@ def write_results(records: list, out_dir: pathlib.Path, header: str) -> dict:
 
 
 def _speedup_text(r) -> str:
-    if not r["correct"]:
+    if not r["correct"] and r["max_rel_err"] is not None:
         return "WRONG: no speed-up"
     if r["speedup_vs_cudnn"] is None:
         return "-"
