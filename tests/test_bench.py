@@ -43,14 +43,16 @@ def _records():
 
     meta = dict(gpu="NVIDIA H100 80GB HBM3", torch="2.x", triton="3.x", date="2026-11-24")
     out = []
+    # The second shape differs from nn.GRU, so (as in run_case) it has no time.
     for case, ms, correct in ((harness.Case("fwd", "bf16", 16, 256, 1024, 1024), 1.0, True),
-                              (harness.Case("fwd", "bf16", 64, 256, 1024, 1024), 2.0, False)):
+                              (harness.Case("fwd", "bf16", 64, 256, 1024, 1024), None, False)):
         cudnn = bench_gru._record(case, "cudnn", meta, ms=4.0, err=0.0, correct=True, peak=10)
         ours = bench_gru._record(case, "gru_triton", meta, ms=ms, err=1e-3, correct=correct,
                                  peak=8)
         for r in (cudnn, ours):
             r["cudnn_peak_mem_bytes"] = 10
             r["speedup_vs_cudnn"] = 4.0 / r["ms"] if r["correct"] else None
+        ours["note"] = "" if correct else "differs from nn.GRU: not timed"
         out += [cudnn, ours]
     return out
 
