@@ -1,15 +1,23 @@
-"""Fused GRU recurrence kernels (PyTorch's "reset after" form) and their launchers.
+"""Fused GRU recurrence kernels and their launchers.
 
 One launch walks one layer and one direction through time. Per step, each program takes a
 batch tile and one or more chunks of the hidden units, computes its slice of
-h_{t-1} @ W_hhᵀ for the three gates with ``tl.dot``, applies the gate math of
-``gru_cell_forward`` and writes its slice of h_t. Two ways to drive it, same kernel:
+h_{t-1} @ W_hhᵀ for the three gates with ``tl.dot``, applies the gate math
+(``gru_gates_rz`` and ``gru_candidate_update``) and writes its slice of h_t. Three ways to
+drive it, same kernel:
 
 * persistent (``n_steps == T``, one program column): each program owns a batch tile and *all*
   hidden units, so no other program ever needs its h_t; a CTA barrier between steps is the
   only synchronisation and the whole sequence is one launch.
 * per step (``n_steps == 1``): the hidden units are split across programs and the launch
   boundary is the barrier; the host issues T launches.
+* grid-synchronised (``GRID_SYNC``, ``n_steps == T``): the hidden units are split across
+  programs that are all resident at once, and a grid barrier per batch tile separates the
+  steps; one launch.
+
+Constexpr flags, not copies, select the rest: bias, per-row lengths (packed sequences), the
+reset-after form (PyTorch's) or the reset-before form (Cho et al. 2014; each step in two
+phases, persistent grid only), reverse direction, and whether to save for backward.
 
 The input projection (x @ W_ihᵀ + b_ih for all timesteps) and the weight gradients are large
 GEMMs done by the caller before and after the recurrence, never per step.
@@ -21,8 +29,9 @@ Storage conventions (all contiguous, row-major):
                       h_t in slot t+1; reverse direction: h_t in slot t and h0 in slot T. Either
                       way the output sequence is a contiguous slice and h_{t-1} of a step is
                       one slot away.
-  ghn     (T, B, H)   acc dtype: W_hn h_{t-1} + b_hn, the only pre-activation backward needs
-                      that the activations do not give back.
+  ghn     (T, B, H)   acc dtype: the candidate's hidden-side pre-activation, W_hn h_{t-1} + b_hn
+                      (reset after; the only one backward needs that the activations do not
+                      give back) or W_hn (r ⊙ h_{t-1}) + b_hn (reset before).
   acc dtype is float32 for fp32/bf16/fp16 weights and float64 for fp64 weights.
 """
 
