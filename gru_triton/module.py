@@ -113,7 +113,7 @@ class GRU(nn.RNNBase):
                 f"For batched 3-D input, hx should also be 3-D but got {hx.dim()}-D tensor")
         hx = self._hx_or_zeros(hx, input.size(batch_dim), input)
         self.check_forward_args(input, hx, None)
-        self._check_beyond_nn_gru_python(input, hx)
+        self._check_beyond_nn_gru_python(input, hx, self.batch_first)
         if lengths is not None:
             seq_len = input.size(1 - batch_dim)
             lengths = _validated_lengths(lengths, input.size(batch_dim), seq_len)
@@ -135,7 +135,7 @@ class GRU(nn.RNNBase):
             hx = self.permute_hidden(hx, packed.sorted_indices)
         hx = self._hx_or_zeros(hx, padded.size(1), padded)
         self.check_forward_args(packed.data, hx, packed.batch_sizes)
-        self._check_beyond_nn_gru_python(padded, hx)
+        self._check_beyond_nn_gru_python(padded, hx, batch_first=False)
         output, h_n = self._run(padded, hx, lengths, batch_first=False)
         data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
         return (PackedSequence(data, packed.batch_sizes, packed.sorted_indices,
@@ -165,9 +165,9 @@ class GRU(nn.RNNBase):
                        bidirectional=self.bidirectional, batch_first=batch_first,
                        backend=backend, lengths=lengths, reset_after=self.reset_after)
 
-    def _check_beyond_nn_gru_python(self, input, hx):
+    def _check_beyond_nn_gru_python(self, input, hx, batch_first):
         # nn.GRU makes these checks in its C++ kernels; same exception types and messages.
-        seq_len = input.size(1) if self.batch_first else input.size(0)
+        seq_len = input.size(1) if batch_first else input.size(0)
         if seq_len == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
         _check_same_device_and_dtype(input, hx, self._flat_weights)

@@ -193,3 +193,14 @@ def test_packed_hx_of_wrong_batch_gives_nn_gru_error(triton_backend):
     with pytest.raises(RuntimeError) as mine:
         ours(packed, h0)
     assert str(mine.value) == str(theirs.value)
+
+
+def test_packed_input_to_a_batch_first_module(triton_backend):
+    """batch_first does not apply to packed data (nn.GRU ignores it there too)."""
+    ref, ours = _modules(3, 11, 2, True, batch_first=True)
+    packed = pack_sequence([torch.randn(n, 3, device=DEVICE) for n in (2, 6, 4)],
+                           enforce_sorted=False)
+    out, h_n = ours(packed)
+    ref_out, ref_h_n = ref(packed)
+    assert_close(out.data, ref_out.data, what="output")
+    assert_close(h_n, ref_h_n, what="h_n")
