@@ -127,10 +127,12 @@ class GRU(nn.RNNBase):
         # Run in the packed (length-sorted) order, as nn.GRU does: hx is permuted by
         # sorted_indices and h_n back by unsorted_indices, and batch tiles hold sequences of
         # similar length, so whole tiles finish early and skip their work.
-        padded, lengths = pad_packed_sequence(packed)
+        padded, _ = pad_packed_sequence(packed)
         if packed.sorted_indices is not None:
             padded = padded.index_select(1, packed.sorted_indices)
-            lengths = lengths[packed.sorted_indices.cpu()]
+        # Sorted lengths straight from batch_sizes (on the CPU): reading sorted_indices, which
+        # lives on the input's device, would synchronise with the GPU.
+        lengths = (packed.batch_sizes.unsqueeze(1) > torch.arange(padded.size(1))).sum(0)
         if hx is not None:
             hx = self.permute_hidden(hx, packed.sorted_indices)
         hx = self._hx_or_zeros(hx, padded.size(1), padded)

@@ -161,3 +161,20 @@ def test_grid_sync_runs_many_programs_per_batch_tile():
                 assert max_rel_err(out, ref(x)[0]) <= 2e-5
     finally:
         torch.backends.cudnn.rnn.fp32_precision = saved
+
+
+def test_packed_input_does_not_synchronise():
+    from torch.nn.utils.rnn import pack_sequence
+
+    gru_triton.set_backend("triton")
+    ours = gru_triton.GRU(8, 32, bidirectional=True).cuda()
+    packed = pack_sequence([torch.randn(n, 8, device="cuda") for n in (9, 4, 7)],
+                           enforce_sorted=False)
+    ours(packed)  # compile first
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out, h_n = ours(packed)
+        (out.data.sum() + h_n.sum()).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
