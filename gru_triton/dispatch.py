@@ -11,8 +11,9 @@ import os
 
 import torch
 
+from .kernels import PATHS  # noqa: F401 - the paths force_path accepts
+
 BACKENDS = ("auto", "triton", "reference")
-PATHS = ("persistent", "per_step", "grid_sync")
 
 _backend: str | None = None
 _forced_path: str | None = None

@@ -5,6 +5,7 @@ pick the grid live here; autograd, modules and dispatch are in ``gru_triton``.
 """
 
 from .gru import (
+    PATHS,
     acc_dtype_for,
     gru_backward,
     gru_bwd_kernel,
@@ -14,6 +15,7 @@ from .gru import (
 )
 
 __all__ = [
+    "PATHS",
     "acc_dtype_for",
     "gru_backward",
     "gru_bwd_kernel",
