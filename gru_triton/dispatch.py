@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from .kernels import PATHS  # noqa: F401 - the paths force_path accepts
+from .kernels import PATHS
 
 BACKENDS = ("auto", "triton", "reference")
 
