@@ -2,13 +2,16 @@
 
     python bench/bench_gru.py --quick         # a 42-case subset (minutes)
     python bench/bench_gru.py                 # the full sweep + DeepBench GRU shapes (hours)
+    python bench/bench_gru.py --quick --budget-s 300 --impls cudnn,gru_triton,gru_triton/per_step
 
 On a CUDA GPU it sweeps the shapes of ``bench/harness.py`` (forward and forward+backward,
 fp32 with IEEE and TF32 dots, bf16, fp16), checks each shape against nn.GRU first (a shape
 that differs is reported as wrong and gets no speed-up), then times nn.GRU, gru_triton's
 ``auto`` choice, each of its recurrence paths and, at T = 64, ``torch.compile`` of the
 reference GRU, with ``triton.testing.do_bench`` (median). It writes results.json,
-results.md and speedup.png under ``bench/results/<gpu>-<date>/``.
+results.md and speedup.png under ``bench/results/<gpu>-<date>/``, rewritten after every case,
+so a run that is stopped (or hangs) keeps what it measured. ``--budget-s`` starts no case
+after that many seconds; ``--impls`` times a subset of the implementations.
 
 Without a GPU nothing can be timed, and it says so: it runs the real kernels in the Triton
 interpreter against nn.GRU at two small shapes (a correctness demo) and exits 0.
@@ -37,6 +40,8 @@ from gru_triton import dispatch  # noqa: E402
 DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
          "fp16": torch.float16}
 PATH_IMPLS = {f"gru_triton/{p}": p for p in dispatch.PATHS}
+# --quick leaves out compiled_reference (compiling the reference takes minutes per shape).
+IMPLS = ("cudnn", "gru_triton", *PATH_IMPLS, "compiled_reference")
 COMPILED_REFERENCE_MAX_T = 64  # compiling the reference's unrolled time loop takes minutes
 
 
@@ -195,31 +200,70 @@ def _record(case, impl, meta, ms=None, err=None, correct=False, peak=None, note=
 
 
 def bench(args) -> int:
+    import time
+
     from tqdm.auto import tqdm
 
+    started = time.monotonic()
     gpu = torch.cuda.get_device_name()
     date = str(datetime.date.today())
     meta = dict(gpu=gpu, torch=torch.__version__, triton=triton.__version__, date=date)
-    impls = ["cudnn", "gru_triton", *PATH_IMPLS] + ([] if args.quick else ["compiled_reference"])
+    impls = args.impls or [i for i in IMPLS if not (args.quick and i == "compiled_reference")]
     cases = harness.cases(quick=args.quick)
-    records = []
-    for case in tqdm(cases, desc="cases", dynamic_ncols=True):
-        records.extend(run_case(case, impls, meta))
-    header = (f"# gru_triton vs nn.GRU (cuDNN)\n\nGPU: {gpu}; CUDA {torch.version.cuda}; torch "
-              f"{torch.__version__}; triton {triton.__version__}; {date}. "
-              f"`python bench/bench_gru.py{' --quick' if args.quick else ''}`: "
-              "triton.testing.do_bench median, after a correctness check against nn.GRU.")
     out_dir = harness.results_dir(args.results_root, gpu, date)
-    paths = harness.write_results(records, out_dir, header)
-    wrong = [r for r in records if r["ms"] is not None and not r["correct"]]
-    print(f"{len(records)} records, {len(wrong)} wrong; written to {paths['md'].parent}")
+    command = " ".join(["python bench/bench_gru.py", *_options(args)])
+    records, done = [], 0
+    for case in tqdm(cases, desc="cases", dynamic_ncols=True):
+        if args.budget_s is not None and time.monotonic() - started > args.budget_s:
+            break
+        records.extend(run_case(case, impls, meta))
+        done += 1
+        left = (f" Stopped by --budget-s {args.budget_s:g} after {done} of {len(cases)} cases."
+                if done < len(cases) else "")
+        header = (f"# gru_triton vs nn.GRU (cuDNN)\n\nGPU: {gpu}; CUDA {torch.version.cuda}; "
+                  f"torch {torch.__version__}; triton {triton.__version__}; {date}. "
+                  f"`{command}`: triton.testing.do_bench median, after a correctness check "
+                  f"against nn.GRU.{left}")
+        # After every case: a run killed later (a hang, the machine's time limit) keeps these.
+        paths = harness.write_results(records, out_dir, header)
+    if not records:
+        print("--budget-s left no time for a case: nothing was timed")
+        return 0
+    wrong = [r for r in records if r["max_rel_err"] is not None and not r["correct"]]
+    print(f"{done} of {len(cases)} cases, {len(records)} records, {len(wrong)} wrong; "
+          f"written to {paths['md'].parent}")
     return 0
+
+
+def _options(args) -> list:
+    """The command-line options that shaped this run, for the results' header."""
+    out = ["--quick"] if args.quick else []
+    if args.impls:
+        out += ["--impls", ",".join(args.impls)]
+    if args.budget_s is not None:
+        out += ["--budget-s", f"{args.budget_s:g}"]
+    return out
+
+
+def _impl_list(text: str) -> list:
+    impls = [name for name in text.split(",") if name]
+    unknown = sorted(set(impls) - set(IMPLS))
+    if unknown or not impls:
+        raise argparse.ArgumentTypeError(f"unknown implementation(s) {unknown}; choose from "
+                                         f"{', '.join(IMPLS)}")
+    if "cudnn" not in impls:
+        impls.insert(0, "cudnn")  # every speed-up is against it
+    return impls
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick subset of the sweep")
     parser.add_argument("--results-root", default=str(pathlib.Path(__file__).parent / "results"))
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no case after this many seconds (results so far are kept)")
+    parser.add_argument("--impls", type=_impl_list, default=None,
+                        help=f"comma-separated subset of {', '.join(IMPLS)}")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         return demo()

@@ -1,6 +1,8 @@
 """The benchmark suite's GPU-free parts: the shapes it sweeps, the files it writes, and that
 without a GPU it times nothing and says so."""
 
+import argparse
+import datetime
 import itertools
 import json
 import pathlib
@@ -120,3 +122,49 @@ def test_cost_model_orders_the_paths_as_the_doc_says():
                 cost_model.per_step_us("per_step", B, H, dtype)
     assert cost_model.per_step_us("grid_sync", 16 * 200, 1024, "bf16") != \
         cost_model.per_step_us("grid_sync", 16 * 200, 1024, "bf16")  # NaN: 200 tiles > 132 SMs
+
+
+def test_impls_option_checks_names_and_always_keeps_cudnn():
+    import bench_gru
+
+    assert bench_gru._impl_list("gru_triton/per_step") == ["cudnn", "gru_triton/per_step"]
+    assert bench_gru._impl_list("gru_triton,cudnn") == ["gru_triton", "cudnn"]
+    with pytest.raises(argparse.ArgumentTypeError, match="gru_triton/nonsense"):
+        bench_gru._impl_list("gru_triton/nonsense")
+
+
+def test_budget_stops_starting_cases_and_every_case_is_written_at_once(monkeypatch, tmp_path):
+    """A time-boxed GPU run (bench/gpu_session.sh) must leave the cases it finished on disk,
+    also when it is killed later: results are rewritten after every case."""
+    import time
+
+    import bench_gru
+    import torch
+
+    clock = {"now": 0.0}
+    seen = []
+    out_dir = harness.results_dir(str(tmp_path), "Fake GPU", str(datetime.date.today()))
+
+    def fake_run_case(case, impls, meta):
+        if seen:  # the previous case is already on disk before this one starts
+            on_disk = json.loads((out_dir / "results.json").read_text())
+            assert len(on_disk) == len(seen) * len(impls)
+        seen.append(case)
+        clock["now"] += 100.0  # each case "takes" 100 s
+        return [bench_gru._record(case, impl, meta, ms=1.0, err=0.0, correct=True, peak=1)
+                | {"cudnn_peak_mem_bytes": 1} for impl in impls]
+
+    monkeypatch.setattr(time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+    monkeypatch.setattr(bench_gru, "run_case", fake_run_case)
+    args = argparse.Namespace(quick=True, results_root=str(tmp_path), budget_s=250.0,
+                              impls=["cudnn", "gru_triton"])
+    assert bench_gru.bench(args) == 0
+    assert len(seen) == 3  # started at t = 0, 100 and 200 s; none after 250 s
+    assert seen == harness.cases(quick=True)[:3]
+    records = json.loads((out_dir / "results.json").read_text())
+    assert len(records) == 6 and {r["impl"] for r in records} == {"cudnn", "gru_triton"}
+    table = (out_dir / "results.md").read_text()
+    assert "Stopped by --budget-s 250 after 3 of 42 cases" in table
+    assert "--quick --impls cudnn,gru_triton --budget-s 250" in table
+
