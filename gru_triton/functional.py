@@ -7,11 +7,12 @@ GEMMs. They have fake (meta) implementations, so ``torch.compile(fullgraph=True)
 through them without a graph break, and no host synchronisation, so they can be captured in
 a CUDA graph.
 
-Memory kept for backward per layer and direction, for (T, B, H) in the accumulation dtype
-(fp32, or fp64 for fp64 models): the gate activations r, z, n (3 T·B·H), the hidden-side
-candidate pre-activation (T·B·H) and the hidden states (T+1)·B·H, besides the layer input
-x. That is 5 T·B·H + B·H values, i.e. 20 bytes per (t, b, h) in fp32. Nothing is kept when
-no input needs a gradient.
+Memory kept for backward per layer and direction, besides the layer input x: the gate
+activations r, z, n (3 T·B·H) and, in PyTorch's reset-after form, the hidden-side candidate
+pre-activation (T·B·H), all in the model's dtype for fp16/bf16 models and in fp32 (fp64) for
+fp32 (fp64) ones; and the hidden states, (T+1)·B·H in fp32 (fp64). Per (t, b, h): 20 bytes
+for fp32 models, 12 for bf16/fp16 ones (16-bit models also return their output as a 16-bit
+copy of the fp32 states: 2 more). Nothing is kept when no input needs a gradient.
 """
 
 
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import dispatch
-from .kernels import acc_dtype_for, gru_backward, gru_forward
+from .kernels import acc_dtype_for, gru_backward, gru_forward, storage_dtype_for
 from .reference import gru_layer_reference
 
 
@@ -39,21 +40,22 @@ def gru_layer_op(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor
     one dtype (fp16, bf16, fp32 or fp64). lengths: (B,) int32 on x's device, or None.
     Returns hs (T+1, B, H) in the accumulation dtype (slot layout: ``gru_triton.kernels.gru``;
     the output sequence and h_n are slices of it), and when ``save`` the activations
-    (T, B, 3H) and the candidate's hidden-side pre-activation (T, B, H) for backward (empty
-    tensors otherwise).
+    (T, B, 3H) and, reset-after form only, the candidate's hidden-side pre-activation
+    (T, B, H) for backward, both in the storage dtype (``storage_dtype_for``); empty tensors
+    otherwise.
     """
     T, B, input_size = x.shape
     H = w_hh.shape[1]
-    acc = acc_dtype_for(w_hh.dtype)
+    acc, storage = acc_dtype_for(w_hh.dtype), storage_dtype_for(w_hh.dtype)
     with dispatch.gemm_precision(x.device, dot_precision):
-        gates = _linear(x.reshape(T * B, input_size), w_ih, b_ih).to(acc).view(T, B, 3 * H)
+        gates = _linear(x.reshape(T * B, input_size), w_ih, b_ih).to(storage).view(T, B, 3 * H)
     hs, ghn = gru_forward(gates, w_hh.contiguous(), None if b_hh is None else b_hh.contiguous(),
                           h0.to(acc).contiguous(), lengths, reverse=reverse, save=save,
                           path=path, reset_after=reset_after,
                           dot_precision=dot_precision)
     if not save:
         return hs, gates.new_empty(0), gates.new_empty(0)
-    return hs, gates, ghn
+    return hs, gates, (ghn if reset_after else gates.new_empty(0))
 
 
 @gru_layer_op.register_fake
@@ -61,11 +63,12 @@ def _gru_layer_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after
                     dot_precision, save):
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    acc = acc_dtype_for(w_hh.dtype)
+    acc, storage = acc_dtype_for(w_hh.dtype), storage_dtype_for(w_hh.dtype)
     hs = x.new_empty((T + 1, B, H), dtype=acc)
     if not save:
-        return hs, x.new_empty(0, dtype=acc), x.new_empty(0, dtype=acc)
-    return hs, x.new_empty((T, B, 3 * H), dtype=acc), x.new_empty((T, B, H), dtype=acc)
+        return hs, x.new_empty(0, dtype=storage), x.new_empty(0, dtype=storage)
+    ghn_shape = (T, B, H) if reset_after else (0,)
+    return hs, x.new_empty((T, B, 3 * H), dtype=storage), x.new_empty(ghn_shape, dtype=storage)
 
 
 @torch.library.custom_op("gru_triton::gru_layer_backward", mutates_args=())
@@ -80,22 +83,24 @@ def gru_layer_backward_op(d_hs: Tensor, x: Tensor, w_ih: Tensor, w_hh: Tensor, h
     model's dtype; dx is empty unless ``need_input``, the weight and bias gradients are empty
     unless ``need_weights`` (biases: and ``has_bias``).
     """
-    T, B, H = ghn.shape
+    T, B, _ = gates.shape
+    H = w_hh.shape[1]
     acc = hs.dtype
     d_hs = d_hs.to(acc).contiguous()
-    dgx, dghn, dh_direct = gru_backward(d_hs, gates, ghn, hs, w_hh.contiguous(), lengths,
-                                        reverse=reverse, path=path,
+    dgx, dghn, dh_direct = gru_backward(d_hs, gates, ghn if reset_after else None, hs,
+                                        w_hh.contiguous(), lengths, reverse=reverse, path=path,
                                         reset_after=reset_after, dot_precision=dot_precision)
     dgx2d, dghn2d = dgx.view(T * B, 3 * H), dghn.view(T * B, H)
     first, h0_slot = (T - 1, T) if reverse else (0, 0)
     mm_dtype = w_hh.dtype  # GEMMs in the model's dtype, accumulated in fp32 by the BLAS
+    # (dgx and dghn are in it already for fp16/bf16 models; .to() is then free).
     # Distinct empty tensors: a custom op's outputs must not alias one another.
     dx, dw_ih, dw_hh, db_ih, db_hh = (w_hh.new_empty(0) for _ in range(5))
     with dispatch.gemm_precision(x.device, dot_precision):
         w_hh_acc = w_hh.to(acc)
-        dh0 = d_hs[h0_slot] + dh_direct + dgx[first, :, :2 * H] @ w_hh_acc[:2 * H]
+        dh0 = d_hs[h0_slot] + dh_direct + dgx[first, :, :2 * H].to(acc) @ w_hh_acc[:2 * H]
         if reset_after:
-            dh0 = dh0 + dghn[first] @ w_hh_acc[2 * H:]
+            dh0 = dh0 + dghn[first].to(acc) @ w_hh_acc[2 * H:]
         if need_input:
             dx = (dgx2d.to(mm_dtype) @ w_ih).view(T, B, -1)
         if need_weights:
@@ -107,15 +112,16 @@ def gru_layer_backward_op(d_hs: Tensor, x: Tensor, w_ih: Tensor, w_hh: Tensor, h
             dw_hh = torch.cat([dgx2d[:, :2 * H].to(mm_dtype).t() @ h_prev.to(mm_dtype),
                                dghn2d.to(mm_dtype).t() @ n_operand.to(mm_dtype)])
     if need_weights and has_bias:
-        db_ih = dgx2d.sum(0).to(mm_dtype)
-        db_hh = torch.cat([dgx2d[:, :2 * H].sum(0), dghn2d.sum(0)]).to(mm_dtype)
+        db_ih = dgx2d.sum(0, dtype=acc).to(mm_dtype)
+        db_hh = torch.cat([dgx2d[:, :2 * H].sum(0, dtype=acc),
+                           dghn2d.sum(0, dtype=acc)]).to(mm_dtype)
     return dx, dh0.to(x.dtype), dw_ih, dw_hh, db_ih, db_hh
 
 
 @gru_layer_backward_op.register_fake
 def _gru_layer_backward_fake(d_hs, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after,
                              path, dot_precision, has_bias, need_input, need_weights):
-    T, B, H = ghn.shape
+    B, H = hs.shape[1], w_hh.shape[1]
     bias_shape = (3 * H,) if need_weights and has_bias else (0,)
     return (x.new_empty(x.shape if need_input else (0,)), x.new_empty((B, H)),
             w_ih.new_empty(w_ih.shape if need_weights else (0,)),

@@ -28,18 +28,19 @@ from .kernels import gru as gru_kernels
 # 16 stands for every H <= 16, which gets the 16-wide tiles; the rest share the 32-wide ones.
 HIDDEN_SIZES = (16, 64, 128, 256, 512, 1024)
 ARCHS = (80, 90)
-# (weight dtype, fp32 dot precision); the hidden state is fp32, or fp64 for fp64 weights.
+# (weight dtype, fp32 dot precision); the hidden state is fp32, or fp64 for fp64 weights, and
+# the gate buffers ("st": storage dtype) are the weights' dtype for fp16/bf16, else the acc one.
 PRECISIONS = (("bf16", "ieee"), ("fp16", "ieee"), ("fp32", "tf32"), ("fp32", "ieee"),
               ("fp64", "ieee"))
 
 _SIGNATURES = {
     "gru_fwd_kernel": (gru_kernels.gru_fwd_kernel,
-                       ["gates_ptr:acc", "w_hh_ptr:w", "b_hh_ptr:w", "hs_ptr:acc", "ghn_ptr:acc",
+                       ["gates_ptr:st", "w_hh_ptr:w", "b_hh_ptr:w", "hs_ptr:acc", "ghn_ptr:st",
                         "rh_ptr:acc", "lengths_ptr:i32", "sync_ptr:i32"],
                        dict(HAS_BIAS=True, REVERSE=False, SAVE=True)),
     "gru_bwd_kernel": (gru_kernels.gru_bwd_kernel,
-                       ["dhs_ptr:acc", "gates_ptr:acc", "ghn_ptr:acc", "hs_ptr:acc", "w_hh_ptr:w",
-                        "lengths_ptr:i32", "sync_ptr:i32", "dgx_ptr:acc", "dghn_ptr:acc",
+                       ["dhs_ptr:acc", "gates_ptr:st", "ghn_ptr:st", "hs_ptr:acc", "w_hh_ptr:w",
+                        "lengths_ptr:i32", "sync_ptr:i32", "dgx_ptr:st", "dghn_ptr:st",
                         "dcarry_ptr:acc"],
                        dict(REVERSE=False)),
 }
@@ -72,7 +73,9 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
     for spec in pointers:
         name, kind = spec.split(":")
         acc = "fp64" if dtype == "fp64" else "fp32"
-        signature[name] = {"acc": f"*{acc}", "w": f"*{dtype}", "i32": "*i32"}[kind]
+        storage = dtype if dtype in ("bf16", "fp16") else acc
+        signature[name] = {"acc": f"*{acc}", "st": f"*{storage}", "w": f"*{dtype}",
+                           "i32": "*i32"}[kind]
     for name in _SCALARS:
         signature[name] = "i32"
     meta = dict(flags, DOT_PRECISION=dot_precision, DOT_IN_FP32=False,

@@ -12,6 +12,7 @@ from .gru import (
     gru_forward,
     gru_fwd_kernel,
     recurrence_config,
+    storage_dtype_for,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "gru_forward",
     "gru_fwd_kernel",
     "recurrence_config",
+    "storage_dtype_for",
 ]

@@ -23,16 +23,20 @@ The input projection (x @ W_ihᵀ + b_ih for all timesteps) and the weight gradi
 GEMMs done by the caller before and after the recurrence, never per step.
 
 Storage conventions (all contiguous, row-major):
-  gates   (T, B, 3H)  acc dtype: in: x-side gate pre-activations [r | z | n];
+  gates   (T, B, 3H)  storage dtype: in: x-side gate pre-activations [r | z | n];
                       out (when SAVE): the activations r, z, n, kept for backward
   hs      (T+1, B, H) acc dtype: hidden states by "slot". Forward direction: h0 in slot 0 and
                       h_t in slot t+1; reverse direction: h_t in slot t and h0 in slot T. Either
                       way the output sequence is a contiguous slice and h_{t-1} of a step is
                       one slot away.
-  ghn     (T, B, H)   acc dtype: the candidate's hidden-side pre-activation, W_hn h_{t-1} + b_hn
-                      (reset after; the only one backward needs that the activations do not
-                      give back) or W_hn (r ⊙ h_{t-1}) + b_hn (reset before).
-  acc dtype is float32 for fp32/bf16/fp16 weights and float64 for fp64 weights.
+  ghn     (T, B, H)   storage dtype, reset-after form only: the candidate's hidden-side
+                      pre-activation W_hn h_{t-1} + b_hn, the one thing backward needs that the
+                      activations do not give back (the reset-before backward needs nothing
+                      more, so that form saves none).
+  acc dtype: float32 for fp32/bf16/fp16 weights, float64 for fp64 weights; the recurrence
+  state and every accumulation use it. storage dtype: the weights' dtype for fp16/bf16 (what
+  is saved for backward and the per-step gradients are kept at the model's precision, as
+  the products that consume them already round their operands to it), else the acc dtype.
 """
 
 import os
@@ -268,8 +272,8 @@ def gru_fwd_kernel(
                     acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
                     acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
                 p_gate = gate_rows[:, None] + offs_j[None, :]
-                gx_r = tl.load(p_gate, mask=mask, other=0.0)
-                gx_z = tl.load(p_gate + H, mask=mask, other=0.0)
+                gx_r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
+                gx_z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
                 r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
                 h_prev = tl.load(h_prev_rows[:, None] + offs_j[None, :], mask=mask, other=0.0)
                 # gates is this layer's own scratch: phase 2 reads r and z back from it.
@@ -295,13 +299,13 @@ def gru_fwd_kernel(
                 if HAS_BIAS:
                     acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
                     acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
-                gx_r = tl.load(p_gate, mask=mask, other=0.0)
-                gx_z = tl.load(p_gate + H, mask=mask, other=0.0)
+                gx_r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
+                gx_z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
                 r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
             else:
-                r = tl.load(p_gate, mask=mask, other=0.0)
-                z = tl.load(p_gate + H, mask=mask, other=0.0)
-            gx_n = tl.load(p_gate + 2 * H, mask=mask, other=0.0)
+                r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
+                z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
+            gx_n = tl.load(p_gate + 2 * H, mask=mask, other=0.0).to(acc_dtype)
             h_prev = tl.load(h_prev_rows[:, None] + offs_j[None, :], mask=mask, other=0.0)
             h_new, n = gru_candidate_update(gx_n, acc_n, r, z, h_prev, RESET_AFTER)
             if HAS_LENGTHS:
@@ -311,13 +315,16 @@ def gru_fwd_kernel(
                 r = tl.where(keep, r, 0.0)
                 z = tl.where(keep, z, 1.0)
                 n = tl.where(keep, n, 0.0)
-                acc_n = tl.where(keep, acc_n, 0.0)
+                if RESET_AFTER:
+                    acc_n = tl.where(keep, acc_n, 0.0)
             tl.store(h_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
             if SAVE:
+                # Stores round to the storage dtype (the model's, for fp16/bf16 weights).
                 tl.store(p_gate, r, mask=mask)
                 tl.store(p_gate + H, z, mask=mask)
                 tl.store(p_gate + 2 * H, n, mask=mask)
-                tl.store(ghn_rows[:, None] + offs_j[None, :], acc_n, mask=mask)
+                if RESET_AFTER:
+                    tl.store(ghn_rows[:, None] + offs_j[None, :], acc_n, mask=mask)
         # h_t was written by other threads (and, grid-synchronised, other programs); the
         # next step reads all of it.
         if GRID_SYNC:
@@ -340,7 +347,8 @@ def gru_bwd_kernel(
     dhs (T+1, B, H): dL/d(hs), by slot. dcarry (2, B, H): ping-pong buffer of the part of
     dL/dh_{t-1} that does not pass through W_hh, handed from one backward step to the next;
     slot 1 is zero on entry. Writes dgx (T, B, 3H) = [d_r | d_z | d_n] and dghn (T, B, H) =
-    dL/d(gh_n). Rows past their lengths need no special case here: their saved activations
+    dL/d(gh_n), both in the storage dtype (the next step's products round them to the
+    weights' dtype anyway). Rows past their lengths need no special case here: their saved activations
     (see gru_fwd_kernel) make every gate gradient 0 and carry dh through; only the W_hh
     products of wholly finished tiles are skipped.
     """
@@ -389,10 +397,13 @@ def gru_bwd_kernel(
             dh += tl.load(dhs_ptr + out_slot * B * H + p_bh, mask=mask, other=0.0)
             dh += tl.load(carry_in[:, None] + offs_j[None, :], mask=mask, other=0.0)
             p_gate = gate_rows[:, None] + offs_j[None, :]
-            r = tl.load(p_gate, mask=mask, other=0.0)
-            z = tl.load(p_gate + H, mask=mask, other=0.0)
-            n = tl.load(p_gate + 2 * H, mask=mask, other=0.0)
-            gh_n = tl.load(ghn_ptr + t * B * H + p_bh, mask=mask, other=0.0)
+            r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
+            z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
+            n = tl.load(p_gate + 2 * H, mask=mask, other=0.0).to(acc_dtype)
+            if RESET_AFTER:
+                gh_n = tl.load(ghn_ptr + t * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
+            else:
+                gh_n = n  # unused by the reset-before backward
             h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask, other=0.0)
             d_r, d_z, d_n, d_ghn, dh_direct = gru_cell_backward(dh, h_prev, r, z, n, gh_n, RESET_AFTER)
             p_dgx = dgx_rows[:, None] + offs_j[None, :]
@@ -414,7 +425,7 @@ def gru_bwd_kernel(
                     d_rh = _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j,
                                                   mask_j, H, d_rh, False, True,
                                                   DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
-                r = tl.load(gate_rows[:, None] + offs_j[None, :], mask=mask, other=0.0)
+                r = tl.load(gate_rows[:, None] + offs_j[None, :], mask=mask, other=0.0).to(acc_dtype)
                 h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask, other=0.0)
                 d_r, dh_via_r = gru_reset_gate_backward(d_rh, h_prev, r)
                 tl.store(dgx_rows[:, None] + offs_j[None, :], d_r, mask=mask)
@@ -439,6 +450,14 @@ def acc_dtype_for(dtype: torch.dtype) -> torch.dtype:
     if dtype not in _ACC_DTYPE:
         raise TypeError(f"gru_triton kernels support float16, bfloat16, float32 and float64, got {dtype}")
     return _ACC_DTYPE[dtype]
+
+
+def storage_dtype_for(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the gate buffers (x-side pre-activations, saved activations, per-step
+    gradients) for weights of ``dtype``: the weights' own for fp16/bf16, halving what a
+    training step keeps; the acc dtype otherwise."""
+    acc = acc_dtype_for(dtype)
+    return dtype if dtype.itemsize < acc.itemsize else acc
 
 
 def recurrence_config(hidden_size: int) -> dict:
@@ -541,8 +560,9 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
                 save: bool, path: str, reset_after: bool = True, dot_precision: str = "ieee"):
     """Runs the recurrence of one GRU layer and direction.
 
-    gates: (T, B, 3H), acc dtype: x @ W_ihᵀ + b_ih. Used as scratch: overwritten with the
-        activations (r, z, n) when ``save`` (for backward), left undefined otherwise.
+    gates: (T, B, 3H), storage dtype (``storage_dtype_for(w_hh.dtype)``): x @ W_ihᵀ + b_ih.
+        Used as scratch: overwritten with the activations (r, z, n) when ``save`` (for
+        backward), left undefined otherwise.
     w_hh: (3H, H), fp16/bf16/fp32/fp64. b_hh: (3H,) same dtype, or None.
     h0: (B, H), acc dtype.
     lengths: (B,) int32 on the same device, each in [1, T] (the launcher does not read them:
@@ -555,8 +575,8 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
         co-resident).
     reset_after: PyTorch's GRU (True) or the reset-before form (False; persistent only).
     dot_precision: ``tl.dot`` input precision for fp32 weights ("ieee" or "tf32").
-    Returns hs (T+1, B, H) acc dtype (slot layout in the module doc) and ghn (T, B, H), or
-    None when not ``save``.
+    Returns hs (T+1, B, H) acc dtype (slot layout in the module doc) and ghn (T, B, H)
+    storage dtype, or None when not ``save`` or in the reset-before form (which needs none).
     """
     _check(gates.dim() == 3, f"gates must be (T, B, 3H), got {tuple(gates.shape)}")
     T, B, three_h = gates.shape
@@ -565,8 +585,9 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     _check(tuple(w_hh.shape) == (3 * H, H), f"w_hh must be (3H, H), got {tuple(w_hh.shape)}")
     _check(three_h == 3 * H, f"gates must be (T, B, {3 * H}), got {tuple(gates.shape)}")
     _check(tuple(h0.shape) == (B, H), f"h0 must be ({B}, {H}), got {tuple(h0.shape)}")
-    acc = acc_dtype_for(w_hh.dtype)
-    _check(gates.dtype == acc and h0.dtype == acc, f"gates and h0 must be {acc}")
+    acc, storage = acc_dtype_for(w_hh.dtype), storage_dtype_for(w_hh.dtype)
+    _check(gates.dtype == storage, f"gates must be {storage} for {w_hh.dtype} weights")
+    _check(h0.dtype == acc, f"h0 must be {acc}")
     _check(b_hh is None or (tuple(b_hh.shape) == (3 * H,) and b_hh.dtype == w_hh.dtype),
            "b_hh must be (3H,) with the dtype of w_hh")
     _check(dot_precision in ("ieee", "tf32"), f"unknown dot_precision {dot_precision!r}")
@@ -579,7 +600,8 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
 
     hs = torch.empty((T + 1, B, H), dtype=acc, device=gates.device)
     hs[T if reverse else 0] = h0
-    ghn = torch.empty((T, B, H), dtype=acc, device=gates.device) if save else hs
+    keep_ghn = save and reset_after
+    ghn = torch.empty((T, B, H), dtype=storage, device=gates.device) if keep_ghn else hs
     rh = hs if reset_after else torch.empty((B, H), dtype=acc, device=gates.device)
     grid, launches, grid_sync = _launch_plan(B, H, path, gates.device)
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
@@ -588,45 +610,54 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     head = (gates, w_hh, b_hh if b_hh is not None else w_hh, hs, ghn, rh,
             lengths if lengths is not None else hs)
     _launch(gru_fwd_kernel, grid, head, (T, B, H), T, launches, grid_sync, meta, gates.device)
-    return hs, (ghn if save else None)
+    return hs, (ghn if keep_ghn else None)
 
 
-def gru_backward(dhs: torch.Tensor, gates: torch.Tensor, ghn: torch.Tensor, hs: torch.Tensor,
+def gru_backward(dhs: torch.Tensor, gates: torch.Tensor, ghn: torch.Tensor | None, hs: torch.Tensor,
                  w_hh: torch.Tensor, lengths: torch.Tensor | None = None, *, reverse: bool,
                  path: str, reset_after: bool = True, dot_precision: str = "ieee"):
     """Reverse-time pass of one GRU layer and direction.
 
     dhs: (T+1, B, H) acc dtype, dL/d(hs) by slot (so the output gradient and dL/dh_n, which
         share a slot, arrive summed). gates, ghn, hs: what ``gru_forward(..., save=True)``
-        left; w_hh: (3H, H); lengths, reverse, path, reset_after: as for ``gru_forward``.
-    Returns (dgx, dghn, dh_direct): dgx (T, B, 3H) the gate pre-activation gradients
+        left (ghn None in the reset-before form); w_hh: (3H, H); lengths, reverse, path,
+        reset_after: as for ``gru_forward``.
+    Returns (dgx, dghn, dh_direct), dgx and dghn in the storage dtype, dh_direct in the acc
+    dtype: dgx (T, B, 3H) the gate pre-activation gradients
     [d_r | d_z | d_n] (= dL/d(x @ W_ihᵀ + b_ih)); dghn (T, B, H) = dL/d(gh_n), the n-part of
     the hidden-side pre-activation (the r and z parts equal dgx's); dh_direct (B, H): the part
     of dL/dh0 that does not pass through W_hh of the first step. Then
     dL/dh0 = dhs[h0 slot] + dh_direct + [d_r | d_z]_first @ W_hh[:2H]
     (+ dghn_first @ W_hn in the reset-after form).
     """
-    T, B, H = ghn.shape
-    acc = acc_dtype_for(w_hh.dtype)
-    for name, x, shape in (("dhs", dhs, (T + 1, B, H)), ("gates", gates, (T, B, 3 * H)),
-                           ("ghn", ghn, (T, B, H)), ("hs", hs, (T + 1, B, H)),
-                           ("w_hh", w_hh, (3 * H, H))):
+    _check(gates.dim() == 3 and w_hh.dim() == 2, "gates must be (T, B, 3H), w_hh (3H, H)")
+    (T, B, _), H = gates.shape, w_hh.shape[1]
+    acc, storage = acc_dtype_for(w_hh.dtype), storage_dtype_for(w_hh.dtype)
+    _check((ghn is None) == (not reset_after),
+           "ghn is saved by the reset-after form only: pass it exactly then")
+    for name, x, shape, dtype in (("dhs", dhs, (T + 1, B, H), acc),
+                                  ("gates", gates, (T, B, 3 * H), storage),
+                                  ("ghn", ghn, (T, B, H), storage), ("hs", hs, (T + 1, B, H), acc),
+                                  ("w_hh", w_hh, (3 * H, H), w_hh.dtype)):
+        if x is None:
+            continue
         _check(tuple(x.shape) == shape, f"{name} must be {shape}, got {tuple(x.shape)}")
-        _check(x is w_hh or x.dtype == acc, f"{name} must be {acc}, got {x.dtype}")
+        _check(x.dtype == dtype, f"{name} must be {dtype}, got {x.dtype}")
     _check(path in PATHS, f"path must be one of {PATHS}, got {path!r}")
     _check(path == "persistent" or reset_after,
            "the reset-before GRU runs on the persistent path only")
     _check_contiguous(dhs=dhs, gates=gates, ghn=ghn, hs=hs, w_hh=w_hh)
     _check_lengths(lengths, B, dhs.device)
 
-    dgx = torch.empty((T, B, 3 * H), dtype=acc, device=dhs.device)
-    dghn = torch.empty((T, B, H), dtype=acc, device=dhs.device)
+    dgx = torch.empty((T, B, 3 * H), dtype=storage, device=dhs.device)
+    dghn = torch.empty((T, B, H), dtype=storage, device=dhs.device)
     dcarry = torch.empty((2, B, H), dtype=acc, device=dhs.device)
     dcarry[1].zero_()
     grid, launches, grid_sync = _launch_plan(B, H, path, dhs.device)
     meta = dict(HAS_LENGTHS=lengths is not None, RESET_AFTER=reset_after, REVERSE=reverse,
                 DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **recurrence_config(H))
-    head = (dhs, gates, ghn, hs, w_hh, lengths if lengths is not None else hs)
+    head = (dhs, gates, ghn if ghn is not None else hs, hs, w_hh,
+            lengths if lengths is not None else hs)
     _launch(gru_bwd_kernel, grid, head, (dgx, dghn, dcarry, T, B, H), T, launches, grid_sync,
             meta, dhs.device)
     return dgx, dghn, dcarry[(T - 1) % 2]

@@ -1,0 +1,53 @@
+"""What a training step keeps for backward: the byte counts docs/performance.md and
+gru_triton/functional.py state, counted on the tensors autograd really saves."""
+
+import pytest
+import torch
+
+import gru_triton
+from tests.helpers import DEVICE
+
+
+def _saved_bytes(module, x):
+    """Bytes of the distinct storages autograd saves for backward in one forward, leaving
+    out the parameters and the input (they exist whether or not anything is saved)."""
+    skip = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    skip.add(x.untyped_storage().data_ptr())
+    seen = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in skip:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out, h_n = module(x)
+    return sum(seen.values()), out
+
+
+@pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])
+@pytest.mark.parametrize("dtype,per_thb", [(torch.float32, (12 + 4 + 4, 12 + 4)),
+                                           (torch.bfloat16, (6 + 2 + 4, 6 + 4)),
+                                           (torch.float16, (6 + 2 + 4, 6 + 4))],
+                         ids=["fp32", "bf16", "fp16"])
+def test_saved_for_backward_per_timestep(dtype, per_thb, reset_after, triton_backend):
+    """Reset-after: r, z, n and W_hn h + b_hn in the storage dtype, plus the fp32 states;
+    reset-before saves no W_hn term."""
+    T, B, I, H = 5, 3, 4, 19
+    module = gru_triton.GRU(I, H, reset_after=reset_after).to(DEVICE, dtype)
+    x = torch.randn(T, B, I, device=DEVICE, dtype=dtype, requires_grad=True)
+    saved, out = _saved_bytes(module, x)
+    # The states have one more slot than there are steps (h0).
+    expected = per_thb[0 if reset_after else 1] * T * B * H + 4 * B * H
+    assert saved == expected
+    out.float().sum().backward()  # and what was saved is enough
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_nothing_saved_without_grad(triton_backend):
+    module = gru_triton.GRU(4, 19).to(DEVICE)
+    x = torch.randn(5, 3, 4, device=DEVICE)
+    with torch.no_grad():
+        saved, _ = _saved_bytes(module, x)
+    assert saved == 0
