@@ -74,18 +74,9 @@ def demo() -> int:
     return 0
 
 
-class _Precision:
+def _precision(dtype_name):
     """cuDNN's RNN flag for the case (fp32: IEEE, tf32: TF32); gru_triton follows it."""
-
-    def __init__(self, dtype_name):
-        self.value = "tf32" if dtype_name == "tf32" else "ieee"
-
-    def __enter__(self):
-        self.saved = torch.backends.cudnn.rnn.fp32_precision
-        torch.backends.cudnn.rnn.fp32_precision = self.value
-
-    def __exit__(self, *exc):
-        torch.backends.cudnn.rnn.fp32_precision = self.saved
+    return dispatch.rnn_fp32_precision("tf32" if dtype_name == "tf32" else "ieee")
 
 
 def _compiled_reference(ref: torch.nn.GRU):
@@ -135,7 +126,7 @@ def run_case(case, impls, meta) -> list:
     device = torch.device("cuda")
     dtype = DTYPE[case.dtype]
     records = []
-    with _Precision(case.dtype):
+    with _precision(case.dtype):
         torch.manual_seed(0)
         ref = torch.nn.GRU(case.I, case.H, case.layers, bidirectional=case.bidirectional).to(device, dtype)
         ours = gru_triton.GRU(case.I, case.H, case.layers,

@@ -1,8 +1,9 @@
 """Which implementation runs a GRU, and how the kernels are driven.
 
-Backends: "auto" (the kernels on CUDA tensors, the reference on CPU ones), "triton" (always
-the kernels; on CPU tensors this needs ``TRITON_INTERPRET=1`` set before triton is imported,
-which is how the tests run them) and "reference". ``set_backend`` wins over the
+Backends: "auto" (on CUDA tensors the kernels, or PyTorch's own RNN op where
+``recurrence_path`` expects no kernel path to beat it; the reference on CPU ones), "triton"
+(always the kernels; on CPU tensors this needs ``TRITON_INTERPRET=1`` set before triton is
+imported, which is how the tests run them) and "reference". ``set_backend`` wins over the
 ``GRU_TRITON_BACKEND`` environment variable, which wins over "auto".
 """
 
@@ -11,8 +12,11 @@ import os
 
 import torch
 
-from .kernels import PATHS
+from .kernels import PATHS, recurrence_config
 
+# The kernels' recurrence paths, plus "cudnn": PyTorch's own RNN op, the one nn.GRU calls
+# (cuDNN on CUDA), for the shapes where no kernel path is expected to beat it.
+ALL_PATHS = (*PATHS, "cudnn")
 BACKENDS = ("auto", "triton", "reference")
 
 _backend: str | None = None
@@ -55,11 +59,11 @@ def resolve_backend(device: torch.device) -> str:
 
 @contextlib.contextmanager
 def force_path(path: str | None):
-    """Run the kernels through one recurrence path (tests, benchmarks); None lets
-    ``recurrence_path`` choose."""
+    """Run the kernels through one recurrence path of ``ALL_PATHS`` (tests, benchmarks); None
+    lets ``recurrence_path`` choose."""
     global _forced_path
-    if path is not None and path not in PATHS:
-        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    if path is not None and path not in ALL_PATHS:
+        raise ValueError(f"path must be one of {ALL_PATHS}, got {path!r}")
     saved, _forced_path = _forced_path, path
     try:
         yield
@@ -68,34 +72,59 @@ def force_path(path: str | None):
 
 
 def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
-                    reset_after: bool = True) -> str:
-    """The way to drive the recurrence kernels for this shape: the one table of choices.
+                    reset_after: bool = True, lengths: bool = False,
+                    fp32_ieee: bool = False) -> str:
+    """The way to run the recurrence for this shape: the one table of choices.
 
-    | where                 | path        | why                                                   |
-    |-----------------------|-------------|-------------------------------------------------------|
-    | reset_after=False     | persistent  | the candidate needs all of r ⊙ h_{t-1} first; only a   |
-    |                       |             | program owning every hidden unit of its rows has it    |
-    | CPU (interpreter)     | persistent  | one launch instead of T; the interpreter pays per launch |
-    | CUDA, H <= 256        | persistent  | W_hh (<= 768 KiB fp32) streams from L2 each step to one  |
-    |                       |             | program per batch tile; saves T launch latencies       |
-    | CUDA, H > 256         | per_step    | one program would read too much of W_hh per step; the  |
-    |                       |             | hidden units are split across programs instead         |
+    ``lengths``: per-row lengths are given; ``fp32_ieee``: fp32 weights with IEEE dots (the
+    cuDNN RNN flag says "ieee"), which run on CUDA cores, not tensor cores.
 
-    Measurements behind the thresholds: none yet. No GPU has been lent to this project, so the
-    H = 256 threshold is the cost model's estimate (docs/performance.md), and "grid_sync"
+    | where                           | path       | why                                    |
+    |---------------------------------|------------|----------------------------------------|
+    | reset_after=False               | persistent | the candidate needs all of r ⊙ h_{t-1} |
+    |                                 |            | first; only a program owning every     |
+    |                                 |            | hidden unit of its rows has it         |
+    | CPU (interpreter)               | persistent | one launch instead of T; the           |
+    |                                 |            | interpreter pays per launch            |
+    | CUDA, H <= 256, tensor cores    | persistent | one program per 16-row batch tile      |
+    |                                 |            | streams all of W_hh (<= 768 KiB) from  |
+    |                                 |            | L2 each step, one launch for all T:    |
+    |                                 |            | model 4-7 µs/step, cuDNN 12            |
+    | CUDA, IEEE fp32, H·H·rows       | persistent | the same, while one program's CUDA-core |
+    | <= 128·128·8 (rows: min(B, 16)) |            | FMAs stay under cuDNN's step (model)   |
+    | CUDA, otherwise, with lengths   | per_step   | hidden units split across programs, T  |
+    |                                 |            | launches; cuDNN would need the lengths |
+    |                                 |            | on the host (a sync)                   |
+    | CUDA, otherwise                 | cudnn      | nn.GRU's own op: the model puts        |
+    |                                 |            | per_step (a ~12 µs Triton launch per   |
+    |                                 |            | step) level with or behind cuDNN       |
+    | ... but backend "triton" chosen | per_step   | that backend promises the kernels      |
+
+    "model": ``bench/cost_model.py``, tabulated in docs/performance.md with what this table
+    picks. No threshold is measured yet: no GPU has been lent to this project. "grid_sync"
     (hidden units split across co-resident programs, one launch, a grid barrier per step),
-    which the model predicts fastest for H > 256 at B <= 64, is not chosen by "auto" until a
-    GPU run has checked its barrier (tests/test_cuda.py) and timed it (bench/). It can be
-    forced with ``force_path("grid_sync")``. ``force_path`` overrides the table, except that
-    the reset-before form is always persistent.
+    which the model puts 2-4x under cuDNN for H > 256 at B <= 64 in bf16/tf32, is not chosen
+    until a GPU run has checked its barrier (tests/test_cuda.py) and timed it (bench/); it
+    replaces the last two rows then, where the measurements agree. ``force_path`` overrides
+    the table, except that the reset-before form is always persistent and "cudnn" with
+    lengths runs per_step.
     """
     if not reset_after:
         return "persistent"
     if _forced_path is not None:
-        return _forced_path
+        return "per_step" if _forced_path == "cudnn" and lengths else _forced_path
     if device.type != "cuda":
         return "persistent"
-    return "persistent" if hidden_size <= 256 else "per_step"
+    rows = min(batch, recurrence_config(hidden_size)["BLOCK_B"])
+    if hidden_size <= 256 and (not fp32_ieee or hidden_size * hidden_size * rows <= 128 * 128 * 8):
+        return "persistent"
+    return "per_step" if lengths or get_backend() != "auto" else "cudnn"
+
+
+def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
+    """``tl.dot`` input precision for weights of ``dtype``: fp32 follows cuDNN's RNN flag
+    (``fp32_dot_precision``); other dtypes have one precision ("ieee" names it)."""
+    return fp32_dot_precision(device) if dtype == torch.float32 else "ieee"
 
 
 def _tf32_enabled_for_rnn() -> bool:
@@ -110,6 +139,27 @@ def _tf32_enabled_for_rnn() -> bool:
     if not hasattr(cudnn, "rnn"):
         return bool(cudnn.allow_tf32)
     return False
+
+
+@contextlib.contextmanager
+def rnn_fp32_precision(value: str):
+    """Sets the flag nn.GRU's fp32 path follows on CUDA (and so gru_triton's) to "ieee" or
+    "tf32" inside the block: ``torch.backends.cudnn.rnn.fp32_precision`` where this torch has
+    it, the legacy ``torch.backends.cudnn.allow_tf32`` otherwise."""
+    if value not in ("ieee", "tf32"):
+        raise ValueError(f"precision must be 'ieee' or 'tf32', got {value!r}")
+    cudnn = torch.backends.cudnn
+    rnn = getattr(cudnn, "rnn", None)
+    if rnn is not None and hasattr(rnn, "fp32_precision"):
+        flag, name, new = rnn, "fp32_precision", value
+    else:
+        flag, name, new = cudnn, "allow_tf32", value == "tf32"
+    saved = getattr(flag, name)
+    setattr(flag, name, new)
+    try:
+        yield
+    finally:
+        setattr(flag, name, saved)
 
 
 def fp32_dot_precision(device: torch.device) -> str:

@@ -161,9 +161,17 @@ def _layer_triton(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths=None, reset_af
     ``gru_layer_reference`` (lengths here: (B,) int32 on x's device)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    path = dispatch.recurrence_path(H, B, x.device, reset_after=reset_after)
-    precision = (dispatch.fp32_dot_precision(x.device) if w_hh.dtype == torch.float32
-                 else "ieee")
+    precision = dispatch.dot_precision(w_hh.dtype, x.device)
+    path = dispatch.recurrence_path(
+        H, B, x.device, reset_after=reset_after, lengths=lengths is not None,
+        fp32_ieee=w_hh.dtype == torch.float32 and precision == "ieee")
+    if path == "cudnn":
+        # One layer on PyTorch's op (GRUCell steps; whole stacks are handed over in gru()).
+        params = [w_ih, w_hh] + ([b_ih, b_hh] if b_ih is not None else [])
+        x_in = x.flip(0) if reverse else x
+        out, h_n = torch._VF.gru(x_in, h0.unsqueeze(0), params, b_ih is not None, 1, 0.0,
+                                 torch.is_grad_enabled(), False, False)
+        return (out.flip(0) if reverse else out), h_n[0]
     save = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, h0, w_ih, w_hh, b_ih, b_hh))
     hs, _, _ = gru_layer_op(x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, lengths,
@@ -188,6 +196,18 @@ def gru(input, hx, weights, *, has_bias, num_layers, dropout, training, bidirect
     (num_layers * D, B, H), each row's state after its own last step. Shapes are assumed
     checked by the caller (the module).
     """
+    fp32_ieee = (weights[0].dtype == torch.float32
+                 and dispatch.dot_precision(torch.float32, input.device) == "ieee")
+    if backend == "triton" and dispatch.recurrence_path(
+            hx.shape[-1], hx.shape[1], input.device, reset_after=reset_after,
+            lengths=lengths is not None, fp32_ieee=fp32_ieee) == "cudnn":
+        # The whole stack in one call of nn.GRU's own op: cuDNN overlaps the layers, and
+        # inter-layer dropout draws the same random numbers as nn.GRU. Its "train" flag also
+        # keeps what backward needs: set it whenever autograd may ask (cuDNN refuses backward
+        # in eval mode; the kernels do not), with dropout only when training.
+        return torch._VF.gru(input, hx, list(weights), has_bias, num_layers,
+                             float(dropout) if training else 0.0,
+                             training or torch.is_grad_enabled(), bidirectional, batch_first)
     layer = gru_layer_reference if backend == "reference" else _layer_triton
     x = input.transpose(0, 1) if batch_first else input
     if lengths is not None:

@@ -47,10 +47,8 @@ def _nan_poisoned_empty(monkeypatch):
 def triton_backend():
     gru_triton.set_backend("triton")
     # On a GPU compare against cuDNN in IEEE fp32, so the fp32 tolerance applies.
-    saved = torch.backends.cudnn.rnn.fp32_precision
-    torch.backends.cudnn.rnn.fp32_precision = "ieee"
-    yield
-    torch.backends.cudnn.rnn.fp32_precision = saved
+    with gru_triton.dispatch.rnn_fp32_precision("ieee"):
+        yield
 
 
 @pytest.fixture

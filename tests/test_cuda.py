@@ -27,9 +27,7 @@ def _run(module, x, grad):
 def test_fp32_matches_cudnn(shape, path, precision, tol):
     T, B, I, H, L = shape
     gru_triton.set_backend("triton")
-    saved = torch.backends.cudnn.rnn.fp32_precision
-    torch.backends.cudnn.rnn.fp32_precision = precision
-    try:
+    with dispatch.rnn_fp32_precision(precision):
         ref = torch.nn.GRU(I, H, L, bidirectional=L > 1).cuda()
         ours = gru_triton.GRU(I, H, L, bidirectional=L > 1).cuda()
         ours.load_state_dict(ref.state_dict())
@@ -38,8 +36,6 @@ def test_fp32_matches_cudnn(shape, path, precision, tol):
         with dispatch.force_path(path):
             got = _run(ours, x, grad)
         expected = _run(ref, x, grad)
-    finally:
-        torch.backends.cudnn.rnn.fp32_precision = saved
     for g, e in zip(got, expected, strict=True):
         assert max_rel_err(g, e) <= tol
 
@@ -124,9 +120,7 @@ def test_packed_sequence_on_cuda_matches_cudnn():
     from torch.nn.utils.rnn import pack_sequence
 
     gru_triton.set_backend("triton")
-    saved = torch.backends.cudnn.rnn.fp32_precision
-    torch.backends.cudnn.rnn.fp32_precision = "ieee"
-    try:
+    with dispatch.rnn_fp32_precision("ieee"):
         ref = torch.nn.GRU(8, 300, bidirectional=True).cuda()
         ours = gru_triton.GRU(8, 300, bidirectional=True).cuda()
         ours.load_state_dict(ref.state_dict())
@@ -134,8 +128,6 @@ def test_packed_sequence_on_cuda_matches_cudnn():
                                enforce_sorted=False)
         out, h_n = ours(packed)
         ref_out, ref_h_n = ref(packed)
-    finally:
-        torch.backends.cudnn.rnn.fp32_precision = saved
     assert max_rel_err(out.data, ref_out.data) <= 2e-5
     assert max_rel_err(h_n, ref_h_n) <= 2e-5
 
@@ -148,9 +140,7 @@ def test_grid_sync_runs_many_programs_per_batch_tile():
     device = torch.device("cuda")
     assert gru_kernels.grid_sync_columns(16, 1024, device) > 1
     gru_triton.set_backend("triton")
-    saved = torch.backends.cudnn.rnn.fp32_precision
-    torch.backends.cudnn.rnn.fp32_precision = "ieee"
-    try:
+    with dispatch.rnn_fp32_precision("ieee"):
         ref = torch.nn.GRU(64, 1024).cuda()
         ours = gru_triton.GRU(64, 1024).cuda()
         ours.load_state_dict(ref.state_dict())
@@ -159,8 +149,6 @@ def test_grid_sync_runs_many_programs_per_batch_tile():
             for _ in range(3):  # repeated: a racy barrier shows up as run-to-run differences
                 out, h_n = ours(x)
                 assert max_rel_err(out, ref(x)[0]) <= 2e-5
-    finally:
-        torch.backends.cudnn.rnn.fp32_precision = saved
 
 
 def test_packed_input_does_not_synchronise():
@@ -178,3 +166,14 @@ def test_packed_input_does_not_synchronise():
         (out.data.sum() + h_n.sum()).backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_auto_hands_large_hidden_sizes_to_cudnn(launch_counter):
+    """Where the dispatcher expects no kernel path to beat cuDNN, "auto" runs nn.GRU's own
+    op: the same numbers bit for bit, no kernel launched."""
+    ref = torch.nn.GRU(32, 512, 2).cuda()
+    ours = gru_triton.GRU(32, 512, 2).cuda()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(50, 8, 32, device="cuda")
+    assert torch.equal(ours(x)[0], ref(x)[0])
+    assert launch_counter == {"fwd": 0, "bwd": 0}

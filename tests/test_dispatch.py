@@ -1,0 +1,138 @@
+"""The dispatcher's table, and its "cudnn" route: PyTorch's own RNN op, exactly as nn.GRU
+calls it, for the shapes where no kernel path is expected to beat cuDNN."""
+
+import pytest
+import torch
+
+import gru_triton
+from gru_triton import dispatch
+from tests.helpers import DEVICE, assert_close
+
+CUDA = torch.device("cuda")  # only the table is asked; nothing runs on it
+
+
+@pytest.mark.parametrize(("H", "lengths", "reset_after", "expected"), [
+    (32, False, True, "persistent"),
+    (256, False, True, "persistent"),
+    (257, False, True, "cudnn"),
+    (1024, False, True, "cudnn"),
+    (1024, True, True, "per_step"),
+    (1024, False, False, "persistent"),
+])
+def test_table_on_cuda(H, lengths, reset_after, expected):
+    assert dispatch.recurrence_path(H, 16, CUDA, reset_after=reset_after,
+                                    lengths=lengths) == expected
+    # The "triton" backend promises the kernels: per_step where auto would hand over.
+    gru_triton.set_backend("triton")
+    kernels_only = "per_step" if expected == "cudnn" else expected
+    assert dispatch.recurrence_path(H, 16, CUDA, reset_after=reset_after,
+                                    lengths=lengths) == kernels_only
+
+
+@pytest.mark.parametrize(("H", "B", "expected"), [
+    (64, 64, "persistent"), (128, 8, "persistent"), (128, 16, "cudnn"), (256, 1, "persistent"),
+    (256, 8, "cudnn"),
+])
+def test_table_for_ieee_fp32_on_cuda(H, B, expected):
+    """Without tensor cores one program per batch tile does all the FMAs of a step: the
+    persistent path only while H·H·min(B, 16) <= 128·128·8."""
+    assert dispatch.recurrence_path(H, B, CUDA, fp32_ieee=True) == expected
+    with_lengths = "per_step" if expected == "cudnn" else expected
+    assert dispatch.recurrence_path(H, B, CUDA, fp32_ieee=True, lengths=True) == with_lengths
+
+
+def test_table_on_cpu_and_forced_paths():
+    cpu = torch.device("cpu")
+    assert dispatch.recurrence_path(1024, 16, cpu) == "persistent"
+    with dispatch.force_path("cudnn"):
+        assert dispatch.recurrence_path(32, 16, cpu) == "cudnn"
+        # cuDNN would need the lengths on the host: the kernels run instead.
+        assert dispatch.recurrence_path(32, 16, cpu, lengths=True) == "per_step"
+        assert dispatch.recurrence_path(32, 16, cpu, reset_after=False) == "persistent"
+    with pytest.raises(ValueError, match="path must be one of"):
+        with dispatch.force_path("fastest"):
+            pass
+
+
+def _grads(module, x, h0):
+    x = x.detach().clone().requires_grad_(True)
+    h0 = h0.detach().clone().requires_grad_(True)
+    out, h_n = module(x, h0)
+    (out.square().sum() + h_n.sum()).backward()
+    return [out, h_n, x.grad, h0.grad] + [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_cudnn_route_is_nn_grus_own_op(training, triton_backend, launch_counter):
+    """Bit for bit nn.GRU, dropout between layers included (same seed, same draws), no
+    kernel launched; backward also works in eval mode, as on the kernel paths."""
+    ref = torch.nn.GRU(5, 7, 3, dropout=0.4, bidirectional=True, batch_first=True).to(DEVICE)
+    ours = gru_triton.GRU(5, 7, 3, dropout=0.4, bidirectional=True, batch_first=True).to(DEVICE)
+    ours.load_state_dict(ref.state_dict())
+    ref.train(training)
+    ours.train(training)
+    x = torch.randn(4, 6, 5, device=DEVICE)
+    h0 = torch.randn(6, 4, 7, device=DEVICE)
+    with dispatch.force_path("cudnn"):
+        torch.manual_seed(7)
+        got = _grads(ours, x, h0)
+    if not training:
+        # cuDNN refuses backward in eval mode; train mode without dropout is the same function.
+        ref.dropout = 0.0
+        ref.train(True)
+    torch.manual_seed(7)
+    expected = _grads(ref, x, h0)
+    for g, e in zip(got, expected, strict=True):
+        assert torch.equal(g, e)
+    assert launch_counter == {"fwd": 0, "bwd": 0}
+
+
+def test_cudnn_route_with_lengths_runs_the_kernels(triton_backend, launch_counter):
+    ref = torch.nn.GRU(3, 9).to(DEVICE)
+    ours = gru_triton.GRU(3, 9).to(DEVICE)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 3, 3, device=DEVICE)
+    lengths = [5, 2, 4]
+    with dispatch.force_path("cudnn"):
+        out, h_n = ours(x, lengths=lengths)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    ref_out, ref_h_n = ref(packed)
+    ref_out, _ = torch.nn.utils.rnn.pad_packed_sequence(ref_out, total_length=5)
+    assert_close(out, ref_out, what="output")
+    assert_close(h_n, ref_h_n, what="h_n")
+    assert launch_counter["fwd"] == 5  # per_step: one launch per step
+
+
+def test_cudnn_route_for_the_cell(triton_backend, launch_counter):
+    ref = torch.nn.GRUCell(4, 6).to(DEVICE)
+    ours = gru_triton.GRUCell(4, 6).to(DEVICE)
+    ours.load_state_dict(ref.state_dict())
+    x, h = torch.randn(3, 4, device=DEVICE), torch.randn(3, 6, device=DEVICE)
+    with dispatch.force_path("cudnn"):
+        got = ours(x, h)
+    assert_close(got, ref(x, h), what="h'")
+    assert launch_counter == {"fwd": 0, "bwd": 0}
+
+
+def test_cudnn_route_compiles_without_graph_break(triton_backend):
+    torch._dynamo.reset()
+    model = gru_triton.GRU(3, 8, 2, batch_first=True, bidirectional=True).to(DEVICE)
+    x = torch.randn(4, 5, 3, device=DEVICE)
+    with dispatch.force_path("cudnn"):
+        expected = model(x)[0]
+        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+        got = compiled(x)[0]
+        got.sum().backward()
+    assert_close(got, expected, what="compiled output")
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_rnn_fp32_precision_sets_and_restores_the_flag_nn_gru_follows():
+    before = dispatch.fp32_dot_precision(CUDA)
+    for value in ("tf32", "ieee"):
+        with dispatch.rnn_fp32_precision(value):
+            assert dispatch.fp32_dot_precision(CUDA) == value
+    assert dispatch.fp32_dot_precision(CUDA) == before
+    with pytest.raises(ValueError, match="'ieee' or 'tf32'"):
+        with dispatch.rnn_fp32_precision("highest"):
+            pass
