@@ -29,8 +29,12 @@ BLOCK_B, BLOCK_H = 16, 32
 
 
 def per_step_us(path: str, B: int, H: int, dtype: str, hw=H100) -> float:
-    """Predicted µs per timestep of one layer and direction (recurrence only)."""
+    """Predicted µs per timestep of one layer and direction (recurrence only).
+
+    Reads from L2 per step: W_hh (each program its share) and, per hidden chunk a program
+    computes, its batch tile of h_{t-1} (BLOCK_B x H, fp32: the state is kept in fp32)."""
     w_bytes = 3 * H * H * BYTES[dtype]              # W_hh, read once per step per reader
+    h_tile = BLOCK_B * H * 4                       # one program's rows of h_{t-1}
     flops = 2 * B * H * 3 * H                      # h_{t-1} @ W_hhᵀ
     tiles = math.ceil(B / BLOCK_B)
     chunks = math.ceil(H / BLOCK_H)
@@ -38,21 +42,23 @@ def per_step_us(path: str, B: int, H: int, dtype: str, hw=H100) -> float:
     tc_per_sm = hw["tc_flops"][dtype] * hw["tc_efficiency"] / hw["sms"]
     if path == "persistent":      # each batch tile's program reads all of W_hh every step
         programs = tiles
-        read = w_bytes / per_sm_l2
+        read = (w_bytes + chunks * h_tile) / per_sm_l2
         compute = flops / programs / tc_per_sm
         return 1e6 * (max(read, compute) + hw["cta_barrier_s"])
     if path == "per_step":        # T Triton launches; every program reads its W_hh slice
         programs = tiles * chunks
         waves = math.ceil(programs / hw["sms"])
-        read = max(tiles * w_bytes / hw["l2_bytes_per_s"], waves * (w_bytes / chunks) / per_sm_l2)
+        read = max((tiles * w_bytes + programs * h_tile) / hw["l2_bytes_per_s"],
+                   waves * (w_bytes / chunks + h_tile) / per_sm_l2)
         compute = waves * flops / programs / tc_per_sm
         return 1e6 * (hw["triton_launch_s"] + max(read, compute))
     if path == "grid_sync":       # one launch; ≤ one program per SM, each owns a W_hh slice
         columns = min(chunks, hw["sms"] // tiles)
         if columns < 1:
             return float("nan")
-        slice_bytes = w_bytes / columns
-        read = slice_bytes / per_sm_l2
+        chunks_each = math.ceil(chunks / columns)
+        read = max((tiles * w_bytes + tiles * chunks * h_tile) / hw["l2_bytes_per_s"],
+                   chunks_each * (w_bytes / chunks + h_tile) / per_sm_l2)
         compute = flops / (tiles * columns) / tc_per_sm
         return 1e6 * (max(read, compute) + hw["grid_barrier_s"])
     if path == "cudnn":           # as the issue describes cuDNN on H100 for H > 192:

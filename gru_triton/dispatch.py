@@ -103,9 +103,9 @@ def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
     "model": ``bench/cost_model.py``, tabulated in docs/performance.md with what this table
     picks. No threshold is measured yet: no GPU has been lent to this project. "grid_sync"
     (hidden units split across co-resident programs, one launch, a grid barrier per step),
-    which the model puts 2-4x under cuDNN for H > 256 at B <= 64 in bf16/tf32, is not chosen
-    until a GPU run has checked its barrier (tests/test_cuda.py) and timed it (bench/); it
-    replaces the last two rows then, where the measurements agree. ``force_path`` overrides
+    which the model puts 2.5-6x under cuDNN for H = 256-1024 at B <= 16 in bf16/tf32, is not
+    chosen until a GPU run has checked its barrier (tests/test_cuda.py) and timed it
+    (bench/); it replaces the last two rows then, where the measurements agree. ``force_path`` overrides
     the table, except that the reset-before form is always persistent and "cudnn" with
     lengths runs per_step.
     """
