@@ -156,22 +156,23 @@ def _backward(ctx, d_hs, _d_gates, _d_ghn):
 torch.library.register_autograd("gru_triton::gru_layer", _backward, setup_context=_setup_context)
 
 
+def _path(w_hh, batch, device, lengths, reset_after) -> str:
+    """The dispatcher's choice for a layer with these weights, batch size and lengths."""
+    fp32_ieee = (w_hh.dtype == torch.float32
+                 and dispatch.dot_precision(torch.float32, device) == "ieee")
+    return dispatch.recurrence_path(w_hh.shape[1], batch, device, reset_after=reset_after,
+                                    lengths=lengths is not None, fp32_ieee=fp32_ieee)
+
+
 def _layer_triton(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths=None, reset_after=True):
     """One layer and direction on the kernels; same signature and results as
     ``gru_layer_reference`` (lengths here: (B,) int32 on x's device)."""
     T, B, _ = x.shape
-    H = w_hh.shape[1]
     precision = dispatch.dot_precision(w_hh.dtype, x.device)
-    path = dispatch.recurrence_path(
-        H, B, x.device, reset_after=reset_after, lengths=lengths is not None,
-        fp32_ieee=w_hh.dtype == torch.float32 and precision == "ieee")
+    path = _path(w_hh, B, x.device, lengths, reset_after)
     if path == "cudnn":
-        # One layer on PyTorch's op (GRUCell steps; whole stacks are handed over in gru()).
-        params = [w_ih, w_hh] + ([b_ih, b_hh] if b_ih is not None else [])
-        x_in = x.flip(0) if reverse else x
-        out, h_n = torch._VF.gru(x_in, h0.unsqueeze(0), params, b_ih is not None, 1, 0.0,
-                                 torch.is_grad_enabled(), False, False)
-        return (out.flip(0) if reverse else out), h_n[0]
+        # gru() and gru_cell() hand such shapes to PyTorch before any layer runs.
+        raise AssertionError("the cudnn route is taken for whole calls, not per layer")
     save = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, h0, w_ih, w_hh, b_ih, b_hh))
     hs, _, _ = gru_layer_op(x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, lengths,
@@ -196,11 +197,8 @@ def gru(input, hx, weights, *, has_bias, num_layers, dropout, training, bidirect
     (num_layers * D, B, H), each row's state after its own last step. Shapes are assumed
     checked by the caller (the module).
     """
-    fp32_ieee = (weights[0].dtype == torch.float32
-                 and dispatch.dot_precision(torch.float32, input.device) == "ieee")
-    if backend == "triton" and dispatch.recurrence_path(
-            hx.shape[-1], hx.shape[1], input.device, reset_after=reset_after,
-            lengths=lengths is not None, fp32_ieee=fp32_ieee) == "cudnn":
+    if backend == "triton" and _path(weights[1], hx.shape[1], input.device, lengths,
+                                     reset_after) == "cudnn":
         # The whole stack in one call of nn.GRU's own op: cuDNN overlaps the layers, and
         # inter-layer dropout draws the same random numbers as nn.GRU. Its "train" flag also
         # keeps what backward needs: set it whenever autograd may ask (cuDNN refuses backward
@@ -238,7 +236,11 @@ def gru(input, hx, weights, *, has_bias, num_layers, dropout, training, bidirect
 
 def gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh, *, backend, reset_after=True):
     """One step of ``torch.nn.GRUCell``: input (B, I), hx (B, H) -> h' (B, H), through the
-    same fused layer kernels (T = 1) as the GRU."""
+    same fused layer kernels (T = 1) as the GRU, or nn.GRUCell's own op where the dispatcher
+    hands the shape to PyTorch."""
+    if backend == "triton" and _path(w_hh, input.shape[0], input.device, None,
+                                     reset_after) == "cudnn":
+        return torch._VF.gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh)
     layer = gru_layer_reference if backend == "reference" else _layer_triton
     _, h_new = layer(input.unsqueeze(0), hx, w_ih, w_hh, b_ih, b_hh, False, None, reset_after)
     return h_new
