@@ -4,12 +4,18 @@ import pytest
 import torch
 
 import gru_triton
+from gru_triton import dispatch
 from tests.helpers import DEVICE
 
+CASES = [(dtype, bi, "persistent") for dtype in (torch.bfloat16, torch.float16)
+         for bi in (False, True)]
+# The 16-bit gate buffers go through every path's loads and stores (grid_sync's past L1).
+CASES += [(torch.bfloat16, True, path) for path in ("per_step", "grid_sync")]
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-def test_error_within_twice_pytorchs(dtype, bidirectional, triton_backend):
+
+@pytest.mark.parametrize(("dtype", "bidirectional", "path"), CASES,
+                         ids=[f"{str(d)[6:]}-{'bi' if b else 'uni'}-{p}" for d, b, p in CASES])
+def test_error_within_twice_pytorchs(dtype, bidirectional, path, triton_backend):
     T, B, I, H, L = 6, 5, 7, 37, 2
     exact = torch.nn.GRU(I, H, L, bidirectional=bidirectional).to(DEVICE, torch.float64)
     torch_lowp = torch.nn.GRU(I, H, L, bidirectional=bidirectional).to(DEVICE, dtype)
@@ -25,7 +31,9 @@ def test_error_within_twice_pytorchs(dtype, bidirectional, triton_backend):
         return [out, h_n, xi.grad] + [p.grad for p in module.parameters()]
 
     expected = run(exact, torch.float64)
-    got, baseline = run(ours, dtype), run(torch_lowp, dtype)
+    with dispatch.force_path(path):
+        got = run(ours, dtype)
+    baseline = run(torch_lowp, dtype)
     for name, e, g, b in zip(["output", "h_n", "dx"] + [n for n, _ in ours.named_parameters()],
                              expected, got, baseline, strict=True):
         assert g.dtype == dtype, name
