@@ -70,6 +70,10 @@ for stage in "${stages[@]}"; do
         # Leave 40 s for the last case to finish and the results to be written.
         run 600 python3 bench/bench_gru.py --quick --results-root "$out" --impls "$impls" \
             --budget-s $(($(left) - 40))
+        # The targets and the fastest path per shape, from what was measured.
+        for results in "$out"/*/results.json; do
+            [ -f "$results" ] && python3 bench/targets.py "$results" 2>&1 | tee -a "$log"
+        done
         ;;
     suite)
         run 600 python3 -m pytest -q -rfE "${pytest_timeout[@]}" tests

@@ -168,3 +168,57 @@ def test_budget_stops_starting_cases_and_every_case_is_written_at_once(monkeypat
     assert "Stopped by --budget-s 250 after 3 of 42 cases" in table
     assert "--quick --impls cudnn,gru_triton --budget-s 250" in table
 
+
+
+def _timed_records(case, timings, peaks=None):
+    """Records of one shape as run_case leaves them: {impl: ms or None (wrong)}."""
+    import bench_gru
+
+    meta = dict(gpu="GPU", torch="2.x", triton="3.x", date="2026-11-25")
+    peaks = peaks or {}
+    out = []
+    for impl, ms in timings.items():
+        r = bench_gru._record(case, impl, meta, ms=ms, err=0.0 if ms else 1.0,
+                              correct=ms is not None, peak=peaks.get(impl, 1))
+        r["cudnn_peak_mem_bytes"] = peaks.get("cudnn", 1)
+        out.append(r)
+    return out
+
+
+def test_targets_verdicts_from_records():
+    import targets
+
+    fwd16 = harness.Case("fwd", "bf16", 16, 256, 1024, 1024)
+    fwd64 = harness.Case("fwd", "bf16", 64, 256, 1024, 1024)
+    train = harness.Case("fwdbwd", "bf16", 16, 256, 512, 512)
+    records = (_timed_records(fwd16, {"cudnn": 4.0, "gru_triton": 1.0, "gru_triton/per_step": 3.0})
+               + _timed_records(fwd64, {"cudnn": 4.0, "gru_triton": None,
+                                        "gru_triton/grid_sync": 2.0})
+               + _timed_records(train, {"cudnn": 10.0, "gru_triton": 12.0},
+                                peaks={"cudnn": 100, "gru_triton": 90}))
+    verdicts = {name: (verdict, misses) for name, verdict, misses in targets.check_targets(records)}
+    fwd, fwdbwd, per_step, never_slower, memory = verdicts.values()
+    # 4x at B=16 meets 3x; a wrong result at B=64 misses it.
+    assert fwd == ("missed", ["fwd bf16 B=64 T=256 H=1024"])
+    assert fwdbwd == ("missed", ["fwdbwd bf16 B=16 T=256 H=512"])  # 10/12 < 2x
+    # 1 ms over 256 steps is 3.9 us/step: over the 2 us target.
+    assert per_step[0] == "missed" and "fwd bf16 B=16 T=256 H=1024" in per_step[1]
+    assert never_slower == ("missed", ["fwd bf16 B=64 T=256 H=1024",
+                                       "fwdbwd bf16 B=16 T=256 H=512"])
+    assert memory == ("met", [])
+    best = {label: impl for label, impl, *_ in targets.fastest(records)}
+    assert best == {"fwd bf16 B=16 T=256 H=1024": "gru_triton",
+                    "fwd bf16 B=64 T=256 H=1024": "gru_triton/grid_sync",
+                    "fwdbwd bf16 B=16 T=256 H=512": "cudnn"}
+
+
+def test_targets_say_not_measured_without_records(tmp_path):
+    import targets
+
+    assert {v for _, v, _ in targets.check_targets([])} == {"not measured"}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(_records()))
+    done = subprocess.run([sys.executable, str(BENCH / "targets.py"), str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "| auto never slower than nn.GRU |" in done.stdout
