@@ -177,3 +177,13 @@ def test_auto_hands_large_hidden_sizes_to_cudnn(launch_counter):
     x = torch.randn(50, 8, 32, device="cuda")
     assert torch.equal(ours(x)[0], ref(x)[0])
     assert launch_counter == {"fwd": 0, "bwd": 0}
+
+
+def test_cudnn_route_compiles_fullgraph_on_cuda():
+    """torch.compile(fullgraph=True) also traces the route to nn.GRU's own op on CUDA."""
+    torch._dynamo.reset()
+    ours = gru_triton.GRU(32, 512, 2, batch_first=True).cuda()
+    x = torch.randn(8, 20, 32, device="cuda")
+    expected = ours(x)[0]
+    got = torch.compile(ours, fullgraph=True)(x)[0]
+    assert max_rel_err(got, expected) <= 1e-5
