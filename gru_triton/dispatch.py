@@ -92,12 +92,14 @@ def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
     |                                 |            | model 4-7 µs/step, cuDNN 12            |
     | CUDA, IEEE fp32, H·H·rows       | persistent | the same, while one program's CUDA-core |
     | <= 128·128·8 (rows: min(B, 16)) |            | FMAs stay under cuDNN's step (model)   |
-    | CUDA, otherwise, with lengths   | per_step   | hidden units split across programs, T  |
-    |                                 |            | launches; cuDNN would need the lengths |
-    |                                 |            | on the host (a sync)                   |
     | CUDA, otherwise                 | cudnn      | nn.GRU's own op: the model puts        |
     |                                 |            | per_step (a ~12 µs Triton launch per   |
-    |                                 |            | step) level with or behind cuDNN       |
+    |                                 |            | step) level with or behind cuDNN. The  |
+    |                                 |            | modules pass PackedSequence and        |
+    |                                 |            | lengths= to it packed (host lengths)   |
+    | ... but lengths only on the     | per_step   | hidden units split across programs, T  |
+    | device (``lengths=True``: a     |            | launches: packing would read them back |
+    | layer called directly)          |            | (a sync)                               |
     | ... but backend "triton" chosen | per_step   | that backend promises the kernels      |
 
     "model": ``bench/cost_model.py``, tabulated in docs/performance.md with what this table

@@ -156,12 +156,11 @@ def _backward(ctx, d_hs, _d_gates, _d_ghn):
 torch.library.register_autograd("gru_triton::gru_layer", _backward, setup_context=_setup_context)
 
 
-def _path(w_hh, batch, device, lengths, reset_after) -> str:
-    """The dispatcher's choice for a layer with these weights, batch size and lengths."""
-    fp32_ieee = (w_hh.dtype == torch.float32
-                 and dispatch.dot_precision(torch.float32, device) == "ieee")
-    return dispatch.recurrence_path(w_hh.shape[1], batch, device, reset_after=reset_after,
-                                    lengths=lengths is not None, fp32_ieee=fp32_ieee)
+def _path(dtype, hidden_size, batch, device, *, lengths, reset_after) -> str:
+    """The dispatcher's choice for weights of ``dtype`` (or that autocast computes in)."""
+    fp32_ieee = dtype == torch.float32 and dispatch.dot_precision(dtype, device) == "ieee"
+    return dispatch.recurrence_path(hidden_size, batch, device, reset_after=reset_after,
+                                    lengths=lengths, fp32_ieee=fp32_ieee)
 
 
 def _layer_triton(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths=None, reset_after=True):
@@ -169,10 +168,12 @@ def _layer_triton(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths=None, reset_af
     ``gru_layer_reference`` (lengths here: (B,) int32 on x's device)."""
     T, B, _ = x.shape
     precision = dispatch.dot_precision(w_hh.dtype, x.device)
-    path = _path(w_hh, B, x.device, lengths, reset_after)
+    path = _path(w_hh.dtype, w_hh.shape[1], B, x.device, lengths=lengths is not None,
+                 reset_after=reset_after)
     if path == "cudnn":
-        # gru() and gru_cell() hand such shapes to PyTorch before any layer runs.
-        raise AssertionError("the cudnn route is taken for whole calls, not per layer")
+        # The modules hand such calls to PyTorch before any layer runs; a layer called
+        # directly (functional API, gradcheck) runs the kernels, split across programs.
+        path = "per_step"
     save = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, h0, w_ih, w_hh, b_ih, b_hh))
     hs, _, _ = gru_layer_op(x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, lengths,
@@ -197,15 +198,6 @@ def gru(input, hx, weights, *, has_bias, num_layers, dropout, training, bidirect
     (num_layers * D, B, H), each row's state after its own last step. Shapes are assumed
     checked by the caller (the module).
     """
-    if backend == "triton" and _path(weights[1], hx.shape[1], input.device, lengths,
-                                     reset_after) == "cudnn":
-        # The whole stack in one call of nn.GRU's own op: cuDNN overlaps the layers, and
-        # inter-layer dropout draws the same random numbers as nn.GRU. Its "train" flag also
-        # keeps what backward needs: set it whenever autograd may ask (cuDNN refuses backward
-        # in eval mode; the kernels do not), with dropout only when training.
-        return torch._VF.gru(input, hx, list(weights), has_bias, num_layers,
-                             float(dropout) if training else 0.0,
-                             training or torch.is_grad_enabled(), bidirectional, batch_first)
     layer = gru_layer_reference if backend == "reference" else _layer_triton
     x = input.transpose(0, 1) if batch_first else input
     if lengths is not None:
@@ -234,12 +226,41 @@ def gru(input, hx, weights, *, has_bias, num_layers, dropout, training, bidirect
     return output, torch.stack(h_n)
 
 
+def torch_route(dtype: torch.dtype, hidden_size: int, batch: int, device: torch.device,
+                reset_after: bool) -> bool:
+    """Whether the dispatcher hands a call with weights (or autocast) of ``dtype`` to
+    PyTorch's own op. Per-row lengths do not change it: the module passes them to that op
+    as a packed sequence built on the host."""
+    return _path(dtype, hidden_size, batch, device, lengths=False,
+                 reset_after=reset_after) == "cudnn"
+
+
+def gru_torch(input, batch_sizes, hx, weights, *, has_bias, num_layers, dropout, training,
+              bidirectional, batch_first):
+    """The whole stack on nn.GRU's own op (cuDNN on CUDA), called exactly as nn.GRU calls it:
+    cuDNN overlaps the layers, and dropout between layers draws the same random numbers.
+
+    input: (T, B, I) (batch first if asked), or a packed sequence's data (N, I) with its
+    ``batch_sizes`` (CPU int64); hx: (L * D, B, H) in the packed order. Returns (output,
+    h_n) like the op. Its "train" flag also keeps what backward needs: it is set whenever
+    autograd may ask (cuDNN refuses backward in eval mode; the kernels do not), and dropout
+    only applies when training.
+    """
+    keep_for_backward = training or torch.is_grad_enabled()
+    p = float(dropout) if training else 0.0
+    if batch_sizes is None:
+        return torch._VF.gru(input, hx, weights, has_bias, num_layers, p, keep_for_backward,
+                             bidirectional, batch_first)
+    return torch._VF.gru(input, batch_sizes, hx, weights, has_bias, num_layers, p,
+                         keep_for_backward, bidirectional)
+
+
 def gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh, *, backend, reset_after=True):
     """One step of ``torch.nn.GRUCell``: input (B, I), hx (B, H) -> h' (B, H), through the
     same fused layer kernels (T = 1) as the GRU, or nn.GRUCell's own op where the dispatcher
     hands the shape to PyTorch."""
-    if backend == "triton" and _path(w_hh, input.shape[0], input.device, None,
-                                     reset_after) == "cudnn":
+    if backend == "triton" and torch_route(w_hh.dtype, w_hh.shape[1], input.shape[0],
+                                           input.device, reset_after):
         return torch._VF.gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh)
     layer = gru_layer_reference if backend == "reference" else _layer_triton
     _, h_new = layer(input.unsqueeze(0), hx, w_ih, w_hh, b_ih, b_hh, False, None, reset_after)

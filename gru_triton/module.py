@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import dispatch
-from .functional import gru, gru_cell
+from .functional import gru, gru_cell, gru_torch, torch_route
 
 # torch's names for dtypes in its own error messages ("mat1 and mat2 must have the same dtype,
 # but got Double and Float").
@@ -117,7 +117,10 @@ class GRU(nn.RNNBase):
         if lengths is not None:
             seq_len = input.size(1 - batch_dim)
             lengths = _validated_lengths(lengths, input.size(batch_dim), seq_len)
-        output, h_n = self._run(input, hx, lengths, self.batch_first)
+        if self._torch_route(input, input.size(batch_dim)):
+            output, h_n = self._run_torch(input, hx, lengths)
+        else:
+            output, h_n = self._run(input, hx, lengths, self.batch_first)
         if not is_batched:
             output = output.squeeze(batch_dim)
             h_n = h_n.squeeze(1)
@@ -127,22 +130,58 @@ class GRU(nn.RNNBase):
         # Run in the packed (length-sorted) order, as nn.GRU does: hx is permuted by
         # sorted_indices and h_n back by unsorted_indices, and batch tiles hold sequences of
         # similar length, so whole tiles finish early and skip their work.
-        padded, _ = pad_packed_sequence(packed)
-        if packed.sorted_indices is not None:
-            padded = padded.index_select(1, packed.sorted_indices)
-        # Sorted lengths straight from batch_sizes (on the CPU): reading sorted_indices, which
-        # lives on the input's device, would synchronise with the GPU.
-        lengths = (packed.batch_sizes.unsqueeze(1) > torch.arange(padded.size(1))).sum(0)
+        batch = int(packed.batch_sizes[0])  # batch_sizes lives on the CPU: no sync
         if hx is not None:
             hx = self.permute_hidden(hx, packed.sorted_indices)
-        hx = self._hx_or_zeros(hx, padded.size(1), padded)
+        hx = self._hx_or_zeros(hx, batch, packed.data)
         self.check_forward_args(packed.data, hx, packed.batch_sizes)
-        self._check_beyond_nn_gru_python(padded, hx, batch_first=False)
-        output, h_n = self._run(padded, hx, lengths, batch_first=False)
-        data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
+        if self._torch_route(packed.data, batch):
+            _check_same_device_and_dtype(packed.data, hx, self._flat_weights)
+            data, h_n = gru_torch(packed.data, packed.batch_sizes, hx, self._flat_weights,
+                                  batch_first=False, **self._stack_args())
+        else:
+            padded, _ = pad_packed_sequence(packed)
+            if packed.sorted_indices is not None:
+                padded = padded.index_select(1, packed.sorted_indices)
+            # Sorted lengths straight from batch_sizes (on the CPU): reading sorted_indices,
+            # which lives on the input's device, would synchronise with the GPU.
+            lengths = (packed.batch_sizes.unsqueeze(1) > torch.arange(batch)).sum(0)
+            self._check_beyond_nn_gru_python(padded, hx, batch_first=False)
+            output, h_n = self._run(padded, hx, lengths, batch_first=False)
+            data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
         return (PackedSequence(data, packed.batch_sizes, packed.sorted_indices,
                                packed.unsorted_indices),
                 self.permute_hidden(h_n, packed.unsorted_indices))
+
+    def _torch_route(self, input, batch: int) -> bool:
+        """Whether the dispatcher hands this call to nn.GRU's own op (the shapes where no
+        kernel path is expected to beat cuDNN; ``dispatch.recurrence_path``)."""
+        if batch == 0 or dispatch.resolve_backend(input.device) != "triton":
+            return False
+        dtype = _autocast_dtype(input.device) or self._flat_weights[0].dtype
+        return torch_route(dtype, self.hidden_size, batch, input.device, self.reset_after)
+
+    def _stack_args(self) -> dict:
+        return dict(has_bias=self.bias, num_layers=self.num_layers, dropout=self.dropout,
+                    training=self.training, bidirectional=self.bidirectional)
+
+    def _run_torch(self, input, hx, lengths):
+        """nn.GRU's own op on checked padded input; with lengths (CPU int64) through a packed
+        sequence built on the host, so output is 0 past each length as on the kernels. Runs
+        under the caller's autocast, exactly as nn.GRU does."""
+        if lengths is None:
+            return gru_torch(input, None, hx, self._flat_weights, batch_first=self.batch_first,
+                             **self._stack_args())
+        packed = pack_padded_sequence(input, lengths, batch_first=self.batch_first,
+                                      enforce_sorted=False)
+        data, h_n = gru_torch(packed.data, packed.batch_sizes,
+                              self.permute_hidden(hx, packed.sorted_indices), self._flat_weights,
+                              batch_first=False, **self._stack_args())
+        output, _ = pad_packed_sequence(
+            PackedSequence(data, packed.batch_sizes, packed.sorted_indices,
+                           packed.unsorted_indices),
+            batch_first=self.batch_first, total_length=input.size(1 if self.batch_first else 0))
+        return output, self.permute_hidden(h_n, packed.unsorted_indices)
 
     def _hx_or_zeros(self, hx, batch: int, input):
         if hx is not None:

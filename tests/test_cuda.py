@@ -187,3 +187,22 @@ def test_cudnn_route_compiles_fullgraph_on_cuda():
     expected = ours(x)[0]
     got = torch.compile(ours, fullgraph=True)(x)[0]
     assert max_rel_err(got, expected) <= 1e-5
+
+
+def test_cudnn_route_takes_packed_input_without_synchronising():
+    from torch.nn.utils.rnn import pack_sequence
+
+    ref = torch.nn.GRU(8, 512, bidirectional=True).cuda()
+    ours = gru_triton.GRU(8, 512, bidirectional=True).cuda()
+    ours.load_state_dict(ref.state_dict())
+    packed = pack_sequence([torch.randn(n, 8, device="cuda") for n in (9, 4, 7)],
+                           enforce_sorted=False)
+    ours(packed)  # warm up first; cuDNN plans may synchronise once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out, h_n = ours(packed)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    ref_out, ref_h_n = ref(packed)
+    assert torch.equal(out.data, ref_out.data) and torch.equal(h_n, ref_h_n)

@@ -87,20 +87,63 @@ def test_cudnn_route_is_nn_grus_own_op(training, triton_backend, launch_counter)
     assert launch_counter == {"fwd": 0, "bwd": 0}
 
 
-def test_cudnn_route_with_lengths_runs_the_kernels(triton_backend, launch_counter):
-    ref = torch.nn.GRU(3, 9).to(DEVICE)
-    ours = gru_triton.GRU(3, 9).to(DEVICE)
+@pytest.mark.parametrize("batch_first", [False, True], ids=["seq_first", "batch_first"])
+def test_cudnn_route_with_lengths_packs_on_the_host(batch_first, triton_backend, launch_counter):
+    """lengths= goes to nn.GRU's op as a packed sequence: the same numbers as packing by
+    hand, zeros past each length, h_n in the caller's order, no kernel launched."""
+    ref = torch.nn.GRU(3, 9, 2, bidirectional=True, batch_first=batch_first).to(DEVICE)
+    ours = gru_triton.GRU(3, 9, 2, bidirectional=True, batch_first=batch_first).to(DEVICE)
     ours.load_state_dict(ref.state_dict())
-    x = torch.randn(5, 3, 3, device=DEVICE)
+    x = torch.randn(3, 5, 3, device=DEVICE) if batch_first else torch.randn(5, 3, 3, device=DEVICE)
+    h0 = torch.randn(4, 3, 9, device=DEVICE)
     lengths = [5, 2, 4]
     with dispatch.force_path("cudnn"):
-        out, h_n = ours(x, lengths=lengths)
-    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
-    ref_out, ref_h_n = ref(packed)
-    ref_out, _ = torch.nn.utils.rnn.pad_packed_sequence(ref_out, total_length=5)
-    assert_close(out, ref_out, what="output")
-    assert_close(h_n, ref_h_n, what="h_n")
+        out, h_n = ours(x, h0, lengths=lengths)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=batch_first,
+                                                     enforce_sorted=False)
+    ref_out, ref_h_n = ref(packed, h0)
+    ref_out, _ = torch.nn.utils.rnn.pad_packed_sequence(ref_out, batch_first=batch_first,
+                                                        total_length=5)
+    assert torch.equal(out, ref_out) and torch.equal(h_n, ref_h_n)
+    assert launch_counter == {"fwd": 0, "bwd": 0}
+
+
+def test_cudnn_route_with_packed_input(triton_backend, launch_counter):
+    from torch.nn.utils.rnn import pack_sequence
+
+    ref = torch.nn.GRU(3, 9, bidirectional=True).to(DEVICE)
+    ours = gru_triton.GRU(3, 9, bidirectional=True).to(DEVICE)
+    ours.load_state_dict(ref.state_dict())
+    seqs = [torch.randn(n, 3, device=DEVICE, requires_grad=True) for n in (4, 6, 1)]
+    packed = pack_sequence(seqs, enforce_sorted=False)
+    h0 = torch.randn(2, 3, 9, device=DEVICE)
+    with dispatch.force_path("cudnn"):
+        out, h_n = ours(packed, h0)
+    ref_out, ref_h_n = ref(packed, h0)
+    assert torch.equal(out.data, ref_out.data) and torch.equal(h_n, ref_h_n)
+    assert torch.equal(out.unsorted_indices, ref_out.unsorted_indices)
+    (out.data.sum() + h_n.sum()).backward()
+    assert all(s.grad is not None for s in seqs)
+    assert launch_counter == {"fwd": 0, "bwd": 0}
+
+
+def test_a_layer_called_directly_runs_the_kernels_where_auto_would_hand_over(launch_counter):
+    """The functional layer has its lengths on the device only: packing them for cuDNN
+    would synchronise, so there the table says per_step."""
+    from gru_triton.functional import gru
+
+    gru_triton.set_backend("triton")
+    ref = torch.nn.GRU(3, 9).to(DEVICE)
+    x = torch.randn(5, 3, 3, device=DEVICE)
+    lengths = torch.tensor([5, 2, 4], dtype=torch.int32, device=DEVICE)
+    with dispatch.force_path("cudnn"):
+        out, h_n = gru(x, torch.zeros(1, 3, 9, device=DEVICE), ref._flat_weights,
+                       has_bias=True, num_layers=1, dropout=0.0, training=False,
+                       bidirectional=False, batch_first=False, backend="triton",
+                       lengths=lengths)
     assert launch_counter["fwd"] == 5  # per_step: one launch per step
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, [5, 2, 4], enforce_sorted=False)
+    assert_close(h_n, ref(packed)[1], what="h_n")
 
 
 def test_cudnn_route_for_the_cell(triton_backend, launch_counter):
