@@ -117,7 +117,7 @@ class GRU(nn.RNNBase):
         if lengths is not None:
             seq_len = input.size(1 - batch_dim)
             lengths = _validated_lengths(lengths, input.size(batch_dim), seq_len)
-        if self._torch_route(input, input.size(batch_dim)):
+        if self._torch_route(input, input.size(batch_dim), packed=lengths is not None):
             output, h_n = self._run_torch(input, hx, lengths)
         else:
             output, h_n = self._run(input, hx, lengths, self.batch_first)
@@ -135,7 +135,7 @@ class GRU(nn.RNNBase):
             hx = self.permute_hidden(hx, packed.sorted_indices)
         hx = self._hx_or_zeros(hx, batch, packed.data)
         self.check_forward_args(packed.data, hx, packed.batch_sizes)
-        if self._torch_route(packed.data, batch):
+        if self._torch_route(packed.data, batch, packed=True):
             _check_same_device_and_dtype(packed.data, hx, self._flat_weights)
             data, h_n = gru_torch(packed.data, packed.batch_sizes, hx, self._flat_weights,
                                   batch_first=False, **self._stack_args())
@@ -153,10 +153,15 @@ class GRU(nn.RNNBase):
                                packed.unsorted_indices),
                 self.permute_hidden(h_n, packed.unsorted_indices))
 
-    def _torch_route(self, input, batch: int) -> bool:
+    def _torch_route(self, input, batch: int, *, packed: bool) -> bool:
         """Whether the dispatcher hands this call to nn.GRU's own op (the shapes where no
-        kernel path is expected to beat cuDNN; ``dispatch.recurrence_path``)."""
+        kernel path is expected to beat cuDNN; ``dispatch.recurrence_path``). ``packed``: the
+        call would go to it as a packed sequence."""
         if batch == 0 or dispatch.resolve_backend(input.device) != "triton":
+            return False
+        if packed and torch.compiler.is_compiling():
+            # Dynamo refuses to trace packing (and the op's packed form); the kernels take
+            # lengths without a graph break.
             return False
         dtype = _autocast_dtype(input.device) or self._flat_weights[0].dtype
         return torch_route(dtype, self.hidden_size, batch, input.device, self.reset_after)

@@ -179,3 +179,17 @@ def test_rnn_fp32_precision_sets_and_restores_the_flag_nn_gru_follows():
     with pytest.raises(ValueError, match="'ieee' or 'tf32'"):
         with dispatch.rnn_fp32_precision("highest"):
             pass
+
+
+def test_compiled_lengths_take_the_kernels_where_the_route_would_pack(triton_backend):
+    """torch.compile(fullgraph=True) cannot trace packing: under it, lengths= runs on the
+    kernels (which trace) even where the dispatcher hands eager calls to nn.GRU's op."""
+    torch._dynamo.reset()
+    model = gru_triton.GRU(3, 8, 2, batch_first=True, bidirectional=True).to(DEVICE)
+    x = torch.randn(4, 5, 3, device=DEVICE)
+    lengths = [5, 2, 4, 1]
+    with dispatch.force_path("cudnn"):
+        expected = model(x, lengths=lengths)[0]
+        got = torch.compile(lambda: model(x, lengths=lengths)[0], fullgraph=True,
+                            backend="aot_eager")()
+    assert_close(got, expected, what="compiled output")
