@@ -69,7 +69,8 @@ class GRU(nn.RNNBase):
 
     lengths (keyword, padded input only): (B,) integers in [1, T], a list or tensor. The
     result equals packing the input with these lengths, running, and unpacking: output is 0
-    past each length. Nothing is packed; the kernels stop updating a row at its length.
+    past each length. The kernels pack nothing (they stop updating a row at its length);
+    where the dispatcher hands the call to nn.GRU's own op, it is packed on the host.
 
     reset_after (keyword, constructor): True is PyTorch's GRU; False is the reset-before
     form of Cho et al. 2014 (TensorFlow 1, Keras ``reset_after=False``):
