@@ -276,10 +276,13 @@ def gru_fwd_kernel(
                 gx_z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
                 r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
                 h_prev = tl.load(h_prev_rows[:, None] + offs_j[None, :], mask=mask, other=0.0)
-                # gates is this layer's own scratch: phase 2 reads r and z back from it.
+                # Handed to phase 2 through scratch: r ⊙ h_{t-1} and z in the acc dtype (z
+                # enters the update, which 16-bit gate storage would round), r in gates (it is
+                # only saved, which rounds it anyway).
+                p_rh = rh_rows[:, None] + offs_j[None, :]
+                tl.store(p_rh, r * h_prev, mask=mask)
+                tl.store(p_rh + B * H, z, mask=mask)
                 tl.store(p_gate, r, mask=mask)
-                tl.store(p_gate + H, z, mask=mask)
-                tl.store(rh_rows[:, None] + offs_j[None, :], r * h_prev, mask=mask)
             tl.debug_barrier()
         for j in range(pid_h, tl.cdiv(H, BLOCK_H), num_h_programs):
             offs_j = j * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -304,7 +307,7 @@ def gru_fwd_kernel(
                 r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
             else:
                 r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
-                z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
+                z = tl.load(rh_rows[:, None] + B * H + offs_j[None, :], mask=mask, other=0.0)
             gx_n = tl.load(p_gate + 2 * H, mask=mask, other=0.0).to(acc_dtype)
             h_prev = tl.load(h_prev_rows[:, None] + offs_j[None, :], mask=mask, other=0.0)
             h_new, n = gru_candidate_update(gx_n, acc_n, r, z, h_prev, RESET_AFTER)
@@ -348,9 +351,9 @@ def gru_bwd_kernel(
     dL/dh_{t-1} that does not pass through W_hh, handed from one backward step to the next;
     slot 1 is zero on entry. Writes dgx (T, B, 3H) = [d_r | d_z | d_n] and dghn (T, B, H) =
     dL/d(gh_n), both in the storage dtype (the next step's products round them to the
-    weights' dtype anyway). Rows past their lengths need no special case here: their saved activations
-    (see gru_fwd_kernel) make every gate gradient 0 and carry dh through; only the W_hh
-    products of wholly finished tiles are skipped.
+    weights' dtype anyway). Rows past their lengths need no special case here: their saved
+    activations (see gru_fwd_kernel) make every gate gradient 0 and carry dh through; only
+    the W_hh products of wholly finished tiles are skipped.
     """
     acc_dtype = hs_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -602,7 +605,8 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     hs[T if reverse else 0] = h0
     keep_ghn = save and reset_after
     ghn = torch.empty((T, B, H), dtype=storage, device=gates.device) if keep_ghn else hs
-    rh = hs if reset_after else torch.empty((B, H), dtype=acc, device=gates.device)
+    # Reset-before scratch: r ⊙ h_{t-1} and z of the current step (see gru_fwd_kernel).
+    rh = hs if reset_after else torch.empty((2, B, H), dtype=acc, device=gates.device)
     grid, launches, grid_sync = _launch_plan(B, H, path, gates.device)
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
                 RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save,
