@@ -57,11 +57,11 @@ def cases(quick: bool = False) -> list:
     out = [Case(op, dtype, **shape)
            for shape in shapes for op, dtype in itertools.product(OPS, dtypes)]
     if not quick:
-        for source, shapes in (("deepbench-train", DEEPBENCH_TRAIN),
-                               ("deepbench-infer", DEEPBENCH_INFER)):
+        for source, deepbench in (("deepbench-train", DEEPBENCH_TRAIN),
+                                  ("deepbench-infer", DEEPBENCH_INFER)):
             op = "fwd" if source == "deepbench-infer" else "fwdbwd"
             out.extend(Case(op, dtype, B, T, H, H, source=source)
-                       for H, B, T in shapes for dtype in dtypes)
+                       for H, B, T in deepbench for dtype in dtypes)
     return out
 
 

@@ -102,6 +102,10 @@ def fastest(records) -> list:
     return rows
 
 
+def _ms(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def report(records) -> str:
     lines = ["| target | verdict | shapes that miss it |", "|---|---|---|"]
     for name, verdict, misses in check_targets(records):
@@ -109,8 +113,7 @@ def report(records) -> str:
         lines.append(f"| {name} | {verdict} | {shown or '-'} |")
     lines += ["", "| shape | fastest | ms | cuDNN ms | auto ms |", "|---|---|---|---|---|"]
     for label, best, ms, cudnn, ours in fastest(records):
-        cell = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        lines.append(f"| {label} | {best} | {ms:.3f} | {cell(cudnn)} | {cell(ours)} |")
+        lines.append(f"| {label} | {best} | {ms:.3f} | {_ms(cudnn)} | {_ms(ours)} |")
     return "\n".join(lines) + "\n"
 
 
