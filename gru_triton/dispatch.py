@@ -90,8 +90,8 @@ def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
     |                                 |            | streams all of W_hh (<= 768 KiB) from  |
     |                                 |            | L2 each step, one launch for all T:    |
     |                                 |            | model 4-7 µs/step, cuDNN 12            |
-    | CUDA, IEEE fp32, H·H·rows       | persistent | the same, while one program's CUDA-core |
-    | <= 128·128·8 (rows: min(B, 16)) |            | FMAs stay under cuDNN's step (model)   |
+    | CUDA, IEEE fp32, H·H·rows       | persistent | the same, while one program's FMAs on  |
+    | <= 128·128·8 (rows: min(B, 16)) |            | CUDA cores stay under cuDNN's step     |
     | CUDA, otherwise                 | cudnn      | nn.GRU's own op: the model puts        |
     |                                 |            | per_step (a ~12 µs Triton launch per   |
     |                                 |            | step) level with or behind cuDNN. The  |
@@ -107,9 +107,10 @@ def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
     (hidden units split across co-resident programs, one launch, a grid barrier per step),
     which the model puts 2.5-6x under cuDNN for H = 256-1024 at B <= 16 in bf16/tf32, is not
     chosen until a GPU run has checked its barrier (tests/test_cuda.py) and timed it
-    (bench/); it replaces the last two rows then, where the measurements agree. ``force_path`` overrides
-    the table, except that the reset-before form is always persistent and "cudnn" with
-    lengths runs per_step.
+    (bench/); it replaces the cudnn and per_step rows then, where the measurements agree
+    (``bench/targets.py`` names the fastest measured path per shape). ``force_path``
+    overrides the table, except that the reset-before form is always persistent and "cudnn"
+    with lengths runs per_step.
     """
     if not reset_after:
         return "persistent"
