@@ -53,6 +53,9 @@ VARIANTS = {
     "reset_before+lengths": dict(RESET_AFTER=False, HAS_LENGTHS=True, GRID_SYNC=False),
     "grid_sync+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=True),
 }
+# The grid-synchronised path sizes its batch tile to the batch (16, 32 or 64 rows); the other
+# paths' tiles do not depend on it.
+GRID_SYNC_BATCH_TILES = (16, 32, 64)
 REGISTERS_PER_SM = 65536
 SHARED_BYTES_PER_SM = {80: 164 * 1024, 90: 227 * 1024}
 _SCALARS = ("T", "B", "H", "step_begin", "n_steps")
@@ -113,17 +116,24 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
     }
 
 
+def configs(variant: str, hidden_size: int) -> list:
+    """The launchers' tile configurations that this variant runs with at this hidden size."""
+    if VARIANTS[variant]["GRID_SYNC"]:
+        return [gru_kernels.recurrence_config(hidden_size, "grid_sync", rows)
+                for rows in GRID_SYNC_BATCH_TILES]
+    return [gru_kernels.recurrence_config(hidden_size)]
+
+
 def build_report(hidden_sizes=HIDDEN_SIZES, archs=ARCHS, precisions=PRECISIONS,
                  variants=tuple(VARIANTS)):
-    """One row per (kernel, variant, H, dtype, precision, arch); identical compiles are done
-    once."""
+    """One row per (kernel, variant, H, tile configuration, dtype, precision, arch);
+    identical compiles are done once."""
     if not isinstance(gru_kernels.gru_fwd_kernel, triton.JITFunction):
         raise RuntimeError("the kernel report compiles for real GPUs: run it with TRITON_INTERPRET unset")
     rows, cache = [], {}
     for kernel_name in _SIGNATURES:
         for variant in variants:
-            for H in hidden_sizes:
-                cfg = gru_kernels.recurrence_config(H)
+            for H, cfg in [(h, cfg) for h in hidden_sizes for cfg in configs(variant, h)]:
                 for dtype, precision in precisions:
                     for arch in archs:
                         key = (kernel_name, variant, dtype, precision, arch, tuple(sorted(cfg.items())))

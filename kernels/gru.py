@@ -230,6 +230,7 @@ def gru_fwd_kernel(
     lengths skips the W_hh products. Reset-before needs all of r ⊙ h_{t-1} before any n, so
     a step is two phases with a CTA barrier between them, and only the persistent grid
     (one program owns all hidden units of its rows) can run it.
+
     """
     acc_dtype = hs_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -463,20 +464,34 @@ def storage_dtype_for(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype.itemsize < acc.itemsize else acc
 
 
-def recurrence_config(hidden_size: int) -> dict:
-    """Tile sizes, warps, pipeline stages and register budget for both recurrence kernels.
+def recurrence_config(hidden_size: int, path: str = "persistent", batch: int = 16) -> dict:
+    """Tile sizes, warps, pipeline stages and register budget of both recurrence kernels for
+    one path ("persistent", "per_step" or "grid_sync") and batch size.
 
-    ``tl.dot`` needs every tile dimension >= 16. A 16-row batch tile × 32 hidden units ×
-    32-wide K chunks at 8 warps and no software pipelining is the largest tile that compiles
-    without register spills for fp32/tf32/bf16/fp16 on sm_80 and sm_90 in both kernels (the
+    ``tl.dot`` needs every tile dimension >= 16.
+
+    persistent and per_step: a 16-row batch tile × 32 hidden units × 32-wide K chunks at 8
+    warps and no software pipelining is the largest tile that compiles without register
+    spills for fp32/tf32/bf16/fp16 on sm_80 and sm_90 in both kernels at ``maxnreg`` 168 (the
     kernel report: 32- or 64-row batch tiles spill in the backward kernel, and so do 4 warps
-    or 3 stages). So the tile does not depend on the batch: larger batches get more batch
-    tiles, i.e. more programs. ``maxnreg`` 168: left alone, ptxas aims at 128 registers (two
-    256-thread programs per SM) and spills 16-24 bytes in the fp16/bf16 kernels with lengths
-    on sm_90; the recurrence grids are small (a few programs per SM at most), so the budget
-    goes to registers instead of occupancy.
+    or 3 stages), so larger batches get more batch tiles. Left alone, ptxas aims at 128
+    registers (two 256-thread programs per SM) and spills 16-24 bytes in the fp16/bf16
+    kernels with lengths on sm_90; these grids are small (a few programs per SM at most), so
+    the budget goes to registers instead of occupancy.
+
+    grid_sync: every program reads its batch tile's slice of W_hh each step, so a tile that
+    covers all rows (up to 64) reads W_hh once per step instead of once per 16 rows (the cost
+    model's first lever, docs/performance.md). The grid has one program per SM by
+    construction, so a program may take the whole register file (``maxnreg`` 255; 8 warps ×
+    32 threads × 256 registers = 65536): a 64-row × 16-unit tile then compiles without spills
+    in both kernels (kernel report; at 168 registers it spilled 8-112 bytes), and uses
+    ``wgmma`` on sm_90. 16 hidden units rather than 32 split H over twice the programs.
     """
     block = 32 if hidden_size > 16 else 16
+    if path == "grid_sync":
+        rows = min(64, max(16, triton.next_power_of_2(batch)))
+        return {"BLOCK_B": rows, "BLOCK_H": 16, "BLOCK_K": block, "num_warps": 8,
+                "num_stages": 1, "maxnreg": 255}
     return {"BLOCK_B": 16, "BLOCK_H": block, "BLOCK_K": block, "num_warps": 8, "num_stages": 1,
             "maxnreg": 168}
 
@@ -504,11 +519,11 @@ PATHS = ("persistent", "per_step", "grid_sync")
 
 def grid_sync_columns(batch: int, hidden_size: int, device: torch.device) -> int:
     """Programs per batch tile on the grid-synchronised path, or 0 where its grid cannot be
-    resident all at once (it would deadlock): one program per SM (``maxnreg`` 168 × 256
-    threads leaves no room for a second), so tiles × columns must not exceed the SM count.
-    The interpreter runs programs one after another, so there one column is the most that
-    can pass a barrier."""
-    cfg = recurrence_config(hidden_size)
+    resident all at once (it would deadlock): one program per SM (its ``maxnreg`` of 255 ×
+    256 threads takes the whole register file), so tiles × columns must not exceed the SM
+    count. The interpreter runs programs one after another, so there one column is the most
+    that can pass a barrier."""
+    cfg = recurrence_config(hidden_size, "grid_sync", batch)
     tiles = triton.cdiv(batch, cfg["BLOCK_B"])
     chunks = triton.cdiv(hidden_size, cfg["BLOCK_H"])
     if device.type != "cuda":
@@ -518,18 +533,19 @@ def grid_sync_columns(batch: int, hidden_size: int, device: torch.device) -> int
 
 
 def _launch_plan(batch: int, hidden_size: int, path: str, device: torch.device):
-    """(grid, number of launches, grid-synchronised?) for a path; a grid-synchronised grid
-    that cannot be co-resident falls back to one launch per step."""
-    cfg = recurrence_config(hidden_size)
-    tiles = triton.cdiv(batch, cfg["BLOCK_B"])
+    """(grid, number of launches, grid-synchronised?, tile config) for a path; a
+    grid-synchronised grid that cannot be co-resident falls back to one launch per step."""
     if path == "grid_sync":
         columns = grid_sync_columns(batch, hidden_size, device)
         if columns >= 1:
-            return (tiles, columns), 1, True
+            cfg = recurrence_config(hidden_size, "grid_sync", batch)
+            return (triton.cdiv(batch, cfg["BLOCK_B"]), columns), 1, True, cfg
         path = "per_step"
+    cfg = recurrence_config(hidden_size, path, batch)
+    tiles = triton.cdiv(batch, cfg["BLOCK_B"])
     if path == "persistent":
-        return (tiles, 1), 1, False
-    return (tiles, triton.cdiv(hidden_size, cfg["BLOCK_H"])), None, False
+        return (tiles, 1), 1, False, cfg
+    return (tiles, triton.cdiv(hidden_size, cfg["BLOCK_H"])), None, False, cfg
 
 
 def _launch(kernel, grid, head, tail, T, launches, grid_sync, meta, device):
@@ -607,10 +623,10 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     ghn = torch.empty((T, B, H), dtype=storage, device=gates.device) if keep_ghn else hs
     # Reset-before scratch: r ⊙ h_{t-1} and z of the current step (see gru_fwd_kernel).
     rh = hs if reset_after else torch.empty((2, B, H), dtype=acc, device=gates.device)
-    grid, launches, grid_sync = _launch_plan(B, H, path, gates.device)
+    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, gates.device)
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
                 RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save,
-                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **recurrence_config(H))
+                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
     head = (gates, w_hh, b_hh if b_hh is not None else w_hh, hs, ghn, rh,
             lengths if lengths is not None else hs)
     _launch(gru_fwd_kernel, grid, head, (T, B, H), T, launches, grid_sync, meta, gates.device)
@@ -657,9 +673,9 @@ def gru_backward(dhs: torch.Tensor, gates: torch.Tensor, ghn: torch.Tensor | Non
     dghn = torch.empty((T, B, H), dtype=storage, device=dhs.device)
     dcarry = torch.empty((2, B, H), dtype=acc, device=dhs.device)
     dcarry[1].zero_()
-    grid, launches, grid_sync = _launch_plan(B, H, path, dhs.device)
+    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, dhs.device)
     meta = dict(HAS_LENGTHS=lengths is not None, RESET_AFTER=reset_after, REVERSE=reverse,
-                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **recurrence_config(H))
+                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
     head = (dhs, gates, ghn if ghn is not None else hs, hs, w_hh,
             lengths if lengths is not None else hs)
     _launch(gru_bwd_kernel, grid, head, (dgx, dghn, dcarry, T, B, H), T, launches, grid_sync,

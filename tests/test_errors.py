@@ -162,12 +162,19 @@ def test_grid_sync_plan_falls_back_when_the_grid_cannot_be_resident(monkeypatch)
     monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda device: SimpleNamespace(multi_processor_count=132))
     cuda = torch.device("cuda")
-    # B = 16 -> 1 batch tile; H = 1024 -> 32 chunks of 32: 32 programs, one launch.
-    assert gru_kernels._launch_plan(16, 1024, "grid_sync", cuda) == ((1, 32), 1, True)
-    # B = 640 -> 40 tiles; 132 // 40 = 3 columns each.
-    assert gru_kernels._launch_plan(640, 1024, "grid_sync", cuda) == ((40, 3), 1, True)
-    # B = 4096 -> 256 tiles > 132 SMs: not co-resident, so one launch per step instead.
-    assert gru_kernels._launch_plan(4096, 1024, "grid_sync", cuda) == ((256, 32), None, False)
+
+    def plan(batch, device=cuda):
+        grid, launches, grid_sync, cfg = gru_kernels._launch_plan(batch, 1024, "grid_sync", device)
+        return grid, launches, grid_sync, cfg["BLOCK_B"], cfg["BLOCK_H"]
+
+    # B = 16 -> one 16-row tile; H = 1024 -> 64 chunks of 16: 64 programs, one launch.
+    assert plan(16) == ((1, 64), 1, True, 16, 16)
+    # B = 40 -> one tile of 64 rows (W_hh read once per step for all rows).
+    assert plan(40) == ((1, 64), 1, True, 64, 16)
+    # B = 640 -> 10 tiles of 64; 132 // 10 = 13 columns each.
+    assert plan(640) == ((10, 13), 1, True, 64, 16)
+    # B = 16384 -> 256 tiles > 132 SMs: not co-resident, so one launch per step instead,
+    # with the per-step path's own tiles.
+    assert plan(16384) == ((1024, 32), None, False, 16, 32)
     # The interpreter runs programs one after another: one column.
-    assert gru_kernels._launch_plan(16, 1024, "grid_sync", torch.device("cpu")) == \
-        ((1, 1), 1, True)
+    assert plan(16, torch.device("cpu")) == ((1, 1), 1, True, 16, 16)

@@ -27,9 +27,25 @@ def report(tmp_path_factory):
 
 
 def test_every_configuration_is_reported(report):
-    expected = (len(kernel_report.HIDDEN_SIZES) * len(kernel_report.VARIANTS)
-                * len(kernel_report.PRECISIONS) * len(kernel_report.ARCHS) * 2)
-    assert len(report) == expected
+    per_variant = {v: len(kernel_report.HIDDEN_SIZES) * len(kernel_report.PRECISIONS)
+                   * len(kernel_report.ARCHS) * 2 for v in kernel_report.VARIANTS}
+    per_variant["grid_sync+lengths"] *= len(kernel_report.GRID_SYNC_BATCH_TILES)
+    assert len(report) == sum(per_variant.values())
+    rows_by_variant = {v: sum(r["variant"] == v for r in report) for v in kernel_report.VARIANTS}
+    assert rows_by_variant == per_variant
+
+
+def test_grid_sync_tiles_are_the_launchers(report):
+    """The grid-synchronised rows are compiled with the tiles its launcher picks for B = 16,
+    32 and 64, including the whole-register-file budget that keeps the 64-row tile unspilled."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    for batch in (16, 32, 64):
+        cfg = gru_kernels.recurrence_config(1024, "grid_sync", batch)
+        rows = [r for r in report if r["variant"] == "grid_sync+lengths" and r["H"] == 1024
+                and r["BLOCK_B"] == cfg["BLOCK_B"]]
+        assert rows and all(r["BLOCK_H"] == cfg["BLOCK_H"] and r["maxnreg"] == cfg["maxnreg"]
+                            for r in rows)
 
 
 def test_no_register_spills(report):

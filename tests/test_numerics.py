@@ -20,6 +20,7 @@ def _make_configs():
         (3, 17, 2, 33, 1, True, False, False, False),  # two batch tiles, ragged
         (5, 4, 6, 70, 3, True, True, True, False),  # three hidden chunks, ragged
         (6, 5, 37, 5, 2, False, False, True, True),  # I > H
+        (3, 40, 3, 21, 1, True, False, True, True),  # grid_sync: one ragged 64-row tile
     ]
     rng = random.Random(20261124)
     drawn = []
