@@ -36,7 +36,7 @@ PRECISIONS = (("bf16", "ieee"), ("fp16", "ieee"), ("fp32", "tf32"), ("fp32", "ie
 _SIGNATURES = {
     "gru_fwd_kernel": (gru_kernels.gru_fwd_kernel,
                        ["gates_ptr:st", "w_hh_ptr:w", "b_hh_ptr:w", "hs_ptr:acc", "ghn_ptr:st",
-                        "rh_ptr:acc", "lengths_ptr:i32", "sync_ptr:i32"],
+                        "rh_ptr:acc", "hq_ptr:st", "lengths_ptr:i32", "sync_ptr:i32"],
                        dict(HAS_BIAS=True, REVERSE=False, SAVE=True)),
     "gru_bwd_kernel": (gru_kernels.gru_bwd_kernel,
                        ["dhs_ptr:acc", "gates_ptr:st", "ghn_ptr:st", "hs_ptr:acc", "w_hh_ptr:w",
@@ -72,6 +72,9 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
     """Compiles one configuration; returns its resource usage and tensor-core use."""
     fn, pointers, flags = _SIGNATURES[kernel_name]
     flags = dict(flags, **VARIANTS[variant])
+    if kernel_name == "gru_fwd_kernel":
+        # As gru_forward launches it: the 16-bit copy of h wherever the gate buffers are 16-bit.
+        flags["H_COPY"] = dtype in ("bf16", "fp16")
     signature, constexprs = {}, {}
     for spec in pointers:
         name, kind = spec.split(":")

@@ -215,10 +215,10 @@ def _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS: tl.constexpr):
 
 @triton.jit
 def gru_fwd_kernel(
-    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, lengths_ptr, sync_ptr,
+    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, hq_ptr, lengths_ptr, sync_ptr,
     T, B, H, step_begin, n_steps,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr,
-    REVERSE: tl.constexpr, SAVE: tl.constexpr, GRID_SYNC: tl.constexpr,
+    REVERSE: tl.constexpr, SAVE: tl.constexpr, GRID_SYNC: tl.constexpr, H_COPY: tl.constexpr,
     DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -231,6 +231,12 @@ def gru_fwd_kernel(
     a step is two phases with a CTA barrier between them, and only the persistent grid
     (one program owns all hidden units of its rows) can run it.
 
+    H_COPY (16-bit weights): the W_hh products read h_{t-1} from hq (2, B, H), a ping-pong
+    copy of the state in the weights' dtype (slot step % 2 read, the other written), instead
+    of from hs in fp32. The dot rounds its operand to the weights' dtype anyway, so the
+    numbers do not change, and every program's read of its rows of h_{t-1}, once per hidden
+    chunk and step, halves: at B = 64 those reads are most of a grid-synchronised step's
+    traffic (docs/performance.md).
     """
     acc_dtype = hs_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -254,6 +260,13 @@ def gru_fwd_kernel(
             tile_active: tl.constexpr = True
         h_prev_rows = hs_ptr + (prev_slot * B + rows_b) * H
         h_out_rows = hs_ptr + (out_slot * B + rows_b) * H
+        if H_COPY:
+            # The barrier after each step orders every read of one slot before its rewrite.
+            dot_rows = hq_ptr + ((step % 2) * B + rows_b) * H
+            dot_out_rows = hq_ptr + (((step + 1) % 2) * B + rows_b) * H
+        else:
+            dot_rows = h_prev_rows
+            dot_out_rows = h_out_rows
         gate_rows = gates_ptr + (t * B + rows_b) * (3 * H)
         ghn_rows = ghn_ptr + (t * B + rows_b) * H
         rh_rows = rh_ptr + rows_b * H
@@ -267,7 +280,7 @@ def gru_fwd_kernel(
                 acc_z = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
                 if tile_active:
                     acc_r, acc_z, _ = _hidden_times_w_hh_t(
-                        h_prev_rows, h_prev_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
+                        dot_rows, dot_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
                         acc_r, acc_z, acc_r, True, False, True, DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
                 if HAS_BIAS:
                     acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
@@ -295,7 +308,7 @@ def gru_fwd_kernel(
             acc_n = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
             if tile_active:
                 acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
-                    h_prev_rows, rh_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z, acc_n,
+                    dot_rows, rh_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z, acc_n,
                     RESET_AFTER, True, RESET_AFTER, DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
             if HAS_BIAS:
                 acc_n += tl.load(b_hh_ptr + 2 * H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
@@ -322,6 +335,8 @@ def gru_fwd_kernel(
                 if RESET_AFTER:
                     acc_n = tl.where(keep, acc_n, 0.0)
             tl.store(h_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
+            if H_COPY:
+                tl.store(dot_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
             if SAVE:
                 # Stores round to the storage dtype (the model's, for fp16/bf16 weights).
                 tl.store(p_gate, r, mask=mask)
@@ -623,11 +638,17 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     ghn = torch.empty((T, B, H), dtype=storage, device=gates.device) if keep_ghn else hs
     # Reset-before scratch: r ⊙ h_{t-1} and z of the current step (see gru_fwd_kernel).
     rh = hs if reset_after else torch.empty((2, B, H), dtype=acc, device=gates.device)
+    # 16-bit weights: the dot operand's copy of h in their dtype (H_COPY in gru_fwd_kernel).
+    h_copy = storage != acc
+    hq = hs
+    if h_copy:
+        hq = torch.empty((2, B, H), dtype=storage, device=gates.device)
+        hq[0] = h0
     grid, launches, grid_sync, cfg = _launch_plan(B, H, path, gates.device)
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
-                RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save,
+                RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save, H_COPY=h_copy,
                 DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
-    head = (gates, w_hh, b_hh if b_hh is not None else w_hh, hs, ghn, rh,
+    head = (gates, w_hh, b_hh if b_hh is not None else w_hh, hs, ghn, rh, hq,
             lengths if lengths is not None else hs)
     _launch(gru_fwd_kernel, grid, head, (T, B, H), T, launches, grid_sync, meta, gates.device)
     return hs, (ghn if keep_ghn else None)
