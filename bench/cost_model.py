@@ -25,19 +25,24 @@ H100 = dict(
     grid_barrier_s=1.5e-6,        # release add + acquire spin through L2, assumed
 )
 BYTES = {"bf16": 2, "fp16": 2, "tf32": 4, "fp32": 4}
-BLOCK_B, BLOCK_H = 16, 32
 
 
 def per_step_us(path: str, B: int, H: int, dtype: str, hw=H100) -> float:
     """Predicted µs per timestep of one layer and direction (recurrence only).
 
     Reads from L2 per step: W_hh (each program its share) and, per hidden chunk a program
-    computes, its batch tile of h_{t-1} (BLOCK_B x H, fp32: the state is kept in fp32)."""
+    computes, its batch tile of h_{t-1} (BLOCK_B x H): the weights' dtype for bf16/fp16
+    (the kernels' 16-bit copy of h for the dot), fp32 otherwise. Tiles are the launchers'
+    (``recurrence_config``)."""
+    from gru_triton.kernels import recurrence_config
+
+    cfg = (recurrence_config(H, "grid_sync", B, tensor_cores=dtype != "fp32")
+           if path == "grid_sync" else recurrence_config(H))
     w_bytes = 3 * H * H * BYTES[dtype]              # W_hh, read once per step per reader
-    h_tile = BLOCK_B * H * 4                       # one program's rows of h_{t-1}
+    h_tile = cfg["BLOCK_B"] * H * BYTES[dtype]     # one program's rows of h_{t-1}
     flops = 2 * B * H * 3 * H                      # h_{t-1} @ W_hhᵀ
-    tiles = math.ceil(B / BLOCK_B)
-    chunks = math.ceil(H / BLOCK_H)
+    tiles = math.ceil(B / cfg["BLOCK_B"])
+    chunks = math.ceil(H / cfg["BLOCK_H"])
     per_sm_l2 = hw["l2_bytes_per_clk_per_sm"] * hw["clock_hz"]
     tc_per_sm = hw["tc_flops"][dtype] * hw["tc_efficiency"] / hw["sms"]
     if path == "persistent":      # each batch tile's program reads all of W_hh every step

@@ -105,7 +105,7 @@ def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
     "model": ``bench/cost_model.py``, tabulated in docs/performance.md with what this table
     picks. No threshold is measured yet: no GPU has been lent to this project. "grid_sync"
     (hidden units split across co-resident programs, one launch, a grid barrier per step),
-    which the model puts 2.5-6x under cuDNN for H = 256-1024 at B <= 16 in bf16/tf32, is not
+    which the model puts 1.1-7x under cuDNN at every shape it tabulates (H 256-2048), is not
     chosen until a GPU run has checked its barrier (tests/test_cuda.py) and timed it
     (bench/); it replaces the cudnn and per_step rows then, where the measurements agree
     (``bench/targets.py`` names the fastest measured path per shape). ``force_path``

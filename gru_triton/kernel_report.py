@@ -53,8 +53,8 @@ VARIANTS = {
     "reset_before+lengths": dict(RESET_AFTER=False, HAS_LENGTHS=True, GRID_SYNC=False),
     "grid_sync+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=True),
 }
-# The grid-synchronised path sizes its batch tile to the batch (16, 32 or 64 rows); the other
-# paths' tiles do not depend on it.
+# The grid-synchronised path sizes its batch tile to the batch (16, 32 or 64 rows, 16 without
+# tensor cores); the other paths' tiles do not depend on it.
 GRID_SYNC_BATCH_TILES = (16, 32, 64)
 REGISTERS_PER_SM = 65536
 SHARED_BYTES_PER_SM = {80: 164 * 1024, 90: 227 * 1024}
@@ -120,7 +120,9 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
 
 
 def configs(variant: str, hidden_size: int) -> list:
-    """The launchers' tile configurations that this variant runs with at this hidden size."""
+    """The launchers' tile configurations that this variant runs with at this hidden size.
+    grid_sync: each batch tile its launcher may pick (it picks 32 and 64 rows only for
+    tensor-core dots, but every tile is compiled for every dtype)."""
     if VARIANTS[variant]["GRID_SYNC"]:
         return [gru_kernels.recurrence_config(hidden_size, "grid_sync", rows)
                 for rows in GRID_SYNC_BATCH_TILES]

@@ -479,9 +479,11 @@ def storage_dtype_for(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype.itemsize < acc.itemsize else acc
 
 
-def recurrence_config(hidden_size: int, path: str = "persistent", batch: int = 16) -> dict:
+def recurrence_config(hidden_size: int, path: str = "persistent", batch: int = 16,
+                      tensor_cores: bool = True) -> dict:
     """Tile sizes, warps, pipeline stages and register budget of both recurrence kernels for
-    one path ("persistent", "per_step" or "grid_sync") and batch size.
+    one path ("persistent", "per_step" or "grid_sync"), batch size, and whether the dots run
+    on tensor cores (fp16/bf16, and fp32 with TF32 dots; not IEEE fp32 or fp64).
 
     ``tl.dot`` needs every tile dimension >= 16.
 
@@ -501,10 +503,12 @@ def recurrence_config(hidden_size: int, path: str = "persistent", batch: int = 1
     32 threads × 256 registers = 65536): a 64-row × 16-unit tile then compiles without spills
     in both kernels (kernel report; at 168 registers it spilled 8-112 bytes), and uses
     ``wgmma`` on sm_90. 16 hidden units rather than 32 split H over twice the programs.
+    Without tensor cores the step is bound by the FMAs, not the reads (cost model), so the
+    batch stays in 16-row tiles there, which spreads the FMAs over the most programs.
     """
     block = 32 if hidden_size > 16 else 16
     if path == "grid_sync":
-        rows = min(64, max(16, triton.next_power_of_2(batch)))
+        rows = min(64 if tensor_cores else 16, max(16, triton.next_power_of_2(batch)))
         return {"BLOCK_B": rows, "BLOCK_H": 16, "BLOCK_K": block, "num_warps": 8,
                 "num_stages": 1, "maxnreg": 255}
     return {"BLOCK_B": 16, "BLOCK_H": block, "BLOCK_K": block, "num_warps": 8, "num_stages": 1,
@@ -522,6 +526,11 @@ def _check_contiguous(**tensors) -> None:
             raise ValueError(f"{name} must be contiguous")
 
 
+def _uses_tensor_cores(w_hh: torch.Tensor, dot_precision: str) -> bool:
+    return w_hh.dtype in (torch.float16, torch.bfloat16) or (
+        w_hh.dtype == torch.float32 and dot_precision == "tf32")
+
+
 def _dot_in_fp32(w_hh: torch.Tensor) -> bool:
     # The interpreter's tl.dot on bfloat16 tiles returns garbage (numpy has no bfloat16), so
     # there the tiles are widened to fp32 first: exact for bf16 values, and the fp32 dot with
@@ -532,13 +541,14 @@ def _dot_in_fp32(w_hh: torch.Tensor) -> bool:
 PATHS = ("persistent", "per_step", "grid_sync")
 
 
-def grid_sync_columns(batch: int, hidden_size: int, device: torch.device) -> int:
+def grid_sync_columns(batch: int, hidden_size: int, device: torch.device,
+                      tensor_cores: bool = True) -> int:
     """Programs per batch tile on the grid-synchronised path, or 0 where its grid cannot be
     resident all at once (it would deadlock): one program per SM (its ``maxnreg`` of 255 ×
     256 threads takes the whole register file), so tiles × columns must not exceed the SM
     count. The interpreter runs programs one after another, so there one column is the most
     that can pass a barrier."""
-    cfg = recurrence_config(hidden_size, "grid_sync", batch)
+    cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores)
     tiles = triton.cdiv(batch, cfg["BLOCK_B"])
     chunks = triton.cdiv(hidden_size, cfg["BLOCK_H"])
     if device.type != "cuda":
@@ -547,13 +557,14 @@ def grid_sync_columns(batch: int, hidden_size: int, device: torch.device) -> int
     return min(chunks, sms // tiles)
 
 
-def _launch_plan(batch: int, hidden_size: int, path: str, device: torch.device):
+def _launch_plan(batch: int, hidden_size: int, path: str, device: torch.device,
+                 tensor_cores: bool = True):
     """(grid, number of launches, grid-synchronised?, tile config) for a path; a
     grid-synchronised grid that cannot be co-resident falls back to one launch per step."""
     if path == "grid_sync":
-        columns = grid_sync_columns(batch, hidden_size, device)
+        columns = grid_sync_columns(batch, hidden_size, device, tensor_cores)
         if columns >= 1:
-            cfg = recurrence_config(hidden_size, "grid_sync", batch)
+            cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores)
             return (triton.cdiv(batch, cfg["BLOCK_B"]), columns), 1, True, cfg
         path = "per_step"
     cfg = recurrence_config(hidden_size, path, batch)
@@ -644,7 +655,8 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     if h_copy:
         hq = torch.empty((2, B, H), dtype=storage, device=gates.device)
         hq[0] = h0
-    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, gates.device)
+    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, gates.device,
+                                                  _uses_tensor_cores(w_hh, dot_precision))
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
                 RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save, H_COPY=h_copy,
                 DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
@@ -694,7 +706,8 @@ def gru_backward(dhs: torch.Tensor, gates: torch.Tensor, ghn: torch.Tensor | Non
     dghn = torch.empty((T, B, H), dtype=storage, device=dhs.device)
     dcarry = torch.empty((2, B, H), dtype=acc, device=dhs.device)
     dcarry[1].zero_()
-    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, dhs.device)
+    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, dhs.device,
+                                                  _uses_tensor_cores(w_hh, dot_precision))
     meta = dict(HAS_LENGTHS=lengths is not None, RESET_AFTER=reset_after, REVERSE=reverse,
                 DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
     head = (dhs, gates, ghn if ghn is not None else hs, hs, w_hh,

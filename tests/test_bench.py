@@ -120,8 +120,8 @@ def test_cost_model_orders_the_paths_as_the_doc_says():
         for B, H in ((16, 1024), (64, 2048)):
             assert cost_model.per_step_us("grid_sync", B, H, dtype) < \
                 cost_model.per_step_us("per_step", B, H, dtype)
-    assert cost_model.per_step_us("grid_sync", 16 * 200, 1024, "bf16") != \
-        cost_model.per_step_us("grid_sync", 16 * 200, 1024, "bf16")  # NaN: 200 tiles > 132 SMs
+    assert cost_model.per_step_us("grid_sync", 64 * 200, 1024, "bf16") != \
+        cost_model.per_step_us("grid_sync", 64 * 200, 1024, "bf16")  # NaN: 200 tiles > 132 SMs
 
 
 def test_impls_option_checks_names_and_always_keeps_cudnn():

@@ -163,8 +163,9 @@ def test_grid_sync_plan_falls_back_when_the_grid_cannot_be_resident(monkeypatch)
                         lambda device: SimpleNamespace(multi_processor_count=132))
     cuda = torch.device("cuda")
 
-    def plan(batch, device=cuda):
-        grid, launches, grid_sync, cfg = gru_kernels._launch_plan(batch, 1024, "grid_sync", device)
+    def plan(batch, device=cuda, tensor_cores=True):
+        grid, launches, grid_sync, cfg = gru_kernels._launch_plan(batch, 1024, "grid_sync",
+                                                                  device, tensor_cores)
         return grid, launches, grid_sync, cfg["BLOCK_B"], cfg["BLOCK_H"]
 
     # B = 16 -> one 16-row tile; H = 1024 -> 64 chunks of 16: 64 programs, one launch.
@@ -173,6 +174,8 @@ def test_grid_sync_plan_falls_back_when_the_grid_cannot_be_resident(monkeypatch)
     assert plan(40) == ((1, 64), 1, True, 64, 16)
     # B = 640 -> 10 tiles of 64; 132 // 10 = 13 columns each.
     assert plan(640) == ((10, 13), 1, True, 64, 16)
+    # Without tensor cores (IEEE fp32, fp64) the FMAs bind: 16-row tiles, 4 × 33 programs.
+    assert plan(64, tensor_cores=False) == ((4, 33), 1, True, 16, 16)
     # B = 16384 -> 256 tiles > 132 SMs: not co-resident, so one launch per step instead,
     # with the per-step path's own tiles.
     assert plan(16384) == ((1024, 32), None, False, 16, 32)

@@ -20,7 +20,7 @@ def _make_configs():
         (3, 17, 2, 33, 1, True, False, False, False),  # two batch tiles, ragged
         (5, 4, 6, 70, 3, True, True, True, False),  # three hidden chunks, ragged
         (6, 5, 37, 5, 2, False, False, True, True),  # I > H
-        (3, 40, 3, 21, 1, True, False, True, True),  # grid_sync: one ragged 64-row tile
+        (3, 40, 3, 21, 1, True, False, True, True),  # three batch tiles, the last ragged
     ]
     rng = random.Random(20261124)
     drawn = []
@@ -181,3 +181,38 @@ def test_batch_of_zero_like_nn_gru(triton_backend):
     out, h_n = ours(x)
     ref_out, ref_h_n = ref(x)
     assert out.shape == ref_out.shape and h_n.shape == ref_h_n.shape
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("batch,lengths", [(40, None), (70, "ragged")], ids=["B40", "B70-lengths"])
+def test_grid_sync_wide_batch_tiles_match_persistent(batch, lengths, reverse):
+    """grid_sync takes 32- and 64-row batch tiles only for tensor-core dots, which fp32
+    reaches only on a GPU with TF32; the interpreter computes every dot in exact fp32
+    whatever the precision says, so asking for "tf32" here runs those tiles on fp32 data,
+    forward and backward, against the persistent path's 16-row tiles."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    T, H = 5, 21
+    assert gru_kernels._launch_plan(batch, H, "grid_sync", DEVICE, True)[3]["BLOCK_B"] == 64
+    g = torch.Generator().manual_seed(batch)
+    gates = torch.randn(T, batch, 3 * H, generator=g).to(DEVICE)
+    w_hh = (torch.randn(3 * H, H, generator=g) / H ** 0.5).to(DEVICE)
+    b_hh = torch.randn(3 * H, generator=g).to(DEVICE)
+    h0 = torch.randn(batch, H, generator=g).to(DEVICE)
+    dhs = torch.randn(T + 1, batch, H, generator=g).to(DEVICE)
+    lens = None
+    if lengths:
+        # Sorted longest first, as the module hands packed rows over; the second 64-row tile
+        # (rows 64-69) ends after one step.
+        lens = torch.tensor([5] * 50 + [3] * 14 + [1] * 6, dtype=torch.int32, device=DEVICE)
+    results = []
+    for path, precision in (("persistent", "ieee"), ("grid_sync", "tf32")):
+        g_path = gates.clone()
+        hs, ghn = gru_kernels.gru_forward(g_path, w_hh, b_hh, h0, lens, reverse=reverse,
+                                          save=True, path=path, dot_precision=precision)
+        grads = gru_kernels.gru_backward(dhs, g_path, ghn, hs, w_hh, lens, reverse=reverse,
+                                         path=path, dot_precision=precision)
+        results.append([hs, g_path, ghn, *grads])
+    names = ["hs", "activations", "ghn", "dgx", "dghn", "dh_direct"]
+    for name, got, expected in zip(names, results[1], results[0], strict=True):
+        assert_close(got, expected, what=name)

@@ -20,8 +20,8 @@ CASES = [
     (4, [4, 4], 2, 33, 1, True, False),  # all full length: lengths still go through
     (7, [1] * 17 + [7, 3, 5], 3, 5, 1, False, True),  # second batch tile: partly finished
     (3, [3] * 16 + [1, 1, 1], 2, 16, 2, False, True),  # a tile finished after one step
-    # grid_sync's 64-row tiles: the first partly finished, the second (the shortest rows,
-    # once sorted) finished after one step.
+    # Five batch tiles (two on grid_sync with tensor cores): the fourth partly finished, the
+    # last (the shortest rows, once sorted) finished after one step.
     (5, [5] * 60 + [4] * 4 + [1] * 6, 2, 6, 1, False, True),
 ]
 
