@@ -13,6 +13,15 @@ CASES = [(dtype, bi, "persistent") for dtype in (torch.bfloat16, torch.float16)
 CASES += [(torch.bfloat16, True, path) for path in ("per_step", "grid_sync")]
 
 
+def _run(module, x, dtype):
+    """Output, h_n and every gradient (input, then each parameter) of a loss on the output,
+    with x (fp64) cast to ``dtype``."""
+    xi = x.to(dtype).detach().clone().requires_grad_(True)
+    out, h_n = module(xi)
+    out.float().square().sum().backward()
+    return [out, h_n, xi.grad] + [p.grad for p in module.parameters()]
+
+
 @pytest.mark.parametrize(("dtype", "bidirectional", "path"), CASES,
                          ids=[f"{str(d)[6:]}-{'bi' if b else 'uni'}-{p}" for d, b, p in CASES])
 def test_error_within_twice_pytorchs(dtype, bidirectional, path, triton_backend):
@@ -24,16 +33,10 @@ def test_error_within_twice_pytorchs(dtype, bidirectional, path, triton_backend)
     ours.load_state_dict(exact.state_dict())
     x = torch.randn(T, B, I, device=DEVICE, dtype=torch.float64)
 
-    def run(module, dtype):
-        xi = x.to(dtype).detach().clone().requires_grad_(True)
-        out, h_n = module(xi)
-        out.float().square().sum().backward()
-        return [out, h_n, xi.grad] + [p.grad for p in module.parameters()]
-
-    expected = run(exact, torch.float64)
+    expected = _run(exact, x, torch.float64)
     with dispatch.force_path(path):
-        got = run(ours, dtype)
-    baseline = run(torch_lowp, dtype)
+        got = _run(ours, x, dtype)
+    baseline = _run(torch_lowp, x, dtype)
     for name, e, g, b in zip(["output", "h_n", "dx"] + [n for n, _ in ours.named_parameters()],
                              expected, got, baseline, strict=True):
         assert g.dtype == dtype, name
@@ -113,16 +116,10 @@ def test_reset_before_error_within_a_few_ulps(dtype, triton_backend):
     ours.load_state_dict(exact.state_dict())
     x = torch.randn(T, B, I, device=DEVICE, dtype=torch.float64)
 
-    def run(module, dtype):
-        xi = x.to(dtype).detach().clone().requires_grad_(True)
-        out, h_n = module(xi)
-        out.float().square().sum().backward()
-        return [out, h_n, xi.grad] + [p.grad for p in module.parameters()]
-
     gru_triton.set_backend("reference")
-    expected = run(exact, torch.float64)
+    expected = _run(exact, x, torch.float64)
     gru_triton.set_backend("triton")
-    got = run(ours, dtype)
+    got = _run(ours, x, dtype)
     for name, e, g in zip(["output", "h_n", "dx"] + [n for n, _ in ours.named_parameters()],
                           expected, got, strict=True):
         assert g.dtype == dtype, name
