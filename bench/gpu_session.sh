@@ -9,14 +9,16 @@
 #
 # Stages:
 #   cuda          tests/test_cuda.py: the GPU-only checks, grid-synchronised barrier first
-#   bench         bench/bench_gru.py --quick, time-boxed; the grid_sync path is timed only if
-#                 its native test passed in this same call (a broken barrier hangs)
+#   bench         bench/bench_gru.py --quick, time-boxed; the grid_sync path, and the grid
+#                 barrier alone (bench/barrier_bench.py), are timed only if its native test
+#                 passed in this same call (a broken barrier hangs)
 #   suite         the whole test suite natively on CUDA
 #   pytest-bench  pytest bench/ --benchmark-only
 #
 # Output goes to $OUT (the device tool's folder; bench/results otherwise), at most 8 files:
-# session.log (every stage's output, versions, nvidia-smi), <gpu>-<date>/results.{json,md,png}
-# and pytest-benchmark.json. GPU_SESSION_SECONDS (default 560) bounds the whole call.
+# session.log (every stage's output, versions, nvidia-smi), <gpu>-<date>/results.{json,md,png},
+# <gpu>-<date>/barrier.json and pytest-benchmark.json. GPU_SESSION_SECONDS (default 560)
+# bounds the whole call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-bench/results}"
@@ -64,6 +66,8 @@ for stage in "${stages[@]}"; do
         impls="cudnn,gru_triton,gru_triton/persistent,gru_triton/per_step"
         if run 120 python3 -m pytest -q "${pytest_timeout[@]}" tests/test_cuda.py -k grid_sync_runs; then
             impls="$impls,gru_triton/grid_sync"
+            # The cost model's least certain figure: µs per grid barrier (~10 s).
+            run 60 python3 bench/barrier_bench.py --results-root "$out"
         else
             say "grid_sync is not timed: its native test did not pass in this call"
         fi

@@ -222,3 +222,22 @@ def test_targets_say_not_measured_without_records(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "| auto never slower than nn.GRU |" in done.stdout
+
+
+def test_barrier_probe_runs_the_kernels_barrier_and_times_nothing_without_a_gpu(tmp_path):
+    """The barrier micro-benchmark passes kernels/gru.py's own barrier (in the interpreter,
+    with the one program that can pass it there: every arrival is counted), sweeps program
+    counts up to the SM count, and without a GPU writes nothing and says so."""
+    import barrier_bench
+    import torch
+
+    assert barrier_bench.pass_barriers(1, 5, torch.device("cpu")).item() == 5
+    assert barrier_bench.program_counts(132) == [1, 2, 4, 8, 16, 32, 64, 128, 132]
+    assert barrier_bench.program_counts(128) == [1, 2, 4, 8, 16, 32, 64, 128]
+    if torch.cuda.is_available():
+        return
+    done = subprocess.run([sys.executable, str(BENCH / "barrier_bench.py"), "--results-root",
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "nothing was timed" in done.stdout
+    assert not list(tmp_path.iterdir())
