@@ -3,6 +3,7 @@ fits shared memory, and uses tensor cores where the dtype allows (no GPU needed)
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -78,3 +79,8 @@ def test_grid_barrier_only_where_grid_synchronised(report):
 def test_markdown_names_every_row(report):
     text = kernel_report.to_markdown(report)
     assert text.count("\n| gru_") == len(report)
+
+
+def test_readme_states_the_reports_size(report):
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"{len(report)} configurations, no spills" in readme
