@@ -13,8 +13,6 @@ pytest.importorskip("triton.backends.nvidia")
 
 from gru_triton import kernel_report  # noqa: E402
 
-H100_SHARED_BYTES = 227 * 1024
-
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
@@ -55,7 +53,11 @@ def test_no_register_spills(report):
 
 
 def test_shared_memory_fits(report):
-    assert all(r["shared_bytes"] <= H100_SHARED_BYTES for r in report)
+    """Static plus dynamic (Triton's launch-time request) shared memory, per target."""
+    for r in report:
+        assert r["shared_bytes"] <= kernel_report.SHARED_BYTES_PER_BLOCK[int(r["arch"][3:])], r
+    # The dynamic part is counted: every tensor-core kernel stages its dot operands there.
+    assert all(r["shared_bytes"] > 1024 for r in report if r["mma"] or r["wgmma"])
 
 
 def test_one_program_per_sm_fits(report):
