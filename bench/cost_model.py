@@ -62,8 +62,14 @@ def per_step_us(path: str, B: int, H: int, dtype: str, hw=H100) -> float:
         if columns < 1:
             return float("nan")
         chunks_each = math.ceil(chunks / columns)
-        read = max((tiles * w_bytes + tiles * chunks * h_tile) / hw["l2_bytes_per_s"],
-                   chunks_each * (w_bytes / chunks + h_tile) / per_sm_l2)
+        if _w_resident(cfg, H, dtype, columns == chunks):
+            # The slice stays in shared memory (W_RESIDENT): only h comes from L2.
+            smem = hw["smem_bytes_per_clk_per_sm"] * hw["clock_hz"]
+            read = max(tiles * chunks * h_tile / hw["l2_bytes_per_s"],
+                       h_tile / per_sm_l2 + (w_bytes / chunks) / smem)
+        else:
+            read = max((tiles * w_bytes + tiles * chunks * h_tile) / hw["l2_bytes_per_s"],
+                       chunks_each * (w_bytes / chunks + h_tile) / per_sm_l2)
         compute = flops / (tiles * columns) / tc_per_sm
         return 1e6 * (max(read, compute) + hw["grid_barrier_s"])
     if path == "cudnn":           # as the issue describes cuDNN on H100 for H > 192:
@@ -72,6 +78,14 @@ def per_step_us(path: str, B: int, H: int, dtype: str, hw=H100) -> float:
         compute = flops / (hw["tc_flops"][dtype] * hw["tc_efficiency"])
         return 1e6 * (2 * hw["launch_s"] + max(read, compute))
     raise ValueError(path)
+
+
+def _w_resident(cfg: dict, H: int, dtype: str, one_chunk_each: bool) -> bool:
+    """Whether the launcher keeps each program's W_hh slice on chip (an H100's 227 KiB)."""
+    from gru_triton.kernels import resident_config
+
+    return (dtype != "fp32" and one_chunk_each
+            and resident_config(cfg, H, BYTES[dtype], 227 * 1024) is not None)
 
 
 PATHS = ("persistent", "per_step", "grid_sync", "cudnn")

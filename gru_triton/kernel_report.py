@@ -45,14 +45,20 @@ _SIGNATURES = {
                        dict(REVERSE=False)),
 }
 # The constexpr flags that change the code: PyTorch's GRU on full-length rows, with per-row
-# lengths (packed sequences), the reset-before form (two phases per step) with lengths, and
-# the grid-synchronised path (a grid barrier per step) with lengths.
+# lengths (packed sequences), the reset-before form (two phases per step) with lengths, the
+# grid-synchronised path (a grid barrier per step) with lengths, and the forward kernel with
+# its W_hh slice held on chip (W_RESIDENT) as per_step and grid_sync launch it.
 VARIANTS = {
     "reset_after": dict(RESET_AFTER=True, HAS_LENGTHS=False, GRID_SYNC=False),
     "reset_after+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=False),
     "reset_before+lengths": dict(RESET_AFTER=False, HAS_LENGTHS=True, GRID_SYNC=False),
     "grid_sync+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=True),
+    "resident+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=False,
+                             W_RESIDENT=True),
+    "grid_sync+resident+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=True,
+                                       W_RESIDENT=True),
 }
+_ITEMSIZE = {"bf16": 2, "fp16": 2, "fp32": 4, "fp64": 8}
 # The grid-synchronised path sizes its batch tile to the batch (16, 32 or 64 rows, 16 without
 # tensor cores); the other paths' tiles do not depend on it.
 GRID_SYNC_BATCH_TILES = (16, 32, 64)
@@ -77,6 +83,7 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
     if kernel_name == "gru_fwd_kernel":
         # As gru_forward launches it: the 16-bit copy of h wherever the gate buffers are 16-bit.
         flags["H_COPY"] = dtype in ("bf16", "fp16")
+        flags.setdefault("W_RESIDENT", False)
     signature, constexprs = {}, {}
     for spec in pointers:
         name, kind = spec.split(":")
@@ -127,11 +134,31 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
 def configs(variant: str, hidden_size: int) -> list:
     """The launchers' tile configurations that this variant runs with at this hidden size.
     grid_sync: each batch tile its launcher may pick (it picks 32 and 64 rows only for
-    tensor-core dots, but every tile is compiled for every dtype)."""
-    if VARIANTS[variant]["GRID_SYNC"]:
+    tensor-core dots, but every tile is compiled for every dtype). W_RESIDENT: the 16-row
+    tile the launcher widens to all of K (``runs_with`` then keeps the dtypes and targets it
+    picks it for)."""
+    flags = VARIANTS[variant]
+    if flags.get("W_RESIDENT"):
+        path = "grid_sync" if flags["GRID_SYNC"] else "per_step"
+        return [gru_kernels.recurrence_config(hidden_size, path, 16)]
+    if flags["GRID_SYNC"]:
         return [gru_kernels.recurrence_config(hidden_size, "grid_sync", rows)
                 for rows in GRID_SYNC_BATCH_TILES]
     return [gru_kernels.recurrence_config(hidden_size)]
+
+
+def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype: str,
+              dot_precision: str, arch: int):
+    """The configuration the launchers run for this row, or None for a row they never run:
+    W_RESIDENT exists in the forward kernel only, for tensor-core dots, where the slice fits
+    the target's shared memory (``gru_kernels.resident_config``)."""
+    if not VARIANTS[variant].get("W_RESIDENT"):
+        return cfg
+    tensor_cores = dtype in ("bf16", "fp16") or (dtype == "fp32" and dot_precision == "tf32")
+    if kernel_name != "gru_fwd_kernel" or not tensor_cores:
+        return None
+    return gru_kernels.resident_config(cfg, hidden_size, _ITEMSIZE[dtype],
+                                       SHARED_BYTES_PER_BLOCK[arch])
 
 
 def build_report(hidden_sizes=HIDDEN_SIZES, archs=ARCHS, precisions=PRECISIONS,
@@ -143,9 +170,12 @@ def build_report(hidden_sizes=HIDDEN_SIZES, archs=ARCHS, precisions=PRECISIONS,
     rows, cache = [], {}
     for kernel_name in _SIGNATURES:
         for variant in variants:
-            for H, cfg in [(h, cfg) for h in hidden_sizes for cfg in configs(variant, h)]:
+            for H, tile in [(h, cfg) for h in hidden_sizes for cfg in configs(variant, h)]:
                 for dtype, precision in precisions:
                     for arch in archs:
+                        cfg = runs_with(kernel_name, variant, tile, H, dtype, precision, arch)
+                        if cfg is None:
+                            continue
                         key = (kernel_name, variant, dtype, precision, arch, tuple(sorted(cfg.items())))
                         if key not in cache:
                             cache[key] = compile_one(kernel_name, variant, dtype, precision, cfg, arch)

@@ -12,6 +12,7 @@ from .gru import (
     gru_forward,
     gru_fwd_kernel,
     recurrence_config,
+    resident_config,
     storage_dtype_for,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "gru_forward",
     "gru_fwd_kernel",
     "recurrence_config",
+    "resident_config",
     "storage_dtype_for",
 ]

@@ -101,15 +101,30 @@ def gru_reset_gate_backward(d_rh, h_prev, r):
 
 
 @triton.jit
+def _w_hh_t_tiles(w_hh_ptr, offs_j, mask_j, offs_k, H, w_dtype):
+    """Tiles (k, j) of W_hh[g*H + j, k] for the gates g = r, z, n (W_hh is (3H, H)
+    row-major, so these are tiles of its transpose): three (len(offs_k), len(offs_j))."""
+    p_w = w_hh_ptr + offs_j[None, :].to(tl.int64) * H + offs_k[:, None]
+    mask_w = (offs_k < H)[:, None] & mask_j[None, :]
+    return (tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype),
+            tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype),
+            tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype))
+
+
+@triton.jit
 def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
-                         acc_r, acc_z, acc_n,
+                         acc_r, acc_z, acc_n, w_res_r, w_res_z, w_res_n,
                          DO_RZ: tl.constexpr, DO_N: tl.constexpr, N_FROM_H: tl.constexpr,
+                         W_RESIDENT: tl.constexpr,
                          DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
                          LOAD_CACHE: tl.constexpr, BLOCK_K: tl.constexpr):
     """acc_g += rows[b, :] @ W_hh[g*H + j, :]ᵀ for the gates asked for.
 
     h_rows / hn_rows: (BLOCK_B,) row pointers of the operand of the r/z gates and of the n
     gate; N_FROM_H: they are the same rows (reset-after), so the tile is loaded once.
+    W_RESIDENT: w_res_r/z/n are this chunk's tiles of all three gates over all of K
+    (BLOCK_K >= H, so one pass), loaded by the caller before its time loop; else W_hh is
+    read here, BLOCK_K columns at a time.
     """
     w_dtype = tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty
     for k0 in range(0, H, BLOCK_K):
@@ -125,14 +140,17 @@ def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
             else:
                 b_hn = tl.load(hn_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0,
                                cache_modifier=LOAD_CACHE).to(w_dtype)
-        # Tile (k, j) of W_hh[g*H + j, k]: W_hh is (3H, H) row-major, so this is its transpose.
-        p_w = w_hh_ptr + offs_j[None, :].to(tl.int64) * H + offs_k[:, None]
-        mask_w = mask_k[:, None] & mask_j[None, :]
-        if DO_RZ:
-            b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
-            b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
-        if DO_N:
-            b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype)
+        if W_RESIDENT:
+            b_wr, b_wz, b_wn = w_res_r, w_res_z, w_res_n
+        else:
+            # Tile (k, j) of W_hh[g*H + j, k]: W_hh is (3H, H) row-major, so its transpose.
+            p_w = w_hh_ptr + offs_j[None, :].to(tl.int64) * H + offs_k[:, None]
+            mask_w = mask_k[:, None] & mask_j[None, :]
+            if DO_RZ:
+                b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
+                b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
+            if DO_N:
+                b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype)
         if DO_RZ:
             acc_r = tl.dot(b_h, b_wr, acc_r, input_precision=DOT_PRECISION)
             acc_z = tl.dot(b_h, b_wz, acc_z, input_precision=DOT_PRECISION)
@@ -219,7 +237,7 @@ def gru_fwd_kernel(
     T, B, H, step_begin, n_steps,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr,
     REVERSE: tl.constexpr, SAVE: tl.constexpr, GRID_SYNC: tl.constexpr, H_COPY: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
+    W_RESIDENT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc).
@@ -237,6 +255,11 @@ def gru_fwd_kernel(
     numbers do not change, and every program's read of its rows of h_{t-1}, once per hidden
     chunk and step, halves: at B = 64 those reads are most of a grid-synchronised step's
     traffic (docs/performance.md).
+
+    W_RESIDENT (reset-after; the launcher guarantees one hidden chunk per program and
+    BLOCK_K >= H): the program's slice of W_hh, all of K, is loaded once, before the time
+    loop, and the dots keep that operand in shared memory for every step (the kernel report
+    checks the shared memory it takes), so the steps stop streaming W_hh from L2.
     """
     acc_dtype = hs_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -245,6 +268,13 @@ def gru_fwd_kernel(
     tile_len = _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS)
     pid_h = tl.program_id(1)
     num_h_programs = tl.num_programs(1)
+    if W_RESIDENT:
+        offs_j = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
+        w_res_r, w_res_z, w_res_n = _w_hh_t_tiles(
+            w_hh_ptr, offs_j, offs_j < H, tl.arange(0, BLOCK_K), H,
+            tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty)
+    else:
+        w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0  # unused
     for step in range(step_begin, step_begin + n_steps):
         if REVERSE:
             t = tl.cast(T - 1 - step, tl.int64)
@@ -281,7 +311,8 @@ def gru_fwd_kernel(
                 if tile_active:
                     acc_r, acc_z, _ = _hidden_times_w_hh_t(
                         dot_rows, dot_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
-                        acc_r, acc_z, acc_r, True, False, True, DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
+                        acc_r, acc_z, acc_r, w_res_r, w_res_z, w_res_n, True, False, True, False,
+                        DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
                 if HAS_BIAS:
                     acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
                     acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
@@ -309,7 +340,8 @@ def gru_fwd_kernel(
             if tile_active:
                 acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
                     dot_rows, rh_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z, acc_n,
-                    RESET_AFTER, True, RESET_AFTER, DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
+                    w_res_r, w_res_z, w_res_n, RESET_AFTER, True, RESET_AFTER, W_RESIDENT,
+                    DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
             if HAS_BIAS:
                 acc_n += tl.load(b_hh_ptr + 2 * H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
             if RESET_AFTER:
@@ -574,6 +606,31 @@ def _launch_plan(batch: int, hidden_size: int, path: str, device: torch.device,
     return (tiles, triton.cdiv(hidden_size, cfg["BLOCK_H"])), None, False, cfg
 
 
+def shared_memory_limit(device: torch.device) -> int:
+    """Shared memory one program may take (the per-block opt-in limit; an H100 has 227 KiB,
+    an A100 163 KiB). The interpreter plans as an H100 would."""
+    if device.type == "cuda":
+        # Without the opt-in figure (an older torch), the 48 KiB every block may take.
+        return getattr(torch.cuda.get_device_properties(device), "shared_memory_per_block_optin",
+                       48 * 1024)
+    return 227 * 1024
+
+
+def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int) -> dict | None:
+    """``cfg`` with BLOCK_K widened to all of K (W_RESIDENT in gru_fwd_kernel), or None where
+    the program's W_hh slice does not fit on chip. Only 16-row batch tiles: with 32 rows the
+    kernel spills on sm_80 (kernel report). What the tiles take, as the kernel report
+    measures it: the three gates' (K, BLOCK_H) slices and the (BLOCK_B, K) rows of h staged
+    in shared memory, plus a few KiB of the kernel's own. The whole register file too
+    (``maxnreg`` 255, as grid_sync's programs have): at 168 registers per_step's 16×32 tile
+    spilled 8 bytes at H = 512 on sm_90."""
+    k_full = max(16, triton.next_power_of_2(hidden_size))
+    need = (3 * cfg["BLOCK_H"] + cfg["BLOCK_B"]) * k_full * itemsize + 4096
+    if cfg["BLOCK_B"] != 16 or need > smem_limit:
+        return None
+    return dict(cfg, BLOCK_K=k_full, maxnreg=255)
+
+
 def _launch(kernel, grid, head, tail, T, launches, grid_sync, meta, device):
     """Launches ``kernel(*head, sync_ptr, *tail, step_begin, n_steps)`` as planned by
     ``_launch_plan``; sync_ptr is a fresh zeroed counter per batch tile when grid-synchronised
@@ -655,11 +712,19 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     if h_copy:
         hq = torch.empty((2, B, H), dtype=storage, device=gates.device)
         hq[0] = h0
-    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, gates.device,
-                                                  _uses_tensor_cores(w_hh, dot_precision))
+    tensor_cores = _uses_tensor_cores(w_hh, dot_precision)
+    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, gates.device, tensor_cores)
+    # A program that owns one hidden chunk for the whole launch (per_step, and grid_sync with
+    # a column per chunk) keeps that chunk's W_hh slice on chip where it fits. Tensor-core
+    # dots only: their operands live in shared memory; IEEE fp32 ones would hold it in
+    # registers, which cannot.
+    resident = None
+    if reset_after and tensor_cores and grid[1] == triton.cdiv(H, cfg["BLOCK_H"]):
+        resident = resident_config(cfg, H, w_hh.element_size(), shared_memory_limit(gates.device))
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
                 RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save, H_COPY=h_copy,
-                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
+                W_RESIDENT=resident is not None, DOT_PRECISION=dot_precision,
+                DOT_IN_FP32=_dot_in_fp32(w_hh), **(resident or cfg))
     head = (gates, w_hh, b_hh if b_hh is not None else w_hh, hs, ghn, rh, hq,
             lengths if lengths is not None else hs)
     _launch(gru_fwd_kernel, grid, head, (T, B, H), T, launches, grid_sync, meta, gates.device)
