@@ -80,10 +80,10 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
     """Compiles one configuration; returns its resource usage and tensor-core use."""
     fn, pointers, flags = _SIGNATURES[kernel_name]
     flags = dict(flags, **VARIANTS[variant])
+    flags.setdefault("W_RESIDENT", False)
     if kernel_name == "gru_fwd_kernel":
         # As gru_forward launches it: the 16-bit copy of h wherever the gate buffers are 16-bit.
         flags["H_COPY"] = dtype in ("bf16", "fp16")
-        flags.setdefault("W_RESIDENT", False)
     signature, constexprs = {}, {}
     for spec in pointers:
         name, kind = spec.split(":")
@@ -150,15 +150,17 @@ def configs(variant: str, hidden_size: int) -> list:
 def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype: str,
               dot_precision: str, arch: int):
     """The configuration the launchers run for this row, or None for a row they never run:
-    W_RESIDENT exists in the forward kernel only, for tensor-core dots, where the slice fits
-    the target's shared memory (``gru_kernels.resident_config``)."""
+    W_RESIDENT is for tensor-core dots, where the slice fits the target's shared memory
+    (``gru_kernels.resident_config``; the backward stages three operands of rows, the
+    forward one)."""
     if not VARIANTS[variant].get("W_RESIDENT"):
         return cfg
     tensor_cores = dtype in ("bf16", "fp16") or (dtype == "fp32" and dot_precision == "tf32")
-    if kernel_name != "gru_fwd_kernel" or not tensor_cores:
+    if not tensor_cores:
         return None
     return gru_kernels.resident_config(cfg, hidden_size, _ITEMSIZE[dtype],
-                                       SHARED_BYTES_PER_BLOCK[arch])
+                                       SHARED_BYTES_PER_BLOCK[arch],
+                                       1 if kernel_name == "gru_fwd_kernel" else 3)
 
 
 def build_report(hidden_sizes=HIDDEN_SIZES, archs=ARCHS, precisions=PRECISIONS,

@@ -160,18 +160,31 @@ def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
 
 
 @triton.jit
+def _w_hh_tiles(w_hh_ptr, offs_k, offs_j, mask_j, H, w_dtype):
+    """Tiles (k, j) of W_g[k, j] for the gates g = r, z, n (W_hh = [W_r; W_z; W_n], each
+    (H, H)): three (len(offs_k), len(offs_j))."""
+    p_w = w_hh_ptr + offs_k[:, None].to(tl.int64) * H + offs_j[None, :]
+    mask_w = (offs_k < H)[:, None] & mask_j[None, :]
+    return (tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype),
+            tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype),
+            tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype))
+
+
+@triton.jit
 def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc,
-                           DO_RZ: tl.constexpr, DO_N: tl.constexpr,
+                           w_res_r, w_res_z, w_res_n,
+                           DO_RZ: tl.constexpr, DO_N: tl.constexpr, W_RESIDENT: tl.constexpr,
                            DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
                            LOAD_CACHE: tl.constexpr, BLOCK_K: tl.constexpr):
-    """acc += [d_r | d_z][b, :] @ W_hh[:2H, j] (DO_RZ) + d_gh_n[b, :] @ W_hn[:, j] (DO_N)."""
+    """acc += [d_r | d_z][b, :] @ W_hh[:2H, j] (DO_RZ) + d_gh_n[b, :] @ W_hn[:, j] (DO_N).
+
+    W_RESIDENT: w_res_r/z/n are this chunk's columns of the three gates over all of K
+    (BLOCK_K >= H, one pass), loaded by the caller before its time loop."""
     w_dtype = tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty
     for k0 in range(0, H, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < H
         mask_d = mask_b[:, None] & mask_k[None, :]
-        p_w = w_hh_ptr + offs_k[:, None].to(tl.int64) * H + offs_j[None, :]
-        mask_w = mask_k[:, None] & mask_j[None, :]
         if DO_RZ:
             b_dr = tl.load(dgx_rows[:, None] + offs_k[None, :], mask=mask_d, other=0.0,
                            cache_modifier=LOAD_CACHE).to(w_dtype)
@@ -180,11 +193,16 @@ def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j
         if DO_N:
             b_dn = tl.load(dghn_rows[:, None] + offs_k[None, :], mask=mask_d, other=0.0,
                            cache_modifier=LOAD_CACHE).to(w_dtype)
-        if DO_RZ:
-            b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
-            b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
-        if DO_N:
-            b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype)
+        if W_RESIDENT:
+            b_wr, b_wz, b_wn = w_res_r, w_res_z, w_res_n
+        else:
+            p_w = w_hh_ptr + offs_k[:, None].to(tl.int64) * H + offs_j[None, :]
+            mask_w = mask_k[:, None] & mask_j[None, :]
+            if DO_RZ:
+                b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
+                b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
+            if DO_N:
+                b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype)
         if DO_RZ:
             acc = tl.dot(b_dr, b_wr, acc, input_precision=DOT_PRECISION)
             acc = tl.dot(b_dz, b_wz, acc, input_precision=DOT_PRECISION)
@@ -389,7 +407,7 @@ def gru_bwd_kernel(
     dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, w_hh_ptr, lengths_ptr, sync_ptr, dgx_ptr, dghn_ptr,
     dcarry_ptr, T, B, H, step_begin, n_steps,
     HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr,
-    GRID_SYNC: tl.constexpr,
+    GRID_SYNC: tl.constexpr, W_RESIDENT: tl.constexpr,
     DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -401,7 +419,8 @@ def gru_bwd_kernel(
     dL/d(gh_n), both in the storage dtype (the next step's products round them to the
     weights' dtype anyway). Rows past their lengths need no special case here: their saved
     activations (see gru_fwd_kernel) make every gate gradient 0 and carry dh through; only
-    the W_hh products of wholly finished tiles are skipped.
+    the W_hh products of wholly finished tiles are skipped. W_RESIDENT: as in gru_fwd_kernel,
+    the program's one chunk of W_hh columns is loaded once and kept on chip for every step.
     """
     acc_dtype = hs_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -410,6 +429,14 @@ def gru_bwd_kernel(
     tile_len = _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS)
     pid_h = tl.program_id(1)
     num_h_programs = tl.num_programs(1)
+    if W_RESIDENT:
+        # As in gru_fwd_kernel: one hidden chunk per program, its W_hh columns kept on chip.
+        offs_j = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
+        w_res_r, w_res_z, w_res_n = _w_hh_tiles(
+            w_hh_ptr, tl.arange(0, BLOCK_K), offs_j, offs_j < H, H,
+            tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty)
+    else:
+        w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0  # unused
     for step in range(step_begin, step_begin + n_steps):
         # Backward step s undoes forward step T-1-s; t_next is the step undone just before.
         if REVERSE:
@@ -443,7 +470,8 @@ def gru_bwd_kernel(
             dh = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
             if next_active:
                 dh = _grad_gates_times_w_hh(dgx_next_rows, dghn_next_rows, mask_b, w_hh_ptr,
-                                            offs_j, mask_j, H, dh, True, RESET_AFTER,
+                                            offs_j, mask_j, H, dh, w_res_r, w_res_z, w_res_n,
+                                            True, RESET_AFTER, W_RESIDENT,
                                             DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
             dh += tl.load(dhs_ptr + out_slot * B * H + p_bh, mask=mask, other=0.0)
             dh += tl.load(carry_in[:, None] + offs_j[None, :], mask=mask, other=0.0)
@@ -474,7 +502,8 @@ def gru_bwd_kernel(
                 d_rh = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
                 if tile_active:
                     d_rh = _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j,
-                                                  mask_j, H, d_rh, False, True,
+                                                  mask_j, H, d_rh, w_res_r, w_res_z, w_res_n,
+                                                  False, True, False,
                                                   DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
                 r = tl.load(gate_rows[:, None] + offs_j[None, :], mask=mask, other=0.0).to(acc_dtype)
                 h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask, other=0.0)
@@ -616,19 +645,40 @@ def shared_memory_limit(device: torch.device) -> int:
     return 227 * 1024
 
 
-def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int) -> dict | None:
-    """``cfg`` with BLOCK_K widened to all of K (W_RESIDENT in gru_fwd_kernel), or None where
-    the program's W_hh slice does not fit on chip. Only 16-row batch tiles: with 32 rows the
-    kernel spills on sm_80 (kernel report). What the tiles take, as the kernel report
-    measures it: the three gates' (K, BLOCK_H) slices and the (BLOCK_B, K) rows of h staged
-    in shared memory, plus a few KiB of the kernel's own. The whole register file too
+def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
+                    row_operands: int = 1) -> dict | None:
+    """``cfg`` with BLOCK_K widened to all of K (W_RESIDENT), or None where the program's
+    W_hh slice does not fit on chip.
+
+    row_operands: the (BLOCK_B, K) dot operands a step stages, 1 in the forward kernel (h),
+    3 in the backward (d_r, d_z, d_n). What the tiles take, as the kernel report measures
+    it: the three gates' (K, BLOCK_H) slices and those operands in shared memory, plus a few
+    KiB of the kernel's own. The operands also pass through registers, and past 24576
+    elements they spill (the backward at H = 1024: 3 × 16 × 1024, 8-16 bytes). Only 16-row
+    batch tiles: with 32 rows the forward spills on sm_80. The whole register file too
     (``maxnreg`` 255, as grid_sync's programs have): at 168 registers per_step's 16×32 tile
-    spilled 8 bytes at H = 512 on sm_90."""
+    spilled 8 bytes at H = 512 on sm_90.
+    """
     k_full = max(16, triton.next_power_of_2(hidden_size))
-    need = (3 * cfg["BLOCK_H"] + cfg["BLOCK_B"]) * k_full * itemsize + 4096
-    if cfg["BLOCK_B"] != 16 or need > smem_limit:
+    rows = row_operands * cfg["BLOCK_B"]
+    need = (3 * cfg["BLOCK_H"] + rows) * k_full * itemsize + 4096
+    if cfg["BLOCK_B"] != 16 or rows * k_full > 24576 or need > smem_limit:
         return None
     return dict(cfg, BLOCK_K=k_full, maxnreg=255)
+
+
+def _resident_plan(cfg: dict, grid: tuple, w_hh: torch.Tensor, dot_precision: str,
+                   reset_after: bool, row_operands: int) -> dict | None:
+    """A program that owns one hidden chunk for the whole launch (per_step, and grid_sync with
+    a column per chunk) keeps that chunk's W_hh slice on chip where it fits: the resident
+    config, or None. Tensor-core dots only: their operands live in shared memory; IEEE fp32
+    ones would hold the slice in registers, which cannot."""
+    H = w_hh.shape[1]
+    if not (reset_after and _uses_tensor_cores(w_hh, dot_precision)
+            and grid[1] == triton.cdiv(H, cfg["BLOCK_H"])):
+        return None
+    return resident_config(cfg, H, w_hh.element_size(), shared_memory_limit(w_hh.device),
+                           row_operands)
 
 
 def _launch(kernel, grid, head, tail, T, launches, grid_sync, meta, device):
@@ -712,15 +762,9 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     if h_copy:
         hq = torch.empty((2, B, H), dtype=storage, device=gates.device)
         hq[0] = h0
-    tensor_cores = _uses_tensor_cores(w_hh, dot_precision)
-    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, gates.device, tensor_cores)
-    # A program that owns one hidden chunk for the whole launch (per_step, and grid_sync with
-    # a column per chunk) keeps that chunk's W_hh slice on chip where it fits. Tensor-core
-    # dots only: their operands live in shared memory; IEEE fp32 ones would hold it in
-    # registers, which cannot.
-    resident = None
-    if reset_after and tensor_cores and grid[1] == triton.cdiv(H, cfg["BLOCK_H"]):
-        resident = resident_config(cfg, H, w_hh.element_size(), shared_memory_limit(gates.device))
+    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, gates.device,
+                                                  _uses_tensor_cores(w_hh, dot_precision))
+    resident = _resident_plan(cfg, grid, w_hh, dot_precision, reset_after, row_operands=1)
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
                 RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save, H_COPY=h_copy,
                 W_RESIDENT=resident is not None, DOT_PRECISION=dot_precision,
@@ -773,8 +817,10 @@ def gru_backward(dhs: torch.Tensor, gates: torch.Tensor, ghn: torch.Tensor | Non
     dcarry[1].zero_()
     grid, launches, grid_sync, cfg = _launch_plan(B, H, path, dhs.device,
                                                   _uses_tensor_cores(w_hh, dot_precision))
+    resident = _resident_plan(cfg, grid, w_hh, dot_precision, reset_after, row_operands=3)
     meta = dict(HAS_LENGTHS=lengths is not None, RESET_AFTER=reset_after, REVERSE=reverse,
-                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh), **cfg)
+                W_RESIDENT=resident is not None, DOT_PRECISION=dot_precision,
+                DOT_IN_FP32=_dot_in_fp32(w_hh), **(resident or cfg))
     head = (dhs, gates, ghn if ghn is not None else hs, hs, w_hh,
             lengths if lengths is not None else hs)
     _launch(gru_bwd_kernel, grid, head, (dgx, dghn, dcarry, T, B, H), T, launches, grid_sync,

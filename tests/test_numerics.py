@@ -225,36 +225,40 @@ def test_grid_sync_wide_batch_tiles_match_persistent(batch, lengths, reverse):
                          ids=["per_step-B5-H37", "per_step-B19-H70", "grid_sync-B13-H13"])
 def test_resident_w_hh_matches_streamed(path, batch, hidden, reverse, monkeypatch):
     """W_RESIDENT: a program that owns one hidden chunk for the whole launch loads its W_hh
-    slice once, over all of K. The launcher picks it for tensor-core dots only, which fp32
-    reaches through TF32; the interpreter computes those dots in exact fp32, so asking for
-    "tf32" runs the resident code on fp32 data, against the persistent path's streamed W_hh.
+    slice once, over all of K, forward and backward. The launcher picks it for tensor-core
+    dots only, which fp32 reaches through TF32; the interpreter computes those dots in exact
+    fp32, so asking for "tf32" runs the resident code on fp32 data, against the persistent
+    path's streamed W_hh.
     (grid_sync owns one chunk per program here only while H fits one chunk: the interpreter
     runs one column.)"""
     from gru_triton.kernels import gru as gru_kernels
 
-    seen = []
-    real_run = gru_kernels.gru_fwd_kernel.run
+    seen = {"fwd": [], "bwd": []}
+    for key, kernel in (("fwd", gru_kernels.gru_fwd_kernel), ("bwd", gru_kernels.gru_bwd_kernel)):
+        def recording_run(*args, _real=kernel.run, _key=key, **kwargs):
+            seen[_key].append((kwargs["W_RESIDENT"], kwargs["BLOCK_K"]))
+            return _real(*args, **kwargs)
 
-    def recording_run(*args, **kwargs):
-        seen.append((kwargs["W_RESIDENT"], kwargs["BLOCK_K"]))
-        return real_run(*args, **kwargs)
-
-    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+        monkeypatch.setattr(kernel, "run", recording_run)
     T, H = 6, hidden
     g = torch.Generator().manual_seed(hidden)
     gates = torch.randn(T, batch, 3 * H, generator=g).to(DEVICE)
     w_hh = (torch.randn(3 * H, H, generator=g) / H ** 0.5).to(DEVICE)
     b_hh = torch.randn(3 * H, generator=g).to(DEVICE)
     h0 = torch.randn(batch, H, generator=g).to(DEVICE)
+    dhs = torch.randn(T + 1, batch, H, generator=g).to(DEVICE)
     lens = torch.tensor(([T, 3, 1] * batch)[:batch], dtype=torch.int32, device=DEVICE)
     results = []
     for run_path, precision in (("persistent", "ieee"), (path, "tf32")):
         g_path = gates.clone()
         hs, ghn = gru_kernels.gru_forward(g_path, w_hh, b_hh, h0, lens, reverse=reverse,
                                           save=True, path=run_path, dot_precision=precision)
-        results.append((hs, g_path, ghn))
-    assert seen[0] == (False, 32 if H > 16 else 16)
-    assert set(seen[1:]) == {(True, triton.next_power_of_2(H))}
-    for name, got, expected in zip(["hs", "activations", "ghn"], results[1], results[0],
-                                   strict=True):
+        grads = gru_kernels.gru_backward(dhs, g_path, ghn, hs, w_hh, lens, reverse=reverse,
+                                         path=run_path, dot_precision=precision)
+        results.append((hs, g_path, ghn, *grads))
+    for key in ("fwd", "bwd"):
+        assert seen[key][0] == (False, 32 if H > 16 else 16)
+        assert set(seen[key][1:]) == {(True, triton.next_power_of_2(H))}
+    names = ["hs", "activations", "ghn", "dgx", "dghn", "dh_direct"]
+    for name, got, expected in zip(names, results[1], results[0], strict=True):
         assert_close(got, expected, what=name)
