@@ -101,14 +101,26 @@ def gru_reset_gate_backward(d_rh, h_prev, r):
 
 
 @triton.jit
-def _w_hh_t_tiles(w_hh_ptr, offs_j, mask_j, offs_k, H, w_dtype):
-    """Tiles (k, j) of W_hh[g*H + j, k] for the gates g = r, z, n (W_hh is (3H, H)
-    row-major, so these are tiles of its transpose): three (len(offs_k), len(offs_j))."""
+def _gate_tiles(p_w, mask_w, H, w_dtype, DO_RZ: tl.constexpr, DO_N: tl.constexpr):
+    """The tiles at p_w of the r, z (DO_RZ) and n (DO_N) gates' blocks of W_hh, which lie
+    H * H apart; a gate not asked for is 0.0 (unused)."""
+    b_wr, b_wz, b_wn = 0.0, 0.0, 0.0
+    if DO_RZ:
+        b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
+        b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
+    if DO_N:
+        b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype)
+    return b_wr, b_wz, b_wn
+
+
+@triton.jit
+def _w_hh_t_tiles(w_hh_ptr, offs_j, mask_j, offs_k, H, w_dtype,
+                  DO_RZ: tl.constexpr, DO_N: tl.constexpr):
+    """Tiles (k, j) of W_hh[g*H + j, k] for the gates g asked for (W_hh is (3H, H)
+    row-major, so these are tiles of its transpose): (len(offs_k), len(offs_j)) each."""
     p_w = w_hh_ptr + offs_j[None, :].to(tl.int64) * H + offs_k[:, None]
     mask_w = (offs_k < H)[:, None] & mask_j[None, :]
-    return (tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype),
-            tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype),
-            tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype))
+    return _gate_tiles(p_w, mask_w, H, w_dtype, DO_RZ, DO_N)
 
 
 @triton.jit
@@ -143,14 +155,8 @@ def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
         if W_RESIDENT:
             b_wr, b_wz, b_wn = w_res_r, w_res_z, w_res_n
         else:
-            # Tile (k, j) of W_hh[g*H + j, k]: W_hh is (3H, H) row-major, so its transpose.
-            p_w = w_hh_ptr + offs_j[None, :].to(tl.int64) * H + offs_k[:, None]
-            mask_w = mask_k[:, None] & mask_j[None, :]
-            if DO_RZ:
-                b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
-                b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
-            if DO_N:
-                b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype)
+            b_wr, b_wz, b_wn = _w_hh_t_tiles(w_hh_ptr, offs_j, mask_j, offs_k, H, w_dtype,
+                                             DO_RZ, DO_N)
         if DO_RZ:
             acc_r = tl.dot(b_h, b_wr, acc_r, input_precision=DOT_PRECISION)
             acc_z = tl.dot(b_h, b_wz, acc_z, input_precision=DOT_PRECISION)
@@ -160,14 +166,13 @@ def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
 
 
 @triton.jit
-def _w_hh_tiles(w_hh_ptr, offs_k, offs_j, mask_j, H, w_dtype):
-    """Tiles (k, j) of W_g[k, j] for the gates g = r, z, n (W_hh = [W_r; W_z; W_n], each
-    (H, H)): three (len(offs_k), len(offs_j))."""
+def _w_hh_tiles(w_hh_ptr, offs_k, offs_j, mask_j, H, w_dtype,
+                DO_RZ: tl.constexpr, DO_N: tl.constexpr):
+    """Tiles (k, j) of W_g[k, j] for the gates g asked for (W_hh = [W_r; W_z; W_n], each
+    (H, H)): (len(offs_k), len(offs_j)) each."""
     p_w = w_hh_ptr + offs_k[:, None].to(tl.int64) * H + offs_j[None, :]
     mask_w = (offs_k < H)[:, None] & mask_j[None, :]
-    return (tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype),
-            tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype),
-            tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype))
+    return _gate_tiles(p_w, mask_w, H, w_dtype, DO_RZ, DO_N)
 
 
 @triton.jit
@@ -196,13 +201,8 @@ def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j
         if W_RESIDENT:
             b_wr, b_wz, b_wn = w_res_r, w_res_z, w_res_n
         else:
-            p_w = w_hh_ptr + offs_k[:, None].to(tl.int64) * H + offs_j[None, :]
-            mask_w = mask_k[:, None] & mask_j[None, :]
-            if DO_RZ:
-                b_wr = tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
-                b_wz = tl.load(p_w + H * H, mask=mask_w, other=0.0).to(w_dtype)
-            if DO_N:
-                b_wn = tl.load(p_w + 2 * H * H, mask=mask_w, other=0.0).to(w_dtype)
+            b_wr, b_wz, b_wn = _w_hh_tiles(w_hh_ptr, offs_k, offs_j, mask_j, H, w_dtype,
+                                           DO_RZ, DO_N)
         if DO_RZ:
             acc = tl.dot(b_dr, b_wr, acc, input_precision=DOT_PRECISION)
             acc = tl.dot(b_dz, b_wz, acc, input_precision=DOT_PRECISION)
@@ -290,7 +290,7 @@ def gru_fwd_kernel(
         offs_j = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
         w_res_r, w_res_z, w_res_n = _w_hh_t_tiles(
             w_hh_ptr, offs_j, offs_j < H, tl.arange(0, BLOCK_K), H,
-            tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty)
+            tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty, True, True)
     else:
         w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0  # unused
     for step in range(step_begin, step_begin + n_steps):
@@ -434,7 +434,7 @@ def gru_bwd_kernel(
         offs_j = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
         w_res_r, w_res_z, w_res_n = _w_hh_tiles(
             w_hh_ptr, tl.arange(0, BLOCK_K), offs_j, offs_j < H, H,
-            tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty)
+            tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty, True, True)
     else:
         w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0  # unused
     for step in range(step_begin, step_begin + n_steps):

@@ -184,6 +184,27 @@ def test_batch_of_zero_like_nn_gru(triton_backend):
     assert out.shape == ref_out.shape and h_n.shape == ref_h_n.shape
 
 
+def _kernel_run(T, B, H, seed, lengths, reverse, path, precision):
+    """One layer's recurrence through the launchers, forward then backward, on seeded fp32
+    operands (T, B, H): [hs, activations, ghn, dgx, dghn, dh_direct]."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    g = torch.Generator().manual_seed(seed)
+    gates = torch.randn(T, B, 3 * H, generator=g).to(DEVICE)
+    w_hh = (torch.randn(3 * H, H, generator=g) / H ** 0.5).to(DEVICE)
+    b_hh = torch.randn(3 * H, generator=g).to(DEVICE)
+    h0 = torch.randn(B, H, generator=g).to(DEVICE)
+    dhs = torch.randn(T + 1, B, H, generator=g).to(DEVICE)
+    hs, ghn = gru_kernels.gru_forward(gates, w_hh, b_hh, h0, lengths, reverse=reverse,
+                                      save=True, path=path, dot_precision=precision)
+    grads = gru_kernels.gru_backward(dhs, gates, ghn, hs, w_hh, lengths, reverse=reverse,
+                                     path=path, dot_precision=precision)
+    return [hs, gates, ghn, *grads]
+
+
+_KERNEL_RUN_NAMES = ["hs", "activations", "ghn", "dgx", "dghn", "dh_direct"]
+
+
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("batch,lengths", [(40, None), (70, "ragged")], ids=["B40", "B70-lengths"])
 def test_grid_sync_wide_batch_tiles_match_persistent(batch, lengths, reverse):
@@ -195,27 +216,14 @@ def test_grid_sync_wide_batch_tiles_match_persistent(batch, lengths, reverse):
 
     T, H = 5, 21
     assert gru_kernels._launch_plan(batch, H, "grid_sync", DEVICE, True)[3]["BLOCK_B"] == 64
-    g = torch.Generator().manual_seed(batch)
-    gates = torch.randn(T, batch, 3 * H, generator=g).to(DEVICE)
-    w_hh = (torch.randn(3 * H, H, generator=g) / H ** 0.5).to(DEVICE)
-    b_hh = torch.randn(3 * H, generator=g).to(DEVICE)
-    h0 = torch.randn(batch, H, generator=g).to(DEVICE)
-    dhs = torch.randn(T + 1, batch, H, generator=g).to(DEVICE)
     lens = None
     if lengths:
         # Sorted longest first, as the module hands packed rows over; the second 64-row tile
         # (rows 64-69) ends after one step.
         lens = torch.tensor([5] * 50 + [3] * 14 + [1] * 6, dtype=torch.int32, device=DEVICE)
-    results = []
-    for path, precision in (("persistent", "ieee"), ("grid_sync", "tf32")):
-        g_path = gates.clone()
-        hs, ghn = gru_kernels.gru_forward(g_path, w_hh, b_hh, h0, lens, reverse=reverse,
-                                          save=True, path=path, dot_precision=precision)
-        grads = gru_kernels.gru_backward(dhs, g_path, ghn, hs, w_hh, lens, reverse=reverse,
-                                         path=path, dot_precision=precision)
-        results.append([hs, g_path, ghn, *grads])
-    names = ["hs", "activations", "ghn", "dgx", "dghn", "dh_direct"]
-    for name, got, expected in zip(names, results[1], results[0], strict=True):
+    streamed, wide = (_kernel_run(T, batch, H, batch, lens, reverse, path, precision)
+                      for path, precision in (("persistent", "ieee"), ("grid_sync", "tf32")))
+    for name, got, expected in zip(_KERNEL_RUN_NAMES, wide, streamed, strict=True):
         assert_close(got, expected, what=name)
 
 
@@ -241,24 +249,11 @@ def test_resident_w_hh_matches_streamed(path, batch, hidden, reverse, monkeypatc
 
         monkeypatch.setattr(kernel, "run", recording_run)
     T, H = 6, hidden
-    g = torch.Generator().manual_seed(hidden)
-    gates = torch.randn(T, batch, 3 * H, generator=g).to(DEVICE)
-    w_hh = (torch.randn(3 * H, H, generator=g) / H ** 0.5).to(DEVICE)
-    b_hh = torch.randn(3 * H, generator=g).to(DEVICE)
-    h0 = torch.randn(batch, H, generator=g).to(DEVICE)
-    dhs = torch.randn(T + 1, batch, H, generator=g).to(DEVICE)
     lens = torch.tensor(([T, 3, 1] * batch)[:batch], dtype=torch.int32, device=DEVICE)
-    results = []
-    for run_path, precision in (("persistent", "ieee"), (path, "tf32")):
-        g_path = gates.clone()
-        hs, ghn = gru_kernels.gru_forward(g_path, w_hh, b_hh, h0, lens, reverse=reverse,
-                                          save=True, path=run_path, dot_precision=precision)
-        grads = gru_kernels.gru_backward(dhs, g_path, ghn, hs, w_hh, lens, reverse=reverse,
-                                         path=run_path, dot_precision=precision)
-        results.append((hs, g_path, ghn, *grads))
+    streamed, resident = (_kernel_run(T, batch, H, hidden, lens, reverse, run_path, precision)
+                          for run_path, precision in (("persistent", "ieee"), (path, "tf32")))
     for key in ("fwd", "bwd"):
         assert seen[key][0] == (False, 32 if H > 16 else 16)
         assert set(seen[key][1:]) == {(True, triton.next_power_of_2(H))}
-    names = ["hs", "activations", "ghn", "dgx", "dghn", "dh_direct"]
-    for name, got, expected in zip(names, results[1], results[0], strict=True):
+    for name, got, expected in zip(_KERNEL_RUN_NAMES, resident, streamed, strict=True):
         assert_close(got, expected, what=name)
