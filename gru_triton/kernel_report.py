@@ -198,7 +198,8 @@ def to_markdown(rows) -> str:
         "",
         f"Generated {datetime.date.today()} by `python -m gru_triton.kernel_report` with triton "
         f"{triton.__version__}, torch {torch.__version__}: every shipped configuration compiled "
-        "ahead of time (no GPU needed). Spills = STACK + LOCAL bytes; tensor cores = `mma.sync` "
+        "ahead of time (no GPU needed). Spills = STACK + LOCAL bytes; smem = static shared "
+        "memory plus what Triton requests at launch (dynamic); tensor cores = `mma.sync` "
         "or `wgmma` in the PTX.",
         "",
         "| kernel | variant | H | dtype | dot | arch | BLOCK_B×H×K | warps/stages/maxnreg | regs "
