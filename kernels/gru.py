@@ -314,7 +314,6 @@ def gru_fwd_kernel(
             dot_out_rows = hq_ptr + (((step + 1) % 2) * B + rows_b) * H
         else:
             dot_rows = h_prev_rows
-            dot_out_rows = h_out_rows
         gate_rows = gates_ptr + (t * B + rows_b) * (3 * H)
         ghn_rows = ghn_ptr + (t * B + rows_b) * H
         rh_rows = rh_ptr + rows_b * H
