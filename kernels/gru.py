@@ -157,11 +157,14 @@ def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
         else:
             b_wr, b_wz, b_wn = _w_hh_t_tiles(w_hh_ptr, offs_j, mask_j, offs_k, H, w_dtype,
                                              DO_RZ, DO_N)
+        # out_dtype is said because triton 3.6 (the GPU image's) takes fp32 for it and then
+        # rejects an fp64 accumulator.
+        acc_dtype = acc_r.dtype
         if DO_RZ:
-            acc_r = tl.dot(b_h, b_wr, acc_r, input_precision=DOT_PRECISION)
-            acc_z = tl.dot(b_h, b_wz, acc_z, input_precision=DOT_PRECISION)
+            acc_r = tl.dot(b_h, b_wr, acc_r, input_precision=DOT_PRECISION, out_dtype=acc_dtype)
+            acc_z = tl.dot(b_h, b_wz, acc_z, input_precision=DOT_PRECISION, out_dtype=acc_dtype)
         if DO_N:
-            acc_n = tl.dot(b_hn, b_wn, acc_n, input_precision=DOT_PRECISION)
+            acc_n = tl.dot(b_hn, b_wn, acc_n, input_precision=DOT_PRECISION, out_dtype=acc_dtype)
     return acc_r, acc_z, acc_n
 
 
@@ -203,11 +206,12 @@ def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j
         else:
             b_wr, b_wz, b_wn = _w_hh_tiles(w_hh_ptr, offs_k, offs_j, mask_j, H, w_dtype,
                                            DO_RZ, DO_N)
+        acc_dtype = acc.dtype  # said for triton 3.6, as in _hidden_times_w_hh_t
         if DO_RZ:
-            acc = tl.dot(b_dr, b_wr, acc, input_precision=DOT_PRECISION)
-            acc = tl.dot(b_dz, b_wz, acc, input_precision=DOT_PRECISION)
+            acc = tl.dot(b_dr, b_wr, acc, input_precision=DOT_PRECISION, out_dtype=acc_dtype)
+            acc = tl.dot(b_dz, b_wz, acc, input_precision=DOT_PRECISION, out_dtype=acc_dtype)
         if DO_N:
-            acc = tl.dot(b_dn, b_wn, acc, input_precision=DOT_PRECISION)
+            acc = tl.dot(b_dn, b_wn, acc, input_precision=DOT_PRECISION, out_dtype=acc_dtype)
     return acc
 
 
