@@ -248,6 +248,8 @@ def gru_torch(input, batch_sizes, hx, weights, *, has_bias, num_layers, dropout,
     """
     keep_for_backward = training or torch.is_grad_enabled()
     p = float(dropout) if training else 0.0
+    # cuDNN refuses a non-contiguous hx ("rnn: hx is not contiguous"), which the kernels take.
+    hx = hx.contiguous()
     if batch_sizes is None:
         return torch._VF.gru(input, hx, weights, has_bias, num_layers, p, keep_for_backward,
                              bidirectional, batch_first)

@@ -5,7 +5,7 @@ import contextlib
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from . import dispatch
 from .functional import gru, gru_cell, gru_torch, torch_route
@@ -18,13 +18,32 @@ _SCALAR_TYPE_NAMES = {torch.float64: "Double", torch.float32: "Float", torch.flo
                       torch.bool: "Bool"}
 
 
-def _autocast_dtype(device: torch.device):
-    """The dtype nn.GRU would compute in under ``torch.autocast`` on ``device``, or None.
+def _autocast_dtype(device: torch.device, cell: bool = False):
+    """The dtype nn.GRU (``cell``: nn.GRUCell) computes in under ``torch.autocast`` on
+    ``device``, or None.
 
-    CUDA autocast runs cuDNN's RNN in the autocast dtype; CPU autocast leaves nn.GRU alone."""
+    CUDA autocast runs cuDNN's RNN in fp16 whatever the autocast dtype (aten's
+    cudnn/AutocastRNN.cpp casts to kHalf; measured on an H200 with torch 2.11: bf16 autocast,
+    fp16 output), and ``gru_cell`` in the autocast dtype. CPU autocast leaves both alone."""
     if device.type == "cuda" and torch.is_autocast_enabled("cuda"):
-        return torch.get_autocast_dtype("cuda")
+        return torch.get_autocast_dtype("cuda") if cell else torch.float16
     return None
+
+
+def _autocast(tensor, dtype):
+    """``tensor`` cast as autocast casts it: fp64 (which autocast never casts) and None stay."""
+    if tensor is None or tensor.dtype == torch.float64:
+        return tensor
+    return tensor.to(dtype)
+
+
+def _pad_sorted(data, batch_sizes, total_length: int, batch_first: bool = False):
+    """A packed sequence's data (N, *) padded with zeros to (total_length, B, *) (batch first
+    if asked), its rows left in the packed (length-sorted) order.
+
+    ``pad_packed_sequence`` also unsorts, and gathers the lengths with ``unsorted_indices
+    .cpu()``, which synchronises with the GPU; batch_sizes lives on the CPU, so this does not."""
+    return torch._VF._pad_packed_sequence(data, batch_sizes, batch_first, 0.0, total_length)[0]
 
 
 def _validated_lengths(lengths, batch: int, seq_len: int) -> torch.Tensor:
@@ -79,8 +98,8 @@ class GRU(nn.RNNBase):
     It is built on ``nn.RNNBase`` exactly as ``nn.GRU`` is, so nn.GRU's own argument checks,
     initialisation and error messages apply unchanged. It is deliberately not a subclass of
     ``nn.GRU``: torch.compile refuses to trace any ``nn.GRU`` instance, and tracing this one
-    without a graph break is a feature. Under ``torch.autocast`` on CUDA it computes
-    in the autocast dtype, like cuDNN's GRU; backward also works in eval mode.
+    without a graph break is a feature. Under ``torch.autocast`` on CUDA it computes in
+    fp16 whatever the autocast dtype, as cuDNN's GRU does; backward also works in eval mode.
     """
 
     def __init__(self, *args, reset_after: bool = True, **kwargs):
@@ -141,9 +160,7 @@ class GRU(nn.RNNBase):
             data, h_n = gru_torch(packed.data, packed.batch_sizes, hx, self._flat_weights,
                                   batch_first=False, **self._stack_args())
         else:
-            padded, _ = pad_packed_sequence(packed)
-            if packed.sorted_indices is not None:
-                padded = padded.index_select(1, packed.sorted_indices)
+            padded = _pad_sorted(packed.data, packed.batch_sizes, packed.batch_sizes.size(0))
             # Sorted lengths straight from batch_sizes (on the CPU): reading sorted_indices,
             # which lives on the input's device, would synchronise with the GPU.
             lengths = (packed.batch_sizes.unsqueeze(1) > torch.arange(batch)).sum(0)
@@ -164,7 +181,10 @@ class GRU(nn.RNNBase):
             # Dynamo refuses to trace packing (and the op's packed form); the kernels take
             # lengths without a graph break.
             return False
-        dtype = _autocast_dtype(input.device) or self._flat_weights[0].dtype
+        dtype = self._flat_weights[0].dtype
+        cast = _autocast_dtype(input.device)
+        if cast is not None:
+            dtype = _autocast(self._flat_weights[0], cast).dtype
         return torch_route(dtype, self.hidden_size, batch, input.device, self.reset_after)
 
     def _stack_args(self) -> dict:
@@ -183,10 +203,9 @@ class GRU(nn.RNNBase):
         data, h_n = gru_torch(packed.data, packed.batch_sizes,
                               self.permute_hidden(hx, packed.sorted_indices), self._flat_weights,
                               batch_first=False, **self._stack_args())
-        output, _ = pad_packed_sequence(
-            PackedSequence(data, packed.batch_sizes, packed.sorted_indices,
-                           packed.unsorted_indices),
-            batch_first=self.batch_first, total_length=input.size(1 if self.batch_first else 0))
+        output = _pad_sorted(data, packed.batch_sizes, input.size(1 if self.batch_first else 0),
+                             self.batch_first)
+        output = output.index_select(0 if self.batch_first else 1, packed.unsorted_indices)
         return output, self.permute_hidden(h_n, packed.unsorted_indices)
 
     def _hx_or_zeros(self, hx, batch: int, input):
@@ -203,7 +222,8 @@ class GRU(nn.RNNBase):
         weights = self._flat_weights
         cast = _autocast_dtype(input.device)
         if cast is not None:
-            input, hx, weights = input.to(cast), hx.to(cast), [w.to(cast) for w in weights]
+            input, hx = _autocast(input, cast), _autocast(hx, cast)
+            weights = [_autocast(w, cast) for w in weights]
         if lengths is not None:
             lengths = lengths.to(input.device, torch.int32, non_blocking=True)
         with torch.autocast("cuda", enabled=False) if cast is not None else contextlib.nullcontext():
@@ -263,10 +283,10 @@ class GRUCell(nn.GRUCell):
             hx = hx.unsqueeze(0)
         self._check_like_aten(input, hx)
         weights = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
-        cast = _autocast_dtype(input.device)
+        cast = _autocast_dtype(input.device, cell=True)
         if cast is not None:
-            input, hx = input.to(cast), hx.to(cast)
-            weights = [None if w is None else w.to(cast) for w in weights]
+            input, hx = _autocast(input, cast), _autocast(hx, cast)
+            weights = [_autocast(w, cast) for w in weights]
         backend = "reference" if input.size(0) == 0 else dispatch.resolve_backend(input.device)
         with torch.autocast("cuda", enabled=False) if cast is not None else contextlib.nullcontext():
             h_new = gru_cell(input, hx, *weights, backend=backend, reset_after=self.reset_after)
