@@ -5,6 +5,7 @@ import argparse
 import datetime
 import itertools
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -98,8 +99,11 @@ def test_pytest_benchmark_suite_collects_and_skips_without_gpu():
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the benchmarks would run")
+    # Not as an xdist worker (pytest-benchmark would refuse --benchmark-only).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     done = subprocess.run([sys.executable, "-m", "pytest", str(BENCH), "--benchmark-only", "-q",
-                           "-p", "no:cacheprovider"], capture_output=True, text=True, timeout=600)
+                           "-p", "no:cacheprovider"], capture_output=True, text=True, timeout=600,
+                          env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "skipped" in done.stdout
 
@@ -157,8 +161,8 @@ def test_budget_stops_starting_cases_and_every_case_is_written_at_once(monkeypat
     monkeypatch.setattr(time, "monotonic", lambda: clock["now"])
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
     monkeypatch.setattr(bench_gru, "run_case", fake_run_case)
-    args = argparse.Namespace(quick=True, results_root=str(tmp_path), budget_s=250.0,
-                              impls=["cudnn", "gru_triton"])
+    args = bench_gru.parse_args(["--quick", "--results-root", str(tmp_path), "--budget-s", "250",
+                                 "--impls", "cudnn,gru_triton"])
     assert bench_gru.bench(args) == 0
     assert len(seen) == 3  # started at t = 0, 100 and 200 s; none after 250 s
     assert seen == harness.cases(quick=True)[:3]
@@ -231,7 +235,8 @@ def test_barrier_probe_runs_the_kernels_barrier_and_times_nothing_without_a_gpu(
     import barrier_bench
     import torch
 
-    assert barrier_bench.pass_barriers(1, 5, torch.device("cpu")).item() == 5
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert barrier_bench.pass_barriers(1, 5, device).item() == 5
     assert barrier_bench.program_counts(132) == [1, 2, 4, 8, 16, 32, 64, 128, 132]
     assert barrier_bench.program_counts(128) == [1, 2, 4, 8, 16, 32, 64, 128]
     if torch.cuda.is_available():

@@ -70,8 +70,12 @@ def test_compile_fullgraph_matches_eager(backend, variant, triton_backend):
     compiled = torch.compile(model, fullgraph=True, backend=backend)
     out, grads = _loss_and_grads(compiled, x, lengths)
     assert_close(out, expected, what="compiled output")
+    # Inductor on a GPU generates its own kernels for the math around ours (the head, the
+    # cell's reference math, the loss), with other summation orders and fused multiply-adds:
+    # weight_ih_l0's gradient came out 3.7e-5 from eager on an H200. Any real defect is O(1).
+    tol = 1e-4 if backend == "inductor" and DEVICE.type == "cuda" else None
     for index, (g, ref_g) in enumerate(zip(grads, expected_grads, strict=True)):
-        assert_close(g, ref_g, what=f"compiled gradient {index}")
+        assert_close(g, ref_g, what=f"compiled gradient {index}", tol=tol)
 
 
 def test_backward_in_eval_mode(triton_backend):

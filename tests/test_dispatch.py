@@ -127,12 +127,12 @@ def test_cudnn_route_with_packed_input(triton_backend, launch_counter):
     assert launch_counter == {"fwd": 0, "bwd": 0}
 
 
-def test_a_layer_called_directly_runs_the_kernels_where_auto_would_hand_over(launch_counter):
+def test_a_layer_called_directly_runs_the_kernels_where_auto_would_hand_over(launch_counter,
+                                                                           triton_backend):
     """The functional layer has its lengths on the device only: packing them for cuDNN
     would synchronise, so there the table says per_step."""
     from gru_triton.functional import gru
 
-    gru_triton.set_backend("triton")
     ref = torch.nn.GRU(3, 9).to(DEVICE)
     x = torch.randn(5, 3, 3, device=DEVICE)
     lengths = torch.tensor([5, 2, 4], dtype=torch.int32, device=DEVICE)
