@@ -200,7 +200,12 @@ def bench(args) -> int:
     date = str(datetime.date.today())
     meta = dict(gpu=gpu, torch=torch.__version__, triton=triton.__version__, date=date)
     impls = args.impls or [i for i in IMPLS if not (args.quick and i == "compiled_reference")]
-    cases = harness.cases(quick=args.quick)
+    grid = None
+    if args.H or args.B or args.T:
+        base = harness.QUICK if args.quick else harness.SWEEP
+        grid = {k: getattr(args, k) or base[k] for k in ("B", "T", "H")}
+    cases = harness.cases(quick=args.quick, grid=grid, dtypes=args.dtypes,
+                          ops=args.ops or harness.OPS)
     out_dir = harness.results_dir(args.results_root, gpu, date)
     command = " ".join(["python bench/bench_gru.py", *_options(args)])
     records, done = [], 0
@@ -233,7 +238,24 @@ def _options(args) -> list:
         out += ["--impls", ",".join(args.impls)]
     if args.budget_s is not None:
         out += ["--budget-s", f"{args.budget_s:g}"]
+    for name in ("B", "T", "H", "dtypes", "ops"):
+        if getattr(args, name):
+            out += [f"--{name}", ",".join(map(str, getattr(args, name)))]
     return out
+
+
+def _int_list(text: str) -> tuple:
+    return tuple(int(v) for v in text.split(",") if v)
+
+
+def _choices(allowed):
+    def parse(text: str) -> tuple:
+        values = tuple(v for v in text.split(",") if v)
+        unknown = sorted(set(values) - set(allowed))
+        if unknown or not values:
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {', '.join(allowed)}")
+        return values
+    return parse
 
 
 def _impl_list(text: str) -> list:
@@ -247,7 +269,7 @@ def _impl_list(text: str) -> list:
     return impls
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick subset of the sweep")
     parser.add_argument("--results-root", default=str(pathlib.Path(__file__).parent / "results"))
@@ -255,7 +277,17 @@ def main(argv=None) -> int:
                         help="start no case after this many seconds (results so far are kept)")
     parser.add_argument("--impls", type=_impl_list, default=None,
                         help=f"comma-separated subset of {', '.join(IMPLS)}")
-    args = parser.parse_args(argv)
+    for name in ("B", "T", "H"):
+        parser.add_argument(f"--{name}", type=_int_list, default=None,
+                            help=f"comma-separated {name} values: a one-layer sweep of these "
+                                 "(the others from the quick or full grid), without extra cases")
+    parser.add_argument("--dtypes", type=_choices(harness.DTYPES), default=None)
+    parser.add_argument("--ops", type=_choices(harness.OPS), default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if not torch.cuda.is_available():
         return demo()
     return bench(args)

@@ -15,6 +15,8 @@
 #   cuda          tests/test_cuda.py: the GPU-only checks, serially
 #   bench         bench/bench_gru.py --quick, time-boxed; the grid_sync path is timed only if
 #                 its native test passed in this same call
+#   variants      bench/variants.py: grid_sync's forward under other tile configurations
+#   dispatch      bench_gru.py over the shapes where the dispatcher's table chooses a path
 #   pytest-bench  pytest bench/ --benchmark-only
 #
 # Output goes to $OUT (the device tool's folder; bench/results otherwise), at most 8 files:
@@ -58,7 +60,9 @@ pytest_timeout=(-p timeout --timeout 150 --timeout-method thread)
 say "stages: ${stages[*]}"
 nvidia-smi >>"$log" 2>&1
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())" 2>&1 | tee -a "$log"
-pip install --no-build-isolation --no-deps -e . >>"$log" 2>&1 || say "install failed"
+python3 -m pip install --no-build-isolation --no-deps -e . >>"$log" 2>&1 || say "install failed"
+# pip may belong to another interpreter than python3: check the package imports as the tests will.
+python3 -c "import gru_triton.kernels" 2>&1 | tee -a "$log"
 
 # run_grid_sync_tests: the barrier's native tests, serially; on success grid_sync may be timed.
 run_grid_sync_tests() {
@@ -79,8 +83,9 @@ for stage in "${stages[@]}"; do
         ;;
     suite)
         # -v logs each result as it lands, so a suite cut off by its cap still says what passed.
+        # The suite runs the grid_sync tests too: if it passes, grid_sync may be timed.
         run "${SUITE_SECONDS:-150}" python3 -m pytest -v -rfE -n 12 "${pytest_timeout[@]}" tests \
-            --ignore=tests/test_kernel_report.py
+            --ignore=tests/test_kernel_report.py && grid_ok=1
         ;;
     cuda)
         run 240 python3 -m pytest -q -rfE "${pytest_timeout[@]}" tests/test_cuda.py
@@ -96,12 +101,23 @@ for stage in "${stages[@]}"; do
             [ -f "$results" ] && python3 bench/targets.py "$results" 2>&1 | tee -a "$log"
         done
         ;;
+    variants)
+        run_grid_sync_tests && run 150 python3 bench/variants.py --out "$out/variants.json"
+        ;;
+    dispatch)
+        # The shapes where the dispatcher's table chooses between the kernel paths and cuDNN.
+        impls="cudnn,gru_triton,gru_triton/persistent,gru_triton/per_step"
+        run_grid_sync_tests && impls="$impls,gru_triton/grid_sync"
+        run 600 python3 bench/bench_gru.py --results-root "$out/dispatch" --impls "$impls" \
+            --H 64,128,256,512 --B 1,16,64 --T 256 --dtypes bf16,tf32,fp32 \
+            --budget-s $(($(left) - 30))
+        ;;
     pytest-bench)
         run 600 python3 -m pytest -q "${pytest_timeout[@]}" bench/ --benchmark-only \
             --benchmark-json="$out/pytest-benchmark.json"
         ;;
     *)
-        say "unknown stage $stage (gridsync, suite, cuda, bench, pytest-bench)"
+        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, dispatch, pytest-bench)"
         exit 2
         ;;
     esac

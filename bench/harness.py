@@ -43,20 +43,25 @@ class Case:
     source: str = "sweep"
 
 
-def cases(quick: bool = False) -> list:
+def cases(quick: bool = False, grid: dict | None = None, dtypes=None, ops=OPS) -> list:
     """Every (shape, dtype, op) the suite times: the sweep (or its quick subset), a 2-layer
     bidirectional case per dtype, and the DeepBench GRU shapes (full suite only).
 
+    ``grid`` (a dict like SWEEP), ``dtypes`` and ``ops``: a custom sweep of one-layer shapes
+    alone (to measure the dispatcher's thresholds), without the extra cases.
+
     Ordered shape by shape, each shape in every op and dtype, so that a run cut short by its
     time budget has whole shapes to compare rather than whole dtypes missing."""
-    grid = QUICK if quick else SWEEP
-    dtypes = QUICK_DTYPES if quick else DTYPES
+    custom = grid is not None
+    grid = grid or (QUICK if quick else SWEEP)
+    dtypes = dtypes or (QUICK_DTYPES if quick else DTYPES)
     shapes = [dict(B=B, T=T, H=H, I=H) for H, B, T in
               itertools.product(grid["H"], grid["B"], grid["T"])]
-    shapes.append(dict(B=32, T=256, H=512, I=512, layers=2, bidirectional=True))
+    if not custom:
+        shapes.append(dict(B=32, T=256, H=512, I=512, layers=2, bidirectional=True))
     out = [Case(op, dtype, **shape)
-           for shape in shapes for op, dtype in itertools.product(OPS, dtypes)]
-    if not quick:
+           for shape in shapes for op, dtype in itertools.product(ops, dtypes)]
+    if not quick and not custom:
         for source, deepbench in (("deepbench-train", DEEPBENCH_TRAIN),
                                   ("deepbench-infer", DEEPBENCH_INFER)):
             op = "fwd" if source == "deepbench-infer" else "fwdbwd"
