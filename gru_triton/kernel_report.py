@@ -131,20 +131,25 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
     }
 
 
-def configs(variant: str, hidden_size: int) -> list:
-    """The launchers' tile configurations that this variant runs with at this hidden size.
-    grid_sync: each batch tile its launcher may pick (it picks 32 and 64 rows only for
-    tensor-core dots, but every tile is compiled for every dtype). W_RESIDENT: the 16-row
-    tile the launcher widens to all of K (``runs_with`` then keeps the dtypes and targets it
-    picks it for)."""
+def configs(variant: str, hidden_size: int, kernel_name: str = "gru_bwd_kernel") -> list:
+    """The launchers' tile configurations that this variant runs with at this hidden size,
+    for one kernel. grid_sync: each batch tile its launcher may pick (it picks 32 and 64
+    rows only for tensor-core dots, but every tile is compiled for every dtype); the forward
+    runs its 16-row tile at 4 warps. W_RESIDENT: the 16-row tile the launcher widens to all
+    of K (``runs_with`` then keeps the dtypes and targets it picks it for)."""
     flags = VARIANTS[variant]
+    forward = kernel_name == "gru_fwd_kernel"
     if flags.get("W_RESIDENT"):
         path = "grid_sync" if flags["GRID_SYNC"] else "per_step"
-        return [gru_kernels.recurrence_config(hidden_size, path, 16)]
+        return [gru_kernels.recurrence_config(hidden_size, path, 16, forward=forward)]
     if flags["GRID_SYNC"]:
-        return [gru_kernels.recurrence_config(hidden_size, "grid_sync", rows)
+        return [gru_kernels.recurrence_config(hidden_size, "grid_sync", rows, forward=forward)
                 for rows in GRID_SYNC_BATCH_TILES]
     return [gru_kernels.recurrence_config(hidden_size)]
+
+
+def _tensor_cores(dtype: str, dot_precision: str) -> bool:
+    return dtype in ("bf16", "fp16") or (dtype == "fp32" and dot_precision == "tf32")
 
 
 def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype: str,
@@ -152,10 +157,14 @@ def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype
     """The configuration the launchers run for this row, or None for a row they never run:
     W_RESIDENT is for tensor-core dots, where the slice fits the target's shared memory
     (``gru_kernels.resident_config``; the backward stages three operands of rows, the
-    forward one)."""
-    if not VARIANTS[variant].get("W_RESIDENT"):
+    forward one). grid_sync's forward without tensor cores keeps 8 warps."""
+    flags = VARIANTS[variant]
+    tensor_cores = _tensor_cores(dtype, dot_precision)
+    if not flags.get("W_RESIDENT"):
+        if flags["GRID_SYNC"] and not tensor_cores:
+            # As recurrence_config(..., tensor_cores=False) has it, for every tile compiled.
+            return dict(cfg, num_warps=8)
         return cfg
-    tensor_cores = dtype in ("bf16", "fp16") or (dtype == "fp32" and dot_precision == "tf32")
     if not tensor_cores:
         return None
     return gru_kernels.resident_config(cfg, hidden_size, _ITEMSIZE[dtype],
@@ -172,7 +181,8 @@ def build_report(hidden_sizes=HIDDEN_SIZES, archs=ARCHS, precisions=PRECISIONS,
     rows, cache = [], {}
     for kernel_name in _SIGNATURES:
         for variant in variants:
-            for H, tile in [(h, cfg) for h in hidden_sizes for cfg in configs(variant, h)]:
+            for H, tile in [(h, cfg) for h in hidden_sizes
+                            for cfg in configs(variant, h, kernel_name)]:
                 for dtype, precision in precisions:
                     for arch in archs:
                         cfg = runs_with(kernel_name, variant, tile, H, dtype, precision, arch)

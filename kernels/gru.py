@@ -544,10 +544,13 @@ def storage_dtype_for(dtype: torch.dtype) -> torch.dtype:
 
 
 def recurrence_config(hidden_size: int, path: str = "persistent", batch: int = 16,
-                      tensor_cores: bool = True) -> dict:
-    """Tile sizes, warps, pipeline stages and register budget of both recurrence kernels for
+                      tensor_cores: bool = True, forward: bool = False,
+                      sms: int | None = None) -> dict:
+    """Tile sizes, warps, pipeline stages and register budget of the recurrence kernels for
     one path ("persistent", "per_step" or "grid_sync"), batch size, and whether the dots run
     on tensor cores (fp16/bf16, and fp32 with TF32 dots; not IEEE fp32 or fp64).
+    ``forward``: for gru_fwd_kernel (only grid_sync's differs); ``sms``: the GPU's SM count,
+    None where unknown.
 
     ``tl.dot`` needs every tile dimension >= 16.
 
@@ -569,11 +572,26 @@ def recurrence_config(hidden_size: int, path: str = "persistent", batch: int = 1
     ``wgmma`` on sm_90. 16 hidden units rather than 32 split H over twice the programs.
     Without tensor cores the step is bound by the FMAs, not the reads (cost model), so the
     batch stays in 16-row tiles there, which spreads the FMAs over the most programs.
+
+    grid_sync's forward with tensor cores, as measured on an H200 (bench/variants.py, bf16,
+    T 256, µs/step; bench/results/nvidia-h200-2026-11-25/variants.json): 16-row tiles
+    wherever a program per (16-row tile, hidden chunk) fits on the SMs, since each program
+    then owns one chunk and keeps its W_hh slice on chip (W_RESIDENT; B 64: H 256 7.04 ->
+    4.70, H 512 12.17 -> 6.64, against 64-row tiles), and 4 warps with 16-row tiles (a
+    16×16 tile is too small to split, so 8 warps repeat each MMA: H 256 4.70 -> 3.75, H 512
+    6.64 -> 5.19, H 2048 B 16 43.3 -> 38.0). Where the grid does not fit (B 64 at H 1024)
+    16-row tiles re-read W_hh per tile and lost (20.9 -> 45.4), so the batch's tile stays;
+    wider tiles at 4 warps spill (kernel report), and measured no faster (20.9).
     """
     block = 32 if hidden_size > 16 else 16
     if path == "grid_sync":
         rows = min(64 if tensor_cores else 16, max(16, triton.next_power_of_2(batch)))
-        return {"BLOCK_B": rows, "BLOCK_H": 16, "BLOCK_K": block, "num_warps": 8,
+        warps = 8
+        if forward and tensor_cores:
+            if sms is not None and triton.cdiv(batch, 16) * triton.cdiv(hidden_size, 16) <= sms:
+                rows = 16
+            warps = 4 if rows == 16 else 8
+        return {"BLOCK_B": rows, "BLOCK_H": 16, "BLOCK_K": block, "num_warps": warps,
                 "num_stages": 1, "maxnreg": 255}
     return {"BLOCK_B": 16, "BLOCK_H": block, "BLOCK_K": block, "num_warps": 8, "num_stages": 1,
             "maxnreg": 168}
@@ -605,30 +623,38 @@ def _dot_in_fp32(w_hh: torch.Tensor) -> bool:
 PATHS = ("persistent", "per_step", "grid_sync")
 
 
+def _sm_count(device: torch.device) -> int | None:
+    if device.type != "cuda":
+        return None
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def grid_sync_columns(batch: int, hidden_size: int, device: torch.device,
-                      tensor_cores: bool = True) -> int:
+                      tensor_cores: bool = True, forward: bool = False) -> int:
     """Programs per batch tile on the grid-synchronised path, or 0 where its grid cannot be
     resident all at once (it would deadlock): one program per SM (its ``maxnreg`` of 255 ×
     256 threads takes the whole register file), so tiles × columns must not exceed the SM
     count. The interpreter runs programs one after another, so there one column is the most
     that can pass a barrier."""
-    cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores)
+    sms = _sm_count(device)
+    cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores, forward, sms)
     tiles = triton.cdiv(batch, cfg["BLOCK_B"])
     chunks = triton.cdiv(hidden_size, cfg["BLOCK_H"])
-    if device.type != "cuda":
+    if sms is None:
         return 1
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
     return min(chunks, sms // tiles)
 
 
 def _launch_plan(batch: int, hidden_size: int, path: str, device: torch.device,
-                 tensor_cores: bool = True):
-    """(grid, number of launches, grid-synchronised?, tile config) for a path; a
-    grid-synchronised grid that cannot be co-resident falls back to one launch per step."""
+                 tensor_cores: bool = True, forward: bool = False):
+    """(grid, number of launches, grid-synchronised?, tile config) for a path and kernel
+    (``forward``: gru_fwd_kernel); a grid-synchronised grid that cannot be co-resident falls
+    back to one launch per step."""
     if path == "grid_sync":
-        columns = grid_sync_columns(batch, hidden_size, device, tensor_cores)
+        columns = grid_sync_columns(batch, hidden_size, device, tensor_cores, forward)
         if columns >= 1:
-            cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores)
+            cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores, forward,
+                                    _sm_count(device))
             return (triton.cdiv(batch, cfg["BLOCK_B"]), columns), 1, True, cfg
         path = "per_step"
     cfg = recurrence_config(hidden_size, path, batch)
@@ -667,7 +693,10 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     need = (3 * cfg["BLOCK_H"] + rows) * k_full * itemsize + 4096
     if cfg["BLOCK_B"] != 16 or rows * k_full > 24576 or need > smem_limit:
         return None
-    return dict(cfg, BLOCK_K=k_full, maxnreg=255)
+    # grid_sync's forward runs 4 warps; holding a slice of K >= 1024 there spills (8 bytes on
+    # sm_90, 104 on sm_80: kernel report), so such slices get 8 warps.
+    warps = 8 if k_full >= 1024 else cfg["num_warps"]
+    return dict(cfg, BLOCK_K=k_full, maxnreg=255, num_warps=warps)
 
 
 def _resident_plan(cfg: dict, grid: tuple, w_hh: torch.Tensor, dot_precision: str,
@@ -766,7 +795,8 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
         hq = torch.empty((2, B, H), dtype=storage, device=gates.device)
         hq[0] = h0
     grid, launches, grid_sync, cfg = _launch_plan(B, H, path, gates.device,
-                                                  _uses_tensor_cores(w_hh, dot_precision))
+                                                  _uses_tensor_cores(w_hh, dot_precision),
+                                                  forward=True)
     resident = _resident_plan(cfg, grid, w_hh, dot_precision, reset_after, row_operands=1)
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
                 RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save, H_COPY=h_copy,

@@ -181,3 +181,36 @@ def test_grid_sync_plan_falls_back_when_the_grid_cannot_be_resident(monkeypatch)
     assert plan(16384) == ((1024, 32), None, False, 16, 32)
     # The interpreter runs programs one after another: one column.
     assert plan(16, torch.device("cpu")) == ((1, 1), 1, True, 16, 16)
+
+
+def test_grid_sync_forward_plan_owns_one_chunk_per_program_where_it_fits(monkeypatch):
+    """The forward (tensor-core dots) takes 16-row tiles at 4 warps wherever a program per
+    (tile, hidden chunk) fits on the SMs, so each program holds its W_hh slice on chip; the
+    backward keeps the batch's tile; a slice of K >= 1024 goes back to 8 warps (it spills at
+    4). Measured on an H200: bench/results/nvidia-h200-2026-11-25/variants.json."""
+    from types import SimpleNamespace
+
+    from gru_triton.kernels import gru as gru_kernels
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: SimpleNamespace(multi_processor_count=132))
+    cuda = torch.device("cuda")
+
+    def plan(batch, hidden, forward, tensor_cores=True):
+        grid, launches, grid_sync, cfg = gru_kernels._launch_plan(
+            batch, hidden, "grid_sync", cuda, tensor_cores, forward=forward)
+        return grid, cfg["BLOCK_B"], cfg["num_warps"]
+
+    # B = 64, H = 512: 4 tiles × 32 chunks = 128 programs <= 132.
+    assert plan(64, 512, forward=True) == ((4, 32), 16, 4)
+    assert plan(64, 512, forward=False) == ((1, 32), 64, 8)
+    # B = 64, H = 1024: 4 × 64 programs would not fit; the 64-row tile stays, at 8 warps.
+    assert plan(64, 1024, forward=True) == ((1, 64), 64, 8)
+    # B = 16: one 16-row tile either way, 4 warps in the forward.
+    assert plan(16, 2048, forward=True) == ((1, 128), 16, 4)
+    # IEEE dots (no tensor cores) keep 16-row tiles at 8 warps.
+    assert plan(64, 512, forward=True, tensor_cores=False) == ((4, 32), 16, 8)
+    cfg = gru_kernels.recurrence_config(512, "grid_sync", 64, forward=True, sms=132)
+    assert gru_kernels.resident_config(cfg, 512, 2, 227 * 1024)["num_warps"] == 4
+    cfg = gru_kernels.recurrence_config(1024, "grid_sync", 16, forward=True, sms=132)
+    assert gru_kernels.resident_config(cfg, 1024, 2, 227 * 1024)["num_warps"] == 8

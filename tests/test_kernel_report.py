@@ -54,15 +54,18 @@ def test_resident_rows_are_where_the_launcher_holds_w_hh_on_chip(report):
 
 def test_grid_sync_tiles_are_the_launchers(report):
     """The grid-synchronised rows are compiled with the tiles its launcher picks for B = 16,
-    32 and 64, including the whole-register-file budget that keeps the 64-row tile unspilled."""
+    32 and 64 in each kernel (the forward's 16-row tile at 4 warps), including the
+    whole-register-file budget that keeps the 64-row tile unspilled."""
     from gru_triton.kernels import gru as gru_kernels
 
-    for batch in (16, 32, 64):
-        cfg = gru_kernels.recurrence_config(1024, "grid_sync", batch)
-        rows = [r for r in report if r["variant"] == "grid_sync+lengths" and r["H"] == 1024
-                and r["BLOCK_B"] == cfg["BLOCK_B"]]
-        assert rows and all(r["BLOCK_H"] == cfg["BLOCK_H"] and r["maxnreg"] == cfg["maxnreg"]
-                            for r in rows)
+    for kernel, forward in (("gru_fwd_kernel", True), ("gru_bwd_kernel", False)):
+        for batch in (16, 32, 64):
+            cfg = gru_kernels.recurrence_config(1024, "grid_sync", batch, forward=forward)
+            rows = [r for r in report if r["variant"] == "grid_sync+lengths" and r["H"] == 1024
+                    and r["kernel"] == kernel and r["BLOCK_B"] == cfg["BLOCK_B"]
+                    and kernel_report._tensor_cores(r["dtype"], r["dot_precision"])]
+            assert rows and all(r["BLOCK_H"] == cfg["BLOCK_H"] and r["maxnreg"] == cfg["maxnreg"]
+                                and r["num_warps"] == cfg["num_warps"] for r in rows), cfg
 
 
 def test_no_register_spills(report):
