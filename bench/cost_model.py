@@ -4,7 +4,9 @@ recurrence path on an H100, from the hardware figures below. Estimates, not meas
     python bench/cost_model.py          # prints the markdown table of docs/performance.md
 """
 
+import json
 import math
+import pathlib
 
 # H100 SXM5 figures (NVIDIA's data sheet, and DESIGN-NOTES.md for L2): what the model assumes.
 H100 = dict(
@@ -36,7 +38,8 @@ def per_step_us(path: str, B: int, H: int, dtype: str, hw=H100) -> float:
     (``recurrence_config``)."""
     from gru_triton.kernels import recurrence_config
 
-    cfg = (recurrence_config(H, "grid_sync", B, tensor_cores=dtype != "fp32")
+    cfg = (recurrence_config(H, "grid_sync", B, tensor_cores=dtype != "fp32", forward=True,
+                             sms=hw["sms"])
            if path == "grid_sync" else recurrence_config(H))
     w_bytes = 3 * H * H * BYTES[dtype]              # W_hh, read once per step per reader
     h_tile = cfg["BLOCK_B"] * H * BYTES[dtype]     # one program's rows of h_{t-1}
@@ -97,14 +100,37 @@ def auto_path(B: int, H: int, dtype: str) -> str:
 
     from gru_triton import dispatch
 
-    return dispatch.recurrence_path(H, B, torch.device("cuda"), fp32_ieee=dtype == "fp32")
+    dots = {"bf16": "16-bit", "fp16": "16-bit", "tf32": "tf32", "fp32": "ieee"}[dtype]
+    return dispatch.recurrence_path(H, B, torch.device("cuda"), dots=dots)
+
+
+# Measured forward µs/step (T = 256, one layer), looked up in these files in this order: the
+# first that has a shape gives its numbers.
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+MEASURED = (RESULTS / "nvidia-h200-2026-11-25" / "auto" / "results.json",
+            RESULTS / "nvidia-h200-2026-11-25" / "dispatch" / "results.json",
+            RESULTS / "nvidia-h200-2026-11-25" / "results.json")
+
+
+def measured(B: int, H: int, dtype: str, sources=MEASURED) -> str:
+    """"grid_sync a, cuDNN b" (µs/step, forward) from the first results file with the shape."""
+    for path in sources:
+        if not path.exists():
+            continue
+        found = {r["impl"]: r["us_per_step"] for r in json.loads(path.read_text())
+                 if (r["op"], r["dtype"], r["B"], r["H"], r["T"], r["layers"])
+                 == ("fwd", dtype, B, H, 256, 1) and r["us_per_step"] is not None}
+        if "cudnn" in found and "gru_triton/grid_sync" in found:
+            return (f"grid_sync {found['gru_triton/grid_sync']:.1f}, "
+                    f"cuDNN {found['cudnn']:.1f}")
+    return "not measured"
 
 
 def table(shapes=((1, 256), (16, 256), (64, 256), (16, 1024), (64, 1024), (16, 2048),
                   (64, 2048), (256, 1024)), dtypes=("bf16", "tf32", "fp32")) -> str:
     """"fp32" is fp32 with IEEE dots (no tensor cores), "tf32" fp32 with TF32 dots."""
     lines = ["| B | H | dtype | W_hh bytes/step | " + " | ".join(f"{p} µs" for p in PATHS)
-             + " | best | auto picks | measured |",
+             + " | best | auto picks | measured on an H200 (µs) |",
              "|---|---|---|---|" + "---|" * len(PATHS) + "---|---|---|"]
     for dtype in dtypes:
         for B, H in shapes:
@@ -113,7 +139,8 @@ def table(shapes=((1, 256), (16, 256), (64, 256), (16, 1024), (64, 1024), (16, 2
             best = min(finite, key=finite.get)
             cells = " | ".join(f"{t:.1f}" for t in times.values())
             lines.append(f"| {B} | {H} | {dtype} | {3 * H * H * BYTES[dtype] / 2**20:.2f} MiB "
-                         f"| {cells} | {best} | {auto_path(B, H, dtype)} | not measured |")
+                         f"| {cells} | {best} | {auto_path(B, H, dtype)} "
+                         f"| {measured(B, H, dtype)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@
 #                 its native test passed in this same call
 #   variants      bench/variants.py: grid_sync's forward under other tile configurations
 #   dispatch      bench_gru.py over the shapes where the dispatcher's table chooses a path
+#   auto          bench_gru.py: auto against cuDNN around the table's grid_sync rows
 #   pytest-bench  pytest bench/ --benchmark-only
 #
 # Output goes to $OUT (the device tool's folder; bench/results otherwise), at most 8 files:
@@ -112,12 +113,19 @@ for stage in "${stages[@]}"; do
             --H 64,128,256,512 --B 1,16,64 --T 256 --dtypes bf16,tf32,fp32 \
             --budget-s $(($(left) - 30))
         ;;
+    auto)
+        # auto against cuDNN where the dispatcher now picks grid_sync, and just past it.
+        impls="cudnn,gru_triton"
+        run_grid_sync_tests && impls="$impls,gru_triton/grid_sync"
+        run 600 python3 bench/bench_gru.py --results-root "$out/auto" --impls "$impls" \
+            --H 256,512,1024 --B 16,64 --T 256 --dtypes bf16,tf32 --budget-s $(($(left) - 30))
+        ;;
     pytest-bench)
         run 600 python3 -m pytest -q "${pytest_timeout[@]}" bench/ --benchmark-only \
             --benchmark-json="$out/pytest-benchmark.json"
         ;;
     *)
-        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, dispatch, pytest-bench)"
+        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, dispatch, auto, pytest-bench)"
         exit 2
         ;;
     esac

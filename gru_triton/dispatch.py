@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from .kernels import PATHS, recurrence_config
+from .kernels import PATHS
 
 # The kernels' recurrence paths, plus "cudnn": PyTorch's own RNN op, the one nn.GRU calls
 # (cuDNN on CUDA), for the shapes where no kernel path is expected to beat it.
@@ -71,13 +71,34 @@ def force_path(path: str | None):
         _forced_path = saved
 
 
+# Where grid_sync beat nn.GRU (cuDNN) in the forward and in the forward + backward, per kind
+# of dot: (smallest H, largest H, largest B). Measured on an H200, T = 256, one layer, I = H,
+# µs per step (bench/results/nvidia-h200-2026-11-25/, dispatch/ for H <= 512, the quick run
+# for H >= 1024). Everything else on CUDA goes to cuDNN, so auto is never slower there.
+GRID_SYNC_WINS = {
+    # H 64/128/256 at B 1/16/64: fwd 2.7-7.1 against cuDNN's 12.6-19.5, fwd+bwd 8.2-20.5
+    # against 29.8-39.6. H 512 at B 1/16: fwd 5.3/5.5 against 13.0/12.7, fwd+bwd 12.4/15.0
+    # against 29.8/38.4; at B 64 fwd+bwd lost, 32.9 against 29.7. H 1024 at B 16: fwd 8.9
+    # against 12.8, fwd+bwd 33.3 against 43.3; at B 64 fwd lost, 20.9 against 13.8. H 2048 at
+    # B 16 lost, 43.4 against 13.7. (bf16; fp16 runs the same tensor-core code, not timed.)
+    "16-bit": ((1, 256, 64), (257, 1024, 16)),
+    # H 64/128: cuDNN's fp32 GRU took 0.6-0.9 µs/step (fwd), grid_sync 3.0-5.2. H 256 at B
+    # 1/16/64: fwd 5.2-8.8 against 9.9-10.5, fwd+bwd 11.5-24.7 against 24.7-29.4. H 512 at
+    # B 1/16: fwd 7.6/8.5 against 10.3/13.7, fwd+bwd 17.9/21.4 against 28.8/38.7; at B 64 fwd
+    # lost, 14.4 against 13.6. H 1024 at B 16 lost, 29.9 against 22.0.
+    "tf32": ((256, 256, 64), (257, 512, 16)),
+    # IEEE fp32: cuDNN was faster at every shape timed (H 64-2048, B 1-64), fp64 not timed.
+    "ieee": (),
+}
+
+
 def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
-                    reset_after: bool = True, lengths: bool = False,
-                    fp32_ieee: bool = False) -> str:
+                    reset_after: bool = True, lengths: bool = False, dots: str = "16-bit") -> str:
     """The way to run the recurrence for this shape: the one table of choices.
 
-    ``lengths``: per-row lengths are given; ``fp32_ieee``: fp32 weights with IEEE dots (the
-    cuDNN RNN flag says "ieee"), which run on CUDA cores, not tensor cores.
+    ``lengths``: per-row lengths are given; ``dots``: how the W_hh products run, "16-bit"
+    (fp16/bf16 weights), "tf32" (fp32 weights, the cuDNN RNN flag says TF32) or "ieee" (fp32
+    with IEEE dots, and fp64), which run on CUDA cores.
 
     | where                           | path       | why                                    |
     |---------------------------------|------------|----------------------------------------|
@@ -86,42 +107,41 @@ def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
     |                                 |            | hidden unit of its rows has it         |
     | CPU (interpreter)               | persistent | one launch instead of T; the           |
     |                                 |            | interpreter pays per launch            |
-    | CUDA, H <= 256, tensor cores    | persistent | one program per 16-row batch tile      |
-    |                                 |            | streams all of W_hh (<= 768 KiB) from  |
-    |                                 |            | L2 each step, one launch for all T:    |
-    |                                 |            | model 4-7 µs/step, cuDNN 12            |
-    | CUDA, IEEE fp32, H·H·rows       | persistent | the same, while one program's FMAs on  |
-    | <= 128·128·8 (rows: min(B, 16)) |            | CUDA cores stay under cuDNN's step     |
-    | CUDA, otherwise                 | cudnn      | nn.GRU's own op: the model puts        |
-    |                                 |            | per_step (a ~12 µs Triton launch per   |
-    |                                 |            | step) level with or behind cuDNN. The  |
-    |                                 |            | modules pass PackedSequence and        |
-    |                                 |            | lengths= to it packed (host lengths)   |
-    | ... but lengths only on the     | per_step   | hidden units split across programs, T  |
-    | device (``lengths=True``: a     |            | launches: packing would read them back |
-    | layer called directly)          |            | (a sync)                               |
-    | ... but backend "triton" chosen | per_step   | that backend promises the kernels      |
+    | CUDA, a GRID_SYNC_WINS range    | grid_sync  | measured faster than cuDNN, forward    |
+    |                                 |            | and forward + backward                 |
+    | CUDA, otherwise                 | cudnn      | nn.GRU's own op, measured faster (or   |
+    |                                 |            | not measured). The modules pass        |
+    |                                 |            | PackedSequence and lengths= to it      |
+    |                                 |            | packed (host lengths)                  |
+    | ... but lengths only on the     | grid_sync, | the fastest kernel path measured;      |
+    | device (``lengths=True``: a     | per_step   | packing would read the lengths back    |
+    | layer called directly), or      | for IEEE   | (a sync). per_step: IEEE fp32 at B 64, |
+    | backend "triton" chosen         | at B > 16, | H 1024/2048: 127/494 µs/step against   |
+    |                                 | H >= 1024  | grid_sync's 231/1024                   |
 
-    "model": ``bench/cost_model.py``, tabulated in docs/performance.md with what this table
-    picks. No threshold is measured yet: no GPU has been lent to this project. "grid_sync"
-    (hidden units split across co-resident programs, one launch, a grid barrier per step),
-    which the model puts 1.1-7x under cuDNN at every shape it tabulates (H 256-2048), is not
-    chosen until a GPU run has checked its barrier (tests/test_cuda.py) and timed it
-    (bench/); it replaces the cudnn and per_step rows then, where the measurements agree
-    (``bench/targets.py`` names the fastest measured path per shape). ``force_path``
-    overrides the table, except that the reset-before form is always persistent and "cudnn"
-    with lengths runs per_step.
+    The persistent path (one program per batch tile streams all of W_hh every step) lost to
+    grid_sync at 70 of the 72 shapes swept (it won fwd+bwd at H 64, B 1: 8.5 against 9.8
+    µs/step in bf16, both far under cuDNN's 30.4), and to cuDNN from H 256 (bf16 fwd 35.8
+    against 13.4 at B 1). grid_sync falls back to per_step where its grid cannot be
+    co-resident (``kernels.gru._launch_plan``). ``force_path`` overrides the table, except
+    that the reset-before form is always persistent and "cudnn" with lengths runs per_step.
     """
+    if dots not in GRID_SYNC_WINS:
+        raise ValueError(f"dots must be one of {tuple(GRID_SYNC_WINS)}, got {dots!r}")
     if not reset_after:
         return "persistent"
     if _forced_path is not None:
         return "per_step" if _forced_path == "cudnn" and lengths else _forced_path
     if device.type != "cuda":
         return "persistent"
-    rows = min(batch, recurrence_config(hidden_size)["BLOCK_B"])
-    if hidden_size <= 256 and (not fp32_ieee or hidden_size * hidden_size * rows <= 128 * 128 * 8):
-        return "persistent"
-    return "per_step" if lengths or get_backend() != "auto" else "cudnn"
+    if any(low <= hidden_size <= high and batch <= most
+           for low, high, most in GRID_SYNC_WINS[dots]):
+        return "grid_sync"
+    if not lengths and get_backend() == "auto":
+        return "cudnn"
+    if dots == "ieee" and batch > 16 and hidden_size >= 1024:
+        return "per_step"
+    return "grid_sync"
 
 
 def dot_precision(dtype: torch.dtype, device: torch.device) -> str:

@@ -158,9 +158,14 @@ torch.library.register_autograd("gru_triton::gru_layer", _backward, setup_contex
 
 def _path(dtype, hidden_size, batch, device, *, lengths, reset_after) -> str:
     """The dispatcher's choice for weights of ``dtype`` (or that autocast computes in)."""
-    fp32_ieee = dtype == torch.float32 and dispatch.dot_precision(dtype, device) == "ieee"
+    if dtype in (torch.float16, torch.bfloat16):
+        dots = "16-bit"
+    elif dtype == torch.float32:
+        dots = dispatch.dot_precision(dtype, device)
+    else:
+        dots = "ieee"
     return dispatch.recurrence_path(hidden_size, batch, device, reset_after=reset_after,
-                                    lengths=lengths, fp32_ieee=fp32_ieee)
+                                    lengths=lengths, dots=dots)
 
 
 def _layer_triton(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths=None, reset_after=True):

@@ -182,14 +182,14 @@ def test_packed_input_does_not_synchronise():
 def test_auto_hands_large_hidden_sizes_to_cudnn(launch_counter):
     """Where the dispatcher expects no kernel path to beat cuDNN, "auto" runs nn.GRU's own
     op: the same numbers bit for bit, no kernel launched."""
-    ref = torch.nn.GRU(32, 512, 2).cuda()
-    ours = gru_triton.GRU(32, 512, 2).cuda()
+    ref = torch.nn.GRU(32, 1024, 2).cuda()
+    ours = gru_triton.GRU(32, 1024, 2).cuda()
     ours.load_state_dict(ref.state_dict())
     x = torch.randn(50, 8, 32, device="cuda")
     assert torch.equal(ours(x)[0], ref(x)[0])
     # nn.GRU's op refuses a strided hx on CUDA ("rnn: hx is not contiguous"); the route
     # takes it, as the kernels do.
-    h0 = torch.randn(8, 512, 2, device="cuda").permute(2, 0, 1)
+    h0 = torch.randn(8, 1024, 2, device="cuda").permute(2, 0, 1)
     assert torch.equal(ours(x, h0)[1], ref(x, h0.contiguous())[1])
     assert launch_counter == {"fwd": 0, "bwd": 0}
 
@@ -210,8 +210,8 @@ def test_cudnn_route_compiles_fullgraph_on_cuda():
 def test_cudnn_route_takes_packed_input_without_synchronising():
     from torch.nn.utils.rnn import pack_sequence
 
-    ref = torch.nn.GRU(8, 512, bidirectional=True).cuda()
-    ours = gru_triton.GRU(8, 512, bidirectional=True).cuda()
+    ref = torch.nn.GRU(8, 1024, bidirectional=True).cuda()
+    ours = gru_triton.GRU(8, 1024, bidirectional=True).cuda()
     ours.load_state_dict(ref.state_dict())
     packed = pack_sequence([torch.randn(n, 8, device="cuda") for n in (9, 4, 7)],
                            enforce_sorted=False)
@@ -224,3 +224,28 @@ def test_cudnn_route_takes_packed_input_without_synchronising():
         torch.cuda.set_sync_debug_mode("default")
     ref_out, ref_h_n = ref(packed)
     assert torch.equal(out.data, ref_out.data) and torch.equal(h_n, ref_h_n)
+
+
+def test_auto_runs_grid_sync_where_it_was_measured_faster(launch_counter, monkeypatch):
+    """bf16 at H = 256, B = 16 is a row of the dispatcher's measured grid_sync table: auto
+    runs it there (one grid-synchronised launch per layer and direction, each way) and
+    matches nn.GRU within bf16's tolerance."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    grid_synced = []
+    real = gru_kernels.gru_fwd_kernel.run
+
+    def recording_run(*args, **kwargs):
+        grid_synced.append(kwargs["GRID_SYNC"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    ref = torch.nn.GRU(64, 256).cuda().bfloat16()
+    ours = gru_triton.GRU(64, 256).cuda().bfloat16()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(40, 16, 64, device="cuda", dtype=torch.bfloat16)
+    out, h_n = ours(x)
+    assert grid_synced == [True]
+    assert max_rel_err(out.float(), ref(x)[0].float()) <= 2e-2
+    out.float().sum().backward()
+    assert launch_counter["bwd"] == 1

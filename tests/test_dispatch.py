@@ -11,34 +11,54 @@ from tests.helpers import DEVICE, assert_close
 CUDA = torch.device("cuda")  # only the table is asked; nothing runs on it
 
 
-@pytest.mark.parametrize(("H", "lengths", "reset_after", "expected"), [
-    (32, False, True, "persistent"),
-    (256, False, True, "persistent"),
-    (257, False, True, "cudnn"),
-    (1024, False, True, "cudnn"),
-    (1024, True, True, "per_step"),
-    (1024, False, False, "persistent"),
+@pytest.mark.parametrize(("dots", "H", "B", "expected"), [
+    # 16-bit: grid_sync at H <= 256 up to B 64, and up to H 1024 at B <= 16.
+    ("16-bit", 32, 64, "grid_sync"), ("16-bit", 256, 64, "grid_sync"),
+    ("16-bit", 257, 16, "grid_sync"), ("16-bit", 1024, 16, "grid_sync"),
+    ("16-bit", 256, 65, "cudnn"), ("16-bit", 512, 17, "cudnn"), ("16-bit", 1025, 1, "cudnn"),
+    # tf32: cuDNN's own fp32 kernel is fastest under H 256; grid_sync from 256 to 512.
+    ("tf32", 128, 1, "cudnn"), ("tf32", 255, 16, "cudnn"), ("tf32", 256, 64, "grid_sync"),
+    ("tf32", 512, 16, "grid_sync"), ("tf32", 512, 64, "cudnn"), ("tf32", 1024, 16, "cudnn"),
+    # IEEE fp32 (and fp64): cuDNN at every shape.
+    ("ieee", 64, 1, "cudnn"), ("ieee", 256, 16, "cudnn"), ("ieee", 2048, 64, "cudnn"),
 ])
-def test_table_on_cuda(H, lengths, reset_after, expected):
-    assert dispatch.recurrence_path(H, 16, CUDA, reset_after=reset_after,
-                                    lengths=lengths) == expected
-    # The "triton" backend promises the kernels: per_step where auto would hand over.
+def test_table_on_cuda(dots, H, B, expected):
+    assert dispatch.recurrence_path(H, B, CUDA, dots=dots) == expected
+    # Lengths only on the device, or the "triton" backend (the kernels promised): the
+    # fastest kernel path measured, per_step only for IEEE dots at B > 16, H >= 1024.
+    kernels = expected
+    if expected == "cudnn":
+        kernels = "per_step" if dots == "ieee" and B > 16 and H >= 1024 else "grid_sync"
+    assert dispatch.recurrence_path(H, B, CUDA, dots=dots, lengths=True) == kernels
     gru_triton.set_backend("triton")
-    kernels_only = "per_step" if expected == "cudnn" else expected
-    assert dispatch.recurrence_path(H, 16, CUDA, reset_after=reset_after,
-                                    lengths=lengths) == kernels_only
+    assert dispatch.recurrence_path(H, B, CUDA, dots=dots) == kernels
 
 
-@pytest.mark.parametrize(("H", "B", "expected"), [
-    (64, 64, "persistent"), (128, 8, "persistent"), (128, 16, "cudnn"), (256, 1, "persistent"),
-    (256, 8, "cudnn"),
-])
-def test_table_for_ieee_fp32_on_cuda(H, B, expected):
-    """Without tensor cores one program per batch tile does all the FMAs of a step: the
-    persistent path only while H·H·min(B, 16) <= 128·128·8."""
-    assert dispatch.recurrence_path(H, B, CUDA, fp32_ieee=True) == expected
-    with_lengths = "per_step" if expected == "cudnn" else expected
-    assert dispatch.recurrence_path(H, B, CUDA, fp32_ieee=True, lengths=True) == with_lengths
+@pytest.mark.parametrize("dots", ["16-bit", "tf32", "ieee"])
+def test_reset_before_is_always_persistent(dots):
+    for H, B in ((32, 1), (256, 64), (1024, 16), (2048, 256)):
+        assert dispatch.recurrence_path(H, B, CUDA, dots=dots, reset_after=False) == "persistent"
+
+
+def test_table_rejects_unknown_dots():
+    with pytest.raises(ValueError, match="dots must be one of"):
+        dispatch.recurrence_path(64, 1, CUDA, dots="fp8")
+
+
+def test_layer_dispatch_follows_dtype_and_rnn_precision():
+    """The functional layer's choice: 16-bit weights, fp32 under the RNN TF32 flag, fp32
+    under IEEE, fp64 with IEEE's row."""
+    from gru_triton.functional import _path
+
+    def path(dtype):
+        return _path(dtype, 512, 16, CUDA, lengths=False, reset_after=True)
+
+    assert path(torch.bfloat16) == path(torch.float16) == "grid_sync"
+    with dispatch.rnn_fp32_precision("tf32"):
+        assert path(torch.float32) == "grid_sync"
+    with dispatch.rnn_fp32_precision("ieee"):
+        assert path(torch.float32) == "cudnn"
+    assert path(torch.float64) == "cudnn"
 
 
 def test_table_on_cpu_and_forced_paths():
