@@ -73,21 +73,25 @@ def force_path(path: str | None):
 
 # Where grid_sync beat nn.GRU (cuDNN) in the forward and in the forward + backward, per kind
 # of dot: (smallest H, largest H, largest B). Measured on an H200, T = 256, one layer, I = H,
-# µs per step (bench/results/nvidia-h200-2026-11-25/, dispatch/ for H <= 512, the quick run
-# for H >= 1024). Everything else on CUDA goes to cuDNN, so auto is never slower there.
+# µs per step, in bench/results/nvidia-h200-2026-11-25/: auto/ (the current kernels, H 256,
+# 512, 1024 at B 16, 64), dispatch/ (H 64-512 at B 1/16/64, before grid_sync's forward took
+# 4 warps, which only made it faster) and the quick run (H 1024, 2048). Everything else on
+# CUDA goes to cuDNN.
 GRID_SYNC_WINS = {
-    # H 64/128/256 at B 1/16/64: fwd 2.7-7.1 against cuDNN's 12.6-19.5, fwd+bwd 8.2-20.5
-    # against 29.8-39.6. H 512 at B 1/16: fwd 5.3/5.5 against 13.0/12.7, fwd+bwd 12.4/15.0
-    # against 29.8/38.4; at B 64 fwd+bwd lost, 32.9 against 29.7. H 1024 at B 16: fwd 8.9
-    # against 12.8, fwd+bwd 33.3 against 43.3; at B 64 fwd lost, 20.9 against 13.8. H 2048 at
-    # B 16 lost, 43.4 against 13.7. (bf16; fp16 runs the same tensor-core code, not timed.)
-    "16-bit": ((1, 256, 64), (257, 1024, 16)),
-    # H 64/128: cuDNN's fp32 GRU took 0.6-0.9 µs/step (fwd), grid_sync 3.0-5.2. H 256 at B
-    # 1/16/64: fwd 5.2-8.8 against 9.9-10.5, fwd+bwd 11.5-24.7 against 24.7-29.4. H 512 at
-    # B 1/16: fwd 7.6/8.5 against 10.3/13.7, fwd+bwd 17.9/21.4 against 28.8/38.7; at B 64 fwd
-    # lost, 14.4 against 13.6. H 1024 at B 16 lost, 29.9 against 22.0.
-    "tf32": ((256, 256, 64), (257, 512, 16)),
-    # IEEE fp32: cuDNN was faster at every shape timed (H 64-2048, B 1-64), fp64 not timed.
+    # auto/: H 256 at B 16/64: fwd 3.2/3.7 against cuDNN's 13.5/13.0, fwd+bwd 9.6/16.8
+    # against 29.8/35.0. H 512 at B 16/64: fwd 4.1/5.1 against 18.2/12.6, fwd+bwd 13.6/25.9
+    # against 32.9/33.6. H 1024 at B 16: fwd 8.8 against 16.5, fwd+bwd 33.2 against 42.2; at
+    # B 64 lost, fwd 20.8 against 18.2. dispatch/: H 64 and 128 at B 1/16/64 won, fwd 2.7-4.4
+    # against 13.0-19.5 (H under 64 not timed). Quick run: H 2048 at B 16 lost, 43.4 against
+    # 13.7. (bf16; fp16 runs
+    # the same tensor-core code, not timed.)
+    "16-bit": ((1, 512, 64), (513, 1024, 16)),
+    # auto/: H 256 at B 16/64: fwd 3.9/4.9 against 10.1/11.1, fwd+bwd 12.0/20.5 against
+    # 25.4/33.7. H 512 at B 16/64: fwd 5.8/6.7 against 13.7/15.3, fwd+bwd 18.7/34.3 against
+    # 32.7/42.5. H 1024 at B 16 lost, fwd 24.0 against 23.3. dispatch/: at H 64 and 128
+    # cuDNN's fp32 GRU took 0.6-0.9 µs/step (fwd), grid_sync 3.0-5.2.
+    "tf32": ((256, 512, 64),),
+    # IEEE fp32: cuDNN was faster at every shape timed (H 64-2048, B 1-64); fp64 not timed.
     "ieee": (),
 }
 

@@ -12,13 +12,13 @@ CUDA = torch.device("cuda")  # only the table is asked; nothing runs on it
 
 
 @pytest.mark.parametrize(("dots", "H", "B", "expected"), [
-    # 16-bit: grid_sync at H <= 256 up to B 64, and up to H 1024 at B <= 16.
-    ("16-bit", 32, 64, "grid_sync"), ("16-bit", 256, 64, "grid_sync"),
-    ("16-bit", 257, 16, "grid_sync"), ("16-bit", 1024, 16, "grid_sync"),
-    ("16-bit", 256, 65, "cudnn"), ("16-bit", 512, 17, "cudnn"), ("16-bit", 1025, 1, "cudnn"),
+    # 16-bit: grid_sync at H <= 512 up to B 64, and up to H 1024 at B <= 16.
+    ("16-bit", 32, 64, "grid_sync"), ("16-bit", 512, 64, "grid_sync"),
+    ("16-bit", 513, 16, "grid_sync"), ("16-bit", 1024, 16, "grid_sync"),
+    ("16-bit", 256, 65, "cudnn"), ("16-bit", 1024, 17, "cudnn"), ("16-bit", 1025, 1, "cudnn"),
     # tf32: cuDNN's own fp32 kernel is fastest under H 256; grid_sync from 256 to 512.
     ("tf32", 128, 1, "cudnn"), ("tf32", 255, 16, "cudnn"), ("tf32", 256, 64, "grid_sync"),
-    ("tf32", 512, 16, "grid_sync"), ("tf32", 512, 64, "cudnn"), ("tf32", 1024, 16, "cudnn"),
+    ("tf32", 512, 64, "grid_sync"), ("tf32", 512, 65, "cudnn"), ("tf32", 1024, 16, "cudnn"),
     # IEEE fp32 (and fp64): cuDNN at every shape.
     ("ieee", 64, 1, "cudnn"), ("ieee", 256, 16, "cudnn"), ("ieee", 2048, 64, "cudnn"),
 ])
