@@ -83,8 +83,7 @@ GRID_SYNC_WINS = {
     # against 32.9/33.6. H 1024 at B 16: fwd 8.8 against 16.5, fwd+bwd 33.2 against 42.2; at
     # B 64 lost, fwd 20.8 against 18.2. dispatch/: H 64 and 128 at B 1/16/64 won, fwd 2.7-4.4
     # against 13.0-19.5 (H under 64 not timed). Quick run: H 2048 at B 16 lost, 43.4 against
-    # 13.7. (bf16; fp16 runs
-    # the same tensor-core code, not timed.)
+    # 13.7. (bf16; fp16 runs the same tensor-core code, not timed.)
     "16-bit": ((1, 512, 64), (513, 1024, 16)),
     # auto/: H 256 at B 16/64: fwd 3.9/4.9 against 10.1/11.1, fwd+bwd 12.0/20.5 against
     # 25.4/33.7. H 512 at B 16/64: fwd 5.8/6.7 against 13.7/15.3, fwd+bwd 18.7/34.3 against
