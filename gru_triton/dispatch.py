@@ -1,7 +1,7 @@
 """Which implementation runs a GRU, and how the kernels are driven.
 
 Backends: "auto" (on CUDA tensors the kernels, or PyTorch's own RNN op where
-``recurrence_path`` expects no kernel path to beat it; the reference on CPU ones), "triton"
+``recurrence_path`` has no kernel path measured faster; the reference on CPU ones), "triton"
 (always the kernels; on CPU tensors this needs ``TRITON_INTERPRET=1`` set before triton is
 imported, which is how the tests run them) and "reference". ``set_backend`` wins over the
 ``GRU_TRITON_BACKEND`` environment variable, which wins over "auto".
@@ -15,7 +15,7 @@ import torch
 from .kernels import PATHS
 
 # The kernels' recurrence paths, plus "cudnn": PyTorch's own RNN op, the one nn.GRU calls
-# (cuDNN on CUDA), for the shapes where no kernel path is expected to beat it.
+# (cuDNN on CUDA), for the shapes where no kernel path was measured faster.
 ALL_PATHS = (*PATHS, "cudnn")
 BACKENDS = ("auto", "triton", "reference")
 

@@ -173,7 +173,7 @@ class GRU(nn.RNNBase):
 
     def _torch_route(self, input, batch: int, *, packed: bool) -> bool:
         """Whether the dispatcher hands this call to nn.GRU's own op (the shapes where no
-        kernel path is expected to beat cuDNN; ``dispatch.recurrence_path``). ``packed``: the
+        kernel path was measured faster than cuDNN; ``dispatch.recurrence_path``). ``packed``: the
         call would go to it as a packed sequence."""
         if batch == 0 or dispatch.resolve_backend(input.device) != "triton":
             return False

@@ -180,7 +180,7 @@ def test_packed_input_does_not_synchronise():
 
 
 def test_auto_hands_large_hidden_sizes_to_cudnn(launch_counter):
-    """Where the dispatcher expects no kernel path to beat cuDNN, "auto" runs nn.GRU's own
+    """Where no kernel path was measured faster than cuDNN, "auto" runs nn.GRU's own
     op: the same numbers bit for bit, no kernel launched."""
     ref = torch.nn.GRU(32, 1024, 2).cuda()
     ours = gru_triton.GRU(32, 1024, 2).cuda()
