@@ -183,8 +183,8 @@ class GRU(nn.RNNBase):
             return False
         dtype = self._flat_weights[0].dtype
         cast = _autocast_dtype(input.device)
-        if cast is not None:
-            dtype = _autocast(self._flat_weights[0], cast).dtype
+        if cast is not None and dtype != torch.float64:  # what _autocast would make of them
+            dtype = cast
         return torch_route(dtype, self.hidden_size, batch, input.device, self.reset_after)
 
     def _stack_args(self) -> dict:
