@@ -35,7 +35,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 import gru_triton  # noqa: E402
-from gru_triton import dispatch  # noqa: E402
+from gru_triton import dispatch, functional  # noqa: E402
 
 DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
          "fp16": torch.float16}
@@ -155,12 +155,16 @@ def run_case(case, impls, meta) -> list:
                     continue
                 call, module = _compiled_reference(ref), ref
             params = list(module.parameters())
+            route = PATH_IMPLS.get(impl, impl)
+            if impl == "gru_triton":  # what auto dispatches this shape to
+                route = functional._path(dtype, case.H, case.B, device, lengths=False,
+                                         reset_after=True)
             try:
                 got = _outputs(call, case, x, grad_out)
                 err = max(_max_rel_err(g, e) for g, e in zip(got, expected, strict=True))
                 correct = err <= harness.TOLERANCE[case.dtype]
                 if not correct:
-                    records.append(_record(case, impl, meta, err=err,
+                    records.append(_record(case, impl, meta, err=err, route=route,
                                            note="differs from nn.GRU: not timed"))
                     continue
                 run, reset = _runner(call, case, x, grad_out, params)
@@ -168,11 +172,11 @@ def run_case(case, impls, meta) -> list:
                 peak = _peak_bytes(run)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
-                records.append(_record(case, impl, meta, note="out of memory"))
+                records.append(_record(case, impl, meta, route=route, note="out of memory"))
                 continue
             timed[impl] = (ms, peak)
             records.append(_record(case, impl, meta, ms=ms, err=err, correct=correct,
-                                   peak=peak, note=note))
+                                   peak=peak, route=route, note=note))
     cudnn_ms, cudnn_peak = timed.get("cudnn", (None, None))
     for r in records:
         r["cudnn_peak_mem_bytes"] = cudnn_peak
@@ -181,9 +185,12 @@ def run_case(case, impls, meta) -> list:
     return records
 
 
-def _record(case, impl, meta, ms=None, err=None, correct=False, peak=None, note=""):
-    return dict(meta, op=case.op, impl=impl, dtype=case.dtype, B=case.B, T=case.T, H=case.H,
-                I=case.I, layers=case.layers, bidirectional=case.bidirectional,
+def _record(case, impl, meta, ms=None, err=None, correct=False, peak=None, route=None,
+            note=""):
+    """One results.json record; ``route``: the path that ran ("cudnn" for nn.GRU's own op,
+    or a kernel path), for auto the dispatcher's choice."""
+    return dict(meta, op=case.op, impl=impl, route=route, dtype=case.dtype, B=case.B, T=case.T,
+                H=case.H, I=case.I, layers=case.layers, bidirectional=case.bidirectional,
                 source=case.source, ms=ms,
                 us_per_step=None if ms is None else 1e3 * ms / (case.T * case.layers),
                 speedup_vs_cudnn=None, max_rel_err=err, correct=correct, peak_mem_bytes=peak,

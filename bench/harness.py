@@ -25,8 +25,8 @@ DEEPBENCH_INFER = [(2816, 1, 187), (2048, 2, 375), (2048, 4, 750), (1536, 4, 375
 # Agreement with nn.GRU required before a shape is timed: max |ours - cuDNN| relative to the
 # largest |cuDNN| value, for output (and, for fwdbwd, the input gradient).
 TOLERANCE = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 5e-2, "fp16": 1e-2}
-RECORD_FIELDS = ("gpu", "torch", "triton", "date", "op", "impl", "dtype", "B", "T", "H", "I",
-                 "layers", "bidirectional", "source", "ms", "us_per_step", "speedup_vs_cudnn",
+RECORD_FIELDS = ("gpu", "torch", "triton", "date", "op", "impl", "route", "dtype", "B", "T",
+                 "H", "I", "layers", "bidirectional", "source", "ms", "us_per_step", "speedup_vs_cudnn",
                  "max_rel_err", "correct", "peak_mem_bytes", "cudnn_peak_mem_bytes", "note")
 
 
@@ -110,7 +110,8 @@ def to_markdown(records: list, header: str) -> str:
                f"{r['peak_mem_bytes'] / 2**20:.1f} ({r['cudnn_peak_mem_bytes'] / 2**20:.1f})")
         err = "-" if r["max_rel_err"] is None else f"{r['max_rel_err']:.1e}"
         layers = f"{r['layers']}{' bi' if r['bidirectional'] else ''}"
-        lines.append(f"| {r['op']} | {r['dtype']} | {r['impl']} | {r['source']} | {r['B']} "
+        impl = r["impl"] + (f" ({r['route']})" if r["impl"] == "gru_triton" and r["route"] else "")
+        lines.append(f"| {r['op']} | {r['dtype']} | {impl} | {r['source']} | {r['B']} "
                      f"| {r['T']} | {r['H']} | {layers} | {ms} | {per_step} | {_speedup_text(r)} "
                      f"| {err} | {mem} | {r['note']} |")
     return "\n".join(lines) + "\n"

@@ -76,7 +76,10 @@ def check_targets(records) -> list:
         ours, cudnn = impls.get(OURS), impls.get("cudnn")
         if _timed(cudnn) and ours is not None:
             checked += 1
-            if not _timed(ours) or ours["ms"] > cudnn["ms"]:
+            # Where auto ran nn.GRU's own op (its record's route), the two timings are the
+            # same call twice: a difference is timing noise, not a slower path.
+            same_op = ours.get("route") == "cudnn"
+            if not _timed(ours) or (ours["ms"] > cudnn["ms"] and not same_op):
                 misses.append(_label(key))
     results.append(_target("auto never slower than nn.GRU", checked, misses))
     checked, misses = 0, []

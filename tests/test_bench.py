@@ -216,6 +216,21 @@ def test_targets_verdicts_from_records():
                     "fwdbwd bf16 B=16 T=256 H=512": "cudnn"}
 
 
+def test_targets_count_auto_on_nn_grus_own_op_as_not_slower():
+    """Where auto's record says it ran nn.GRU's own op, a slower timing is the same call
+    timed twice (noise); where auto ran a kernel path, it is a miss."""
+    import targets
+
+    case = harness.Case("fwd", "bf16", 64, 256, 1024, 1024)
+    records = _timed_records(case, {"cudnn": 4.0, "gru_triton": 4.2})
+    verdict = lambda: {n: v for n, v, _ in targets.check_targets(records)}[
+        "auto never slower than nn.GRU"]
+    records[1]["route"] = "grid_sync"
+    assert verdict() == "missed"
+    records[1]["route"] = "cudnn"
+    assert verdict() == "met"
+
+
 def test_targets_say_not_measured_without_records(tmp_path):
     import targets
 
