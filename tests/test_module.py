@@ -37,6 +37,25 @@ def test_parameters_init_and_state_dict_like_nn_gru(kwargs):
         assert "weight_hh_l2_reverse" in dict(ours.named_parameters())
 
 
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_outputs_may_be_modified_in_place_as_nn_grus(bidirectional, triton_backend):
+    """nn.GRU's output and h_n are the caller's to modify in place before backward (a
+    residual add, an in-place activation); the kernels' states they come from are not."""
+    ref = torch.nn.GRU(3, 8, bidirectional=bidirectional).to(DEVICE)
+    ours = gru_triton.GRU(3, 8, bidirectional=bidirectional).to(DEVICE)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 2, 3, device=DEVICE)
+    grads = []
+    for module in (ours, ref):
+        out, h_n = module(x)
+        out.mul_(2.0).relu_()
+        h_n.add_(1.0)
+        (out.square().sum() + h_n.square().sum()).backward()
+        grads.append([p.grad for p in module.parameters()])
+    for got, expected in zip(*grads, strict=True):
+        assert_close(got, expected, what="gradient after in-place ops")
+
+
 def test_inputs_are_not_modified_and_non_contiguous_input_works(triton_backend):
     ref = torch.nn.GRU(4, 20, 2, bidirectional=True).to(DEVICE)
     ours = gru_triton.GRU(4, 20, 2, bidirectional=True).to(DEVICE)
