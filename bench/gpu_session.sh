@@ -16,6 +16,7 @@
 #   bench         bench/bench_gru.py --quick, time-boxed; the grid_sync path is timed only if
 #                 its native test passed in this same call
 #   variants      bench/variants.py: grid_sync's forward under other tile configurations
+#   variants-bwd  the same for the backward kernel, timing forward + backward
 #   dispatch      bench_gru.py over the shapes where the dispatcher's table chooses a path
 #   auto          bench_gru.py: auto against cuDNN around the table's grid_sync rows
 #   pytest-bench  pytest bench/ --benchmark-only
@@ -105,6 +106,10 @@ for stage in "${stages[@]}"; do
     variants)
         run_grid_sync_tests && run 150 python3 bench/variants.py --out "$out/variants.json"
         ;;
+    variants-bwd)
+        run_grid_sync_tests && run 200 python3 bench/variants.py --kernel bwd --op fwdbwd \
+            --out "$out/variants-bwd.json"
+        ;;
     dispatch)
         # The shapes where the dispatcher's table chooses between the kernel paths and cuDNN.
         impls="cudnn,gru_triton,gru_triton/persistent,gru_triton/per_step"
@@ -125,7 +130,7 @@ for stage in "${stages[@]}"; do
             --benchmark-json="$out/pytest-benchmark.json"
         ;;
     *)
-        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, dispatch, auto, pytest-bench)"
+        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, variants-bwd, dispatch, auto, pytest-bench)"
         exit 2
         ;;
     esac

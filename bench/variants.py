@@ -1,8 +1,9 @@
-"""Time grid_sync's forward under tile configurations other than the launcher's, to measure
-the levers docs/performance.md lists (batch-tile rows, which decide whether W_hh stays on
-chip; warps per program) before the launcher's table changes. Needs a CUDA GPU.
+"""Time grid_sync under tile configurations other than the launcher's, to measure the levers
+docs/performance.md lists (batch-tile rows, which decide whether W_hh stays on chip; warps
+per program) before the launcher's table changes. Needs a CUDA GPU.
 
-    python bench/variants.py --out bench/results/variants.json
+    python bench/variants.py --out bench/results/variants.json                # forward
+    python bench/variants.py --kernel bwd --op fwdbwd --out .../variants-bwd.json
 
 Each variant is checked against nn.GRU (cuDNN) before it is timed, as bench_gru.py does.
 """
@@ -19,27 +20,50 @@ import torch
 
 # (name, overrides of recurrence_config's grid_sync config); "rows" forces BLOCK_B.
 VARIANTS = (("launcher", {}), ("16 rows", {"BLOCK_B": 16}), ("4 warps", {"num_warps": 4}),
-            ("16 rows, 4 warps", {"BLOCK_B": 16, "num_warps": 4}))
+            ("16 rows, 4 warps", {"BLOCK_B": 16, "num_warps": 4}),
+            ("8 warps", {"num_warps": 8}))
 SHAPES = ((16, 1024), (64, 1024), (64, 256), (16, 2048), (64, 512))  # (B, H), I = H
 T = 256
 
 
 @contextlib.contextmanager
-def grid_sync_config(overrides: dict):
-    """The launchers' grid_sync config with ``overrides`` while inside."""
+def grid_sync_config(overrides: dict, kernel: str = "fwd"):
+    """Inside: the launchers' grid_sync config for one kernel ("fwd": gru_fwd_kernel, "bwd":
+    gru_bwd_kernel) with ``overrides``; an overridden warp count also holds where the
+    resident plan would change it."""
     from gru_triton.kernels import gru as gru_kernels
 
-    real = gru_kernels.recurrence_config
+    real_config, real_resident = gru_kernels.recurrence_config, gru_kernels.resident_config
 
-    def patched(hidden_size, path="persistent", batch=16, tensor_cores=True):
-        cfg = real(hidden_size, path, batch, tensor_cores)
-        return {**cfg, **overrides} if path == "grid_sync" else cfg
+    def config(hidden_size, path="persistent", batch=16, tensor_cores=True, forward=False,
+               sms=None):
+        cfg = real_config(hidden_size, path, batch, tensor_cores, forward, sms)
+        mine = path == "grid_sync" and forward == (kernel == "fwd")
+        return {**cfg, **overrides} if mine else cfg
 
-    gru_kernels.recurrence_config = patched
+    def resident(cfg, hidden_size, itemsize, smem_limit, row_operands=1):
+        out = real_resident(cfg, hidden_size, itemsize, smem_limit, row_operands)
+        warps = overrides.get("num_warps")
+        if out is not None and warps is not None and cfg["num_warps"] == warps:
+            out = {**out, "num_warps": warps}
+        return out
+
+    gru_kernels.recurrence_config, gru_kernels.resident_config = config, resident
     try:
         yield
     finally:
-        gru_kernels.recurrence_config = real
+        gru_kernels.recurrence_config, gru_kernels.resident_config = real_config, real_resident
+
+
+def _run(module, x, grad, op):
+    """The timed call: forward without grad, or forward + backward (returns output, dx)."""
+    if op == "fwd":
+        with torch.no_grad():
+            return [module(x)[0]]
+    xi = x.detach().requires_grad_(True)
+    out = module(xi)[0]
+    out.backward(grad)
+    return [out.detach(), xi.grad]
 
 
 def main(argv=None) -> int:
@@ -47,6 +71,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
                                              "variants.json"))
     parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
+    parser.add_argument("--kernel", default="fwd", choices=("fwd", "bwd"),
+                        help="whose grid_sync config the variants change")
+    parser.add_argument("--op", default="fwd", choices=("fwd", "fwdbwd"))
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("No CUDA GPU here: nothing was timed.")
@@ -65,32 +92,33 @@ def main(argv=None) -> int:
         ours = gru_triton.GRU(H, H).cuda().to(dtype)
         ours.load_state_dict(ref.state_dict())
         x = torch.randn(T, B, H, device="cuda", dtype=dtype)
-        with torch.no_grad():
-            expected = ref(x)[0].double()
-            cudnn_ms = triton.testing.do_bench(functools.partial(ref, x), return_mode="median")
-            for name, overrides in VARIANTS:
-                record = dict(B=B, H=H, T=T, dtype=args.dtype, variant=name, cudnn_ms=cudnn_ms)
-                try:
-                    with grid_sync_config(overrides), dispatch.force_path("grid_sync"):
-                        got = ours(x)[0].double()
-                        err = ((got - expected).abs().max() / expected.abs().max()).item()
-                        ms = (triton.testing.do_bench(functools.partial(ours, x), return_mode="median")
-                              if err <= 5e-2 else None)
-                except Exception as exc:  # a variant that fails to compile or launch
-                    err, ms = None, None
-                    record["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
-                record.update(ms=ms, max_rel_err=err,
-                              us_per_step=None if ms is None else 1e3 * ms / T)
-                records.append(record)
-                step = "-" if ms is None else f"{1e3 * ms / T:.2f}"
-                print(f"B={B} H={H} {name:18s} {step:>7s} us/step  (cuDNN "
-                      f"{1e3 * cudnn_ms / T:.2f})  err {err}  {record.get('error', '')}",
-                      flush=True)
+        grad = torch.randn(T, B, H, device="cuda", dtype=dtype)
+        expected = [t.double() for t in _run(ref, x, grad, args.op)]
+        cudnn_ms = triton.testing.do_bench(functools.partial(_run, ref, x, grad, args.op),
+                                           return_mode="median")
+        for name, overrides in VARIANTS:
+            record = dict(B=B, H=H, T=T, dtype=args.dtype, kernel=args.kernel, op=args.op,
+                          variant=name, cudnn_ms=cudnn_ms)
+            try:
+                with grid_sync_config(overrides, args.kernel), dispatch.force_path("grid_sync"):
+                    got = _run(ours, x, grad, args.op)
+                    err = max(((g.double() - e).abs().max() / e.abs().max()).item()
+                              for g, e in zip(got, expected, strict=True))
+                    ms = (triton.testing.do_bench(functools.partial(_run, ours, x, grad, args.op),
+                                                  return_mode="median") if err <= 5e-2 else None)
+            except Exception as exc:  # a variant that fails to compile or launch
+                err, ms = None, None
+                record["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            record.update(ms=ms, max_rel_err=err, us_per_step=None if ms is None else 1e3 * ms / T)
+            records.append(record)
+            step = "-" if ms is None else f"{1e3 * ms / T:.2f}"
+            print(f"B={B} H={H} {name:18s} {step:>7s} us/step  (cuDNN {1e3 * cudnn_ms / T:.2f})"
+                  f"  err {err}  {record.get('error', '')}", flush=True)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__,
                                    triton=triton.__version__, date=str(datetime.date.today()),
-                                   op="fwd", records=records), indent=1) + "\n")
+                                   records=records), indent=1) + "\n")
     return 0
 
 

@@ -261,3 +261,27 @@ def test_barrier_probe_runs_the_kernels_barrier_and_times_nothing_without_a_gpu(
     assert done.returncode == 0, done.stderr
     assert "nothing was timed" in done.stdout
     assert not list(tmp_path.iterdir())
+
+
+def test_variants_override_one_kernels_grid_sync_config():
+    """bench/variants.py's overrides reach the chosen kernel's grid_sync config only (also
+    through the resident plan, which would otherwise reset the warp count), and are undone
+    after."""
+    import variants
+    from gru_triton.kernels import gru as gru_kernels
+
+    real = gru_kernels.recurrence_config
+    launcher_fwd = real(512, "grid_sync", 64, True, forward=True, sms=132)
+    with variants.grid_sync_config({"BLOCK_B": 16, "num_warps": 4}, "bwd"):
+        bwd = gru_kernels.recurrence_config(512, "grid_sync", 64, True, forward=False, sms=132)
+        assert (bwd["BLOCK_B"], bwd["num_warps"]) == (16, 4)
+        assert gru_kernels.recurrence_config(512, "grid_sync", 64, True, forward=True,
+                                             sms=132) == launcher_fwd
+        assert gru_kernels.recurrence_config(512, "per_step", 64) == real(512, "per_step", 64)
+        wide = gru_kernels.recurrence_config(1024, "grid_sync", 16, True, forward=False)
+        # The resident plan gives a K = 1024 slice 8 warps; the variant keeps its 4.
+        assert gru_kernels.resident_config(wide, 1024, 2, 227 * 1024)["num_warps"] == 4
+    assert gru_kernels.recurrence_config is real
+    assert real(1024, "grid_sync", 16, True, forward=True, sms=132)["num_warps"] == 4
+    assert gru_kernels.resident_config(real(1024, "grid_sync", 16, True, forward=True, sms=132),
+                                       1024, 2, 227 * 1024)["num_warps"] == 8
