@@ -54,8 +54,9 @@ def test_nothing_saved_without_grad(triton_backend):
 
 
 class _LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
-    """The peak of the bytes held by tensors created inside the block (each storage once,
-    released when it is freed)."""
+    """The peak of the bytes held by tensors that ops called inside the block return (each
+    storage once, released when it is freed). What a custom op allocates and frees inside
+    itself (the backward's gate gradients) is not seen: the mode is off while it runs."""
 
     def __init__(self):
         super().__init__()
@@ -83,9 +84,9 @@ class _LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
 @pytest.mark.parametrize("dtype,bound", [(torch.float32, 35), (torch.bfloat16, 22)],
                          ids=["fp32", "bf16"])
 def test_training_step_peak(dtype, bound, triton_backend):
-    """The peak of what one layer's training step allocates, per (t, b, h) at T = 40: the
-    saved buffers (20 B fp32, 12 B bf16), the output, dL/d(states) (4 B) and dx; measured
-    34.1 and 21.2 B. It was 45.6 and 28.9 B while backward received zero-filled gradients
+    """The peak of what one layer's training step holds outside the kernels' custom ops,
+    per (t, b, h) at T = 40: the saved buffers (20 B fp32, 12 B bf16), the output,
+    dL/d(states) (4 B) and dx; measured 34.1 and 21.2 B. It was 45.6 and 28.9 B while backward received zero-filled gradients
     for the gate buffers and the states' gradient went through slicing (a full-size zero
     buffer each for output and h_n, an fp32 copy of a 16-bit output's gradient)."""
     T, B, H = 40, 16, 32
