@@ -86,9 +86,10 @@ class _LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
 def test_training_step_peak(dtype, bound, triton_backend):
     """The peak of what one layer's training step holds outside the kernels' custom ops,
     per (t, b, h) at T = 40: the saved buffers (20 B fp32, 12 B bf16), the output,
-    dL/d(states) (4 B) and dx; measured 34.1 and 21.2 B. It was 45.6 and 28.9 B while backward received zero-filled gradients
-    for the gate buffers and the states' gradient went through slicing (a full-size zero
-    buffer each for output and h_n, an fp32 copy of a 16-bit output's gradient)."""
+    dL/d(states) (4 B) and dx; measured 34.1 and 21.2 B. It was 45.6 and 28.9 B while
+    backward received zero-filled gradients for the gate buffers and the states' gradient
+    went through slicing (a full-size zero buffer each for output and h_n, an fp32 copy of a
+    16-bit output's gradient)."""
     T, B, H = 40, 16, 32
     module = gru_triton.GRU(H, H).to(DEVICE, dtype)
     x = torch.randn(T, B, H, device=DEVICE, dtype=dtype, requires_grad=True)
