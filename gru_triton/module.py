@@ -30,11 +30,16 @@ def _autocast_dtype(device: torch.device, cell: bool = False):
     return None
 
 
+def _autocast_result(dtype: torch.dtype, cast: torch.dtype) -> torch.dtype:
+    """What autocast to ``cast`` makes of a tensor of ``dtype``: fp64 it never casts."""
+    return dtype if dtype == torch.float64 else cast
+
+
 def _autocast(tensor, dtype):
-    """``tensor`` cast as autocast casts it: fp64 (which autocast never casts) and None stay."""
-    if tensor is None or tensor.dtype == torch.float64:
+    """``tensor`` cast as autocast casts it (``_autocast_result``); None stays."""
+    if tensor is None:
         return tensor
-    return tensor.to(dtype)
+    return tensor.to(_autocast_result(tensor.dtype, dtype))
 
 
 def _pad_sorted(data, batch_sizes, total_length: int, batch_first: bool = False):
@@ -183,8 +188,8 @@ class GRU(nn.RNNBase):
             return False
         dtype = self._flat_weights[0].dtype
         cast = _autocast_dtype(input.device)
-        if cast is not None and dtype != torch.float64:  # what _autocast would make of them
-            dtype = cast
+        if cast is not None:
+            dtype = _autocast_result(dtype, cast)
         return torch_route(dtype, self.hidden_size, batch, input.device, self.reset_after)
 
     def _stack_args(self) -> dict:
