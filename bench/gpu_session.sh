@@ -19,11 +19,15 @@
 #   variants-bwd  the same for the backward kernel, timing forward + backward
 #   dispatch      bench_gru.py over the shapes where the dispatcher's table chooses a path
 #   auto          bench_gru.py: auto against cuDNN around the table's grid_sync rows
+#   memory        tests/test_memory.py natively (the caching allocator's own peak), then
+#                 bench/memory_breakdown.py: what a training step holds at its peak, ours
+#                 against cuDNN (bf16 and tf32, B 16, H 256 and 1024)
 #   pytest-bench  pytest bench/ --benchmark-only
 #
 # Output goes to $OUT (the device tool's folder; bench/results otherwise), at most 8 files:
 # session.log (every stage's output, versions, nvidia-smi), <gpu>-<date>/results.{json,md,png},
-# <gpu>-<date>/barrier.json and pytest-benchmark.json. GPU_SESSION_SECONDS (default 540)
+# <gpu>-<date>/barrier.json, pytest-benchmark.json, variants*.json and memory.json (the
+# device tool brings back 8 files at most: pick stages to fit). GPU_SESSION_SECONDS (default 540)
 # bounds the whole call, SUITE_SECONDS (default 150) the suite, and BENCH_IMPLS picks what
 # bench times besides cuDNN.
 set -uo pipefail
@@ -109,6 +113,11 @@ for stage in "${stages[@]}"; do
     variants-bwd)
         run_grid_sync_tests && run 200 python3 bench/variants.py --kernel bwd --op fwdbwd \
             --out "$out/variants-bwd.json"
+        ;;
+    memory)
+        run 120 python3 -m pytest -q -rA "${pytest_timeout[@]}" tests/test_memory.py
+        run 150 python3 bench/memory_breakdown.py --dtypes bf16,tf32 --B 16 --H 256,1024 \
+            --T 256 --out "$out/memory.json"
         ;;
     dispatch)
         # The shapes where the dispatcher's table chooses between the kernel paths and cuDNN.

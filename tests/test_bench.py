@@ -285,3 +285,38 @@ def test_variants_override_one_kernels_grid_sync_config():
     assert real(1024, "grid_sync", 16, True, forward=True, sms=132)["num_warps"] == 4
     assert gru_kernels.resident_config(real(1024, "grid_sync", 16, True, forward=True, sms=132),
                                        1024, 2, 227 * 1024)["num_warps"] == 8
+
+
+def test_memory_breakdown_names_what_is_live_at_the_peak():
+    """bench/memory_breakdown.py reads the caching allocator's trace: the peak counts only
+    what the traced step allocated (a block from before, freed during it, is not subtracted),
+    and lists what is live at that moment, largest first, named by our frame."""
+    import memory_breakdown
+
+    ours = [{"filename": "/site/torch/nn/modules/module.py", "line": 1, "name": "_call_impl"},
+            {"filename": "/repo/gru_triton/functional.py", "line": 99, "name": "gru_layer_op"}]
+    trace = [
+        {"action": "free_completed", "addr": 7, "size": 500},  # allocated before the trace
+        {"action": "alloc", "addr": 1, "size": 100, "frames": ours},
+        {"action": "alloc", "addr": 2, "size": 300, "frames": []},
+        {"action": "free_completed", "addr": 2, "size": 300},
+        {"action": "alloc", "addr": 3, "size": 250, "frames": ours},
+        {"action": "alloc", "addr": 4, "size": 10, "frames": ours},
+        {"action": "free_completed", "addr": 1, "size": 100},
+    ]
+    peak, live = memory_breakdown.peak_composition(trace)
+    assert peak == 400  # 1 and 2 live; later 1, 3 and 4 make only 360
+    assert [size for size, _ in live] == [300, 100]
+    assert live[1][1] == "functional.py:99 gru_layer_op"
+    assert live[0][1] == "(no Python frame: inside torch)"
+
+
+def test_memory_breakdown_measures_nothing_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU: the breakdown runs in bench/gpu_session.sh's memory stage")
+    done = subprocess.run([sys.executable, str(BENCH / "memory_breakdown.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "nothing measured" in done.stdout
