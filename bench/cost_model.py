@@ -34,7 +34,7 @@ def per_step_us(path: str, B: int, H: int, dtype: str, hw=H100) -> float:
 
     Reads from L2 per step: W_hh (each program its share) and, per hidden chunk a program
     computes, its batch tile of h_{t-1} (BLOCK_B x H): the weights' dtype for bf16/fp16
-    (the kernels' 16-bit copy of h for the dot), fp32 otherwise. Tiles are the launchers'
+    (the kernels' 16-bit states, which the dot reads), fp32 otherwise. Tiles are the launchers'
     (``recurrence_config``)."""
     from gru_triton.kernels import recurrence_config
 

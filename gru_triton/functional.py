@@ -7,12 +7,12 @@ GEMMs. They have fake (meta) implementations, so ``torch.compile(fullgraph=True)
 through them without a graph break, and no host synchronisation, so they can be captured in
 a CUDA graph.
 
-Memory kept for backward per layer and direction, besides the layer input x: the gate
-activations r, z, n (3 T·B·H) and, in PyTorch's reset-after form, the hidden-side candidate
-pre-activation (T·B·H), all in the model's dtype for fp16/bf16 models and in fp32 (fp64) for
-fp32 (fp64) ones; and the hidden states, (T+1)·B·H in fp32 (fp64). Per (t, b, h): 20 bytes
-for fp32 models, 12 for bf16/fp16 ones (16-bit models also return their output as a 16-bit
-copy of the fp32 states: 2 more). Nothing is kept when no input needs a gradient.
+Memory kept for backward per layer and direction, besides the layer input x, all in the
+model's dtype: the gate activations r, z, n (3 T·B·H), in PyTorch's reset-after form the
+hidden-side candidate pre-activation (T·B·H), and the hidden states ((T+1)·B·H), whose slice
+is the layer's output (so, as with cuDNN's nn.GRU, modifying that output in place makes
+backward refuse). Per (t, b, h): 20 bytes for fp32 models, 10 for bf16/fp16 ones. Nothing is
+kept when no input needs a gradient.
 """
 
 
@@ -33,16 +33,16 @@ def _linear(x2d, weight, bias):
 def gru_layer_op(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
                  b_hh: Tensor | None, lengths: Tensor | None, reverse: bool,
                  reset_after: bool, path: str, dot_precision: str,
-                 save: bool) -> tuple[Tensor, Tensor, Tensor]:
+                 save: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One layer and direction forward.
 
     x: (T, B, I); h0: (B, H); w_ih: (3H, I); w_hh: (3H, H); b_ih / b_hh: (3H,) or None, all
     one dtype (fp16, bf16, fp32 or fp64). lengths: (B,) int32 on x's device, or None.
-    Returns hs (T+1, B, H) in the accumulation dtype (slot layout: ``gru_triton.kernels.gru``;
-    the output sequence and h_n are slices of it), and when ``save`` the activations
-    (T, B, 3H) and, reset-after form only, the candidate's hidden-side pre-activation
-    (T, B, H) for backward, both in the storage dtype (``storage_dtype_for``); empty tensors
-    otherwise.
+    Returns, all in that dtype: hs (T+1, B, H), the states by slot (layout:
+    ``gru_triton.kernels.gru``; the output sequence is a slice of it); h_n (B, H), a copy of
+    the last slot, apart so that its gradient needs no (T+1, B, H) buffer; and when ``save``
+    the activations (T, B, 3H) and, reset-after form only, the candidate's hidden-side
+    pre-activation (T, B, H) for backward; empty tensors otherwise.
     """
     T, B, input_size = x.shape
     H = w_hh.shape[1]
@@ -53,9 +53,10 @@ def gru_layer_op(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor
                           h0.to(acc).contiguous(), lengths, reverse=reverse, save=save,
                           path=path, reset_after=reset_after,
                           dot_precision=dot_precision)
+    h_n = hs[0 if reverse else T].clone()
     if not save:
-        return hs, gates.new_empty(0), gates.new_empty(0)
-    return hs, gates, (ghn if reset_after else gates.new_empty(0))
+        return hs, h_n, gates.new_empty(0), gates.new_empty(0)
+    return hs, h_n, gates, (ghn if reset_after else gates.new_empty(0))
 
 
 @gru_layer_op.register_fake
@@ -63,21 +64,20 @@ def _gru_layer_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after
                     dot_precision, save):
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    acc, storage = acc_dtype_for(w_hh.dtype), storage_dtype_for(w_hh.dtype)
-    hs = x.new_empty((T + 1, B, H), dtype=acc)
+    storage = storage_dtype_for(w_hh.dtype)
+    hs = x.new_empty((T + 1, B, H), dtype=storage)
+    h_n = x.new_empty((B, H), dtype=storage)
     if not save:
-        return hs, x.new_empty(0, dtype=storage), x.new_empty(0, dtype=storage)
+        return hs, h_n, x.new_empty(0, dtype=storage), x.new_empty(0, dtype=storage)
     ghn_shape = (T, B, H) if reset_after else (0,)
-    return hs, x.new_empty((T, B, 3 * H), dtype=storage), x.new_empty(ghn_shape, dtype=storage)
+    return (hs, h_n, x.new_empty((T, B, 3 * H), dtype=storage),
+            x.new_empty(ghn_shape, dtype=storage))
 
 
-@torch.library.custom_op("gru_triton::gru_layer_backward", mutates_args=())
-def gru_layer_backward_op(d_hs: Tensor, x: Tensor, w_ih: Tensor, w_hh: Tensor, hs: Tensor,
-                          gates: Tensor, ghn: Tensor, lengths: Tensor | None, reverse: bool,
-                          reset_after: bool, path: str, dot_precision: str,
-                          has_bias: bool, need_input: bool,
-                          need_weights: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Backward of ``gru_layer`` given d_hs (T+1, B, H), dL/d(hs).
+def _layer_backward(d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after,
+                    path, dot_precision, has_bias, need_input, need_weights):
+    """Backward of ``gru_layer`` given d_hs (T+1, B, H) = dL/d(hs) and d_h_n (B, H) =
+    dL/d(h_n), in the model's dtype, either None where nothing flowed back.
 
     Returns dx (T, B, I), dh0 (B, H), dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,) in the
     model's dtype; dx is empty unless ``need_input``, the weight and bias gradients are empty
@@ -85,42 +85,58 @@ def gru_layer_backward_op(d_hs: Tensor, x: Tensor, w_ih: Tensor, w_hh: Tensor, h
     """
     T, B, _ = gates.shape
     H = w_hh.shape[1]
-    acc = hs.dtype
-    d_hs = d_hs.to(acc).contiguous()
-    dgx, dghn, dh_direct = gru_backward(d_hs, gates, ghn if reset_after else None, hs,
+    acc = acc_dtype_for(w_hh.dtype)
+    dgx, dghn, dh_direct = gru_backward(None if d_hs is None else d_hs.contiguous(), d_h_n,
+                                        gates, ghn if reset_after else None, hs,
                                         w_hh.contiguous(), lengths, reverse=reverse, path=path,
                                         reset_after=reset_after, dot_precision=dot_precision)
     dgx2d, dghn2d = dgx.view(T * B, 3 * H), dghn.view(T * B, H)
-    first, h0_slot = (T - 1, T) if reverse else (0, 0)
-    mm_dtype = w_hh.dtype  # GEMMs in the model's dtype, accumulated in fp32 by the BLAS
-    # (dgx and dghn are in it already for fp16/bf16 models; .to() is then free).
-    # Distinct empty tensors: a custom op's outputs must not alias one another.
+    first = T - 1 if reverse else 0
+    # GEMMs in the model's dtype (that of dgx, dghn and hs too), accumulated in fp32 by the
+    # BLAS. Distinct empty tensors: a custom op's outputs must not alias one another.
     dx, dw_ih, dw_hh, db_ih, db_hh = (w_hh.new_empty(0) for _ in range(5))
     with dispatch.gemm_precision(x.device, dot_precision):
-        w_hh_acc = w_hh.to(acc)
-        dh0 = d_hs[h0_slot] + dh_direct + dgx[first, :, :2 * H].to(acc) @ w_hh_acc[:2 * H]
+        # The first step's hidden-side gradients [d_r | d_z | dghn] (B, 3H), times W_hh: one
+        # small GEMM in the model's dtype, not a copy of W_hh in the acc dtype ((3H, H)
+        # fp32: a 16-bit training step's largest buffer after the (T, B, ·) ones at B 16,
+        # H 1024).
+        d_first = dgx[first, :, :2 * H]
         if reset_after:
-            dh0 = dh0 + dghn[first].to(acc) @ w_hh_acc[2 * H:]
+            d_first = torch.cat([d_first, dghn[first]], dim=1)
+        dh0 = dh_direct + (d_first @ w_hh[:d_first.shape[1]]).to(acc)
         if need_input:
-            dx = (dgx2d.to(mm_dtype) @ w_ih).view(T, B, -1)
+            dx = (dgx2d @ w_ih).view(T, B, -1)
         if need_weights:
             x2d = x.reshape(T * B, -1)
-            dw_ih = dgx2d.to(mm_dtype).t() @ x2d
+            dw_ih = dgx2d.t() @ x2d
             h_prev = (hs[1:] if reverse else hs[:T]).reshape(T * B, H)
             # W_hn multiplies h_{t-1} (reset after) or r ⊙ h_{t-1} (reset before).
             n_operand = h_prev if reset_after else gates[:, :, :H].reshape(T * B, H) * h_prev
-            dw_hh = torch.cat([dgx2d[:, :2 * H].to(mm_dtype).t() @ h_prev.to(mm_dtype),
-                               dghn2d.to(mm_dtype).t() @ n_operand.to(mm_dtype)])
+            # Each part straight into its rows: no second (3H, H) buffer for a cat.
+            dw_hh = w_hh.new_empty(w_hh.shape)
+            torch.mm(dgx2d[:, :2 * H].t(), h_prev, out=dw_hh[:2 * H])
+            torch.mm(dghn2d.t(), n_operand, out=dw_hh[2 * H:])
     if need_weights and has_bias:
-        db_ih = dgx2d.sum(0, dtype=acc).to(mm_dtype)
+        db_ih = dgx2d.sum(0, dtype=acc).to(w_hh.dtype)
         db_hh = torch.cat([dgx2d[:, :2 * H].sum(0, dtype=acc),
-                           dghn2d.sum(0, dtype=acc)]).to(mm_dtype)
+                           dghn2d.sum(0, dtype=acc)]).to(w_hh.dtype)
     return dx, dh0.to(x.dtype), dw_ih, dw_hh, db_ih, db_hh
 
 
+_BACKWARD_SCHEMA = (
+    "(Tensor? d_hs, Tensor? d_h_n, Tensor x, Tensor w_ih, Tensor w_hh, Tensor hs, "
+    "Tensor gates, Tensor ghn, Tensor? lengths, bool reverse, bool reset_after, "
+    "str path, str dot_precision, bool has_bias, bool need_input, bool need_weights) "
+    "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
+gru_layer_backward_op = torch.library.custom_op(
+    "gru_triton::gru_layer_backward", _layer_backward, mutates_args=(),
+    schema=_BACKWARD_SCHEMA)
+
+
 @gru_layer_backward_op.register_fake
-def _gru_layer_backward_fake(d_hs, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after,
-                             path, dot_precision, has_bias, need_input, need_weights):
+def _gru_layer_backward_fake(d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse,
+                             reset_after, path, dot_precision, has_bias, need_input,
+                             need_weights):
     B, H = hs.shape[1], w_hh.shape[1]
     bias_shape = (3 * H,) if need_weights and has_bias else (0,)
     return (x.new_empty(x.shape if need_input else (0,)), x.new_empty((B, H)),
@@ -131,7 +147,7 @@ def _gru_layer_backward_fake(d_hs, x, w_ih, w_hh, hs, gates, ghn, lengths, rever
 
 def _setup_context(ctx, inputs, output):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, path, precision, save = inputs
-    hs, gates, ghn = output
+    hs, _, gates, ghn = output
     if save:
         ctx.save_for_backward(x, w_ih, w_hh, hs, gates, ghn, lengths)
     ctx.config = (reverse, reset_after, path, precision, b_ih is not None, save)
@@ -142,17 +158,16 @@ def _setup_context(ctx, inputs, output):
     ctx.set_materialize_grads(False)
 
 
-def _backward(ctx, d_hs, _d_gates, _d_ghn):
+def _backward(ctx, d_hs, d_h_n, _d_gates, _d_ghn):
     reverse, reset_after, path, precision, has_bias, save = ctx.config
     if not save:
         raise RuntimeError("gru_triton: this GRU ran without saving for backward (no input "
                            "required grad when it ran)")
     x, w_ih, w_hh, hs, gates, ghn, lengths = ctx.saved_tensors
     need = ctx.needs_input_grad
-    if d_hs is None:  # unmaterialised: nothing flowed back into hs
-        d_hs = torch.zeros_like(hs)
+    # d_hs / d_h_n unmaterialised (None): nothing flowed back into the output, or into h_n.
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_layer_backward_op(
-        d_hs, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after, path,
+        d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after, path,
         precision, has_bias, need[0], any(need[2:6]))
     pick = lambda grad, wanted: grad if wanted else None
     return (pick(dx, need[0]), pick(dh0, need[1]), pick(dw_ih, need[2]), pick(dw_hh, need[3]),
@@ -188,46 +203,15 @@ def _layer_triton(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths=None, reset_af
         path = "per_step"
     save = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, h0, w_ih, w_hh, b_ih, b_hh))
-    hs, _, _ = gru_layer_op(x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, lengths,
-                            reverse, reset_after, path, precision, save)
-    output, h_n = _OutputsOfStates.apply(hs, reverse, x.dtype)
+    hs, h_n, _, _ = gru_layer_op(x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh,
+                                 lengths, reverse, reset_after, path, precision, save)
+    # A view of what backward reads: as with cuDNN's nn.GRU (which saves its output too),
+    # modifying it in place makes backward refuse instead of computing wrong gradients.
+    output = hs[:T] if reverse else hs[1:]
     if lengths is not None:
         inside = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)
         output = torch.where(inside.unsqueeze(2), output, 0.0)
     return output, h_n
-
-
-class _OutputsOfStates(torch.autograd.Function):
-    """A layer's output (T, B, H) and h_n (B, H) in the model's dtype, from the kernels'
-    states hs (T+1, B, H) (fp32, or fp64): slots 1..T and T (slots 0..T-1 and 0 reversed).
-
-    Its backward writes both gradients into one (T+1, B, H) buffer. As plain slicing and
-    casting, autograd would make a full-size fp32 copy of a 16-bit output's gradient, a
-    zero-filled (T+1, B, H) buffer for each of output and h_n, and their sum. Both are new
-    tensors, not views of hs (which backward reads), so that the caller may modify them in
-    place, as nn.GRU's outputs allow."""
-
-    @staticmethod
-    def forward(hs, reverse, dtype):
-        T = hs.shape[0] - 1
-        output = hs[:T] if reverse else hs[1:]
-        return output.to(dtype, copy=True), hs[0 if reverse else T].to(dtype, copy=True)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        hs, reverse, _ = inputs
-        ctx.reverse, ctx.shape, ctx.dtype, ctx.device = reverse, hs.shape, hs.dtype, hs.device
-        ctx.set_materialize_grads(False)
-
-    @staticmethod
-    def backward(ctx, d_output, d_h_n):
-        T = ctx.shape[0] - 1
-        d_hs = torch.zeros(ctx.shape, dtype=ctx.dtype, device=ctx.device)
-        if d_output is not None:
-            (d_hs[:T] if ctx.reverse else d_hs[1:]).copy_(d_output)
-        if d_h_n is not None:
-            d_hs[0 if ctx.reverse else T] += d_h_n
-        return d_hs, None, None
 
 
 def gru(input, hx, weights, *, has_bias, num_layers, dropout, training, bidirectional,

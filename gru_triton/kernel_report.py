@@ -28,21 +28,22 @@ from .kernels import gru as gru_kernels
 # 16 stands for every H <= 16, which gets the 16-wide tiles; the rest share the 32-wide ones.
 HIDDEN_SIZES = (16, 64, 128, 256, 512, 1024)
 ARCHS = (80, 90)
-# (weight dtype, fp32 dot precision); the hidden state is fp32, or fp64 for fp64 weights, and
-# the gate buffers ("st": storage dtype) are the weights' dtype for fp16/bf16, else the acc one.
+# (weight dtype, fp32 dot precision); the recurrence carries its state in fp32 ("acc"), or
+# fp64 for fp64 weights, and the gate and state buffers ("st": storage dtype) are the weights'
+# dtype for fp16/bf16, else the acc one.
 PRECISIONS = (("bf16", "ieee"), ("fp16", "ieee"), ("fp32", "tf32"), ("fp32", "ieee"),
               ("fp64", "ieee"))
 
 _SIGNATURES = {
     "gru_fwd_kernel": (gru_kernels.gru_fwd_kernel,
-                       ["gates_ptr:st", "w_hh_ptr:w", "b_hh_ptr:w", "hs_ptr:acc", "ghn_ptr:st",
-                        "rh_ptr:acc", "hq_ptr:st", "lengths_ptr:i32", "sync_ptr:i32"],
+                       ["gates_ptr:st", "w_hh_ptr:w", "b_hh_ptr:w", "hs_ptr:st", "ghn_ptr:st",
+                        "rh_ptr:acc", "hf_ptr:acc", "lengths_ptr:i32", "sync_ptr:i32"],
                        dict(HAS_BIAS=True, REVERSE=False, SAVE=True)),
     "gru_bwd_kernel": (gru_kernels.gru_bwd_kernel,
-                       ["dhs_ptr:acc", "gates_ptr:st", "ghn_ptr:st", "hs_ptr:acc", "w_hh_ptr:w",
+                       ["dhs_ptr:st", "gates_ptr:st", "ghn_ptr:st", "hs_ptr:st", "w_hh_ptr:w",
                         "lengths_ptr:i32", "sync_ptr:i32", "dgx_ptr:st", "dghn_ptr:st",
                         "dcarry_ptr:acc"],
-                       dict(REVERSE=False)),
+                       dict(REVERSE=False, HAS_DHS=True)),
 }
 # The constexpr flags that change the code: PyTorch's GRU on full-length rows, with per-row
 # lengths (packed sequences), the reset-before form (two phases per step) with lengths, the
@@ -82,8 +83,8 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
     flags = dict(flags, **VARIANTS[variant])
     flags.setdefault("W_RESIDENT", False)
     if kernel_name == "gru_fwd_kernel":
-        # As gru_forward launches it: the 16-bit copy of h wherever the gate buffers are 16-bit.
-        flags["H_COPY"] = dtype in ("bf16", "fp16")
+        # As gru_forward launches it: the fp32 state apart wherever the states are 16-bit.
+        flags["F32_STATE"] = dtype in ("bf16", "fp16")
     signature, constexprs = {}, {}
     for spec in pointers:
         name, kind = spec.split(":")

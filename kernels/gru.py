@@ -25,10 +25,13 @@ GEMMs done by the caller before and after the recurrence, never per step.
 Storage conventions (all contiguous, row-major):
   gates   (T, B, 3H)  storage dtype: in: x-side gate pre-activations [r | z | n];
                       out (when SAVE): the activations r, z, n, kept for backward
-  hs      (T+1, B, H) acc dtype: hidden states by "slot". Forward direction: h0 in slot 0 and
-                      h_t in slot t+1; reverse direction: h_t in slot t and h0 in slot T. Either
-                      way the output sequence is a contiguous slice and h_{t-1} of a step is
-                      one slot away.
+  hs      (T+1, B, H) storage dtype: hidden states by "slot". Forward direction: h0 in slot
+                      0 and h_t in slot t+1; reverse direction: h_t in slot t and h0 in slot T.
+                      Either way the output sequence is a contiguous slice and h_{t-1} of a
+                      step is one slot away. The layer returns its slice as the output and
+                      backward reads it, so it is the one copy of the states (16-bit weights:
+                      rounded, as the output is; the recurrence itself carries the state in
+                      the acc dtype, see F32_STATE).
   ghn     (T, B, H)   storage dtype, reset-after form only: the candidate's hidden-side
                       pre-activation W_hn h_{t-1} + b_hn, the one thing backward needs that the
                       activations do not give back (the reset-before backward needs nothing
@@ -255,10 +258,10 @@ def _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS: tl.constexpr):
 
 @triton.jit
 def gru_fwd_kernel(
-    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, hq_ptr, lengths_ptr, sync_ptr,
+    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, hf_ptr, lengths_ptr, sync_ptr,
     T, B, H, step_begin, n_steps,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr,
-    REVERSE: tl.constexpr, SAVE: tl.constexpr, GRID_SYNC: tl.constexpr, H_COPY: tl.constexpr,
+    REVERSE: tl.constexpr, SAVE: tl.constexpr, GRID_SYNC: tl.constexpr, F32_STATE: tl.constexpr,
     W_RESIDENT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -271,19 +274,20 @@ def gru_fwd_kernel(
     a step is two phases with a CTA barrier between them, and only the persistent grid
     (one program owns all hidden units of its rows) can run it.
 
-    H_COPY (16-bit weights): the W_hh products read h_{t-1} from hq (2, B, H), a ping-pong
-    copy of the state in the weights' dtype (slot step % 2 read, the other written), instead
-    of from hs in fp32. The dot rounds its operand to the weights' dtype anyway, so the
-    numbers do not change, and every program's read of its rows of h_{t-1}, once per hidden
-    chunk and step, halves: at B = 64 those reads are most of a grid-synchronised step's
-    traffic (docs/performance.md).
+    F32_STATE (16-bit weights, whose hs holds the states rounded to their dtype): the exact
+    state the gate math updates lives in hf (2, B, H), acc dtype, a ping-pong (slot step % 2
+    read, the other written). The W_hh products read h_{t-1} from hs, 16-bit: the dot rounds
+    its operand to the weights' dtype anyway, so the numbers do not change, and every
+    program's read of its rows of h_{t-1}, once per hidden chunk and step, is half the bytes
+    of fp32: at B = 64 those reads are most of a grid-synchronised step's traffic
+    (docs/performance.md). Without F32_STATE hf is hs.
 
     W_RESIDENT (reset-after; the launcher guarantees one hidden chunk per program and
     BLOCK_K >= H): the program's slice of W_hh, all of K, is loaded once, before the time
     loop, and the dots keep that operand in shared memory for every step (the kernel report
     checks the shared memory it takes), so the steps stop streaming W_hh from L2.
     """
-    acc_dtype = hs_ptr.dtype.element_ty
+    acc_dtype = hf_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
     LOAD_CACHE: tl.constexpr = ".cg" if GRID_SYNC else ""
     mask_b, rows_b = _batch_tile(B, BLOCK_B)
@@ -310,14 +314,14 @@ def gru_fwd_kernel(
             tile_active = t < tile_len
         else:
             tile_active: tl.constexpr = True
-        h_prev_rows = hs_ptr + (prev_slot * B + rows_b) * H
+        dot_rows = hs_ptr + (prev_slot * B + rows_b) * H
         h_out_rows = hs_ptr + (out_slot * B + rows_b) * H
-        if H_COPY:
+        if F32_STATE:
             # The barrier after each step orders every read of one slot before its rewrite.
-            dot_rows = hq_ptr + ((step % 2) * B + rows_b) * H
-            dot_out_rows = hq_ptr + (((step + 1) % 2) * B + rows_b) * H
+            h_prev_rows = hf_ptr + ((step % 2) * B + rows_b) * H
+            state_out_rows = hf_ptr + (((step + 1) % 2) * B + rows_b) * H
         else:
-            dot_rows = h_prev_rows
+            h_prev_rows = dot_rows
         gate_rows = gates_ptr + (t * B + rows_b) * (3 * H)
         ghn_rows = ghn_ptr + (t * B + rows_b) * H
         rh_rows = rh_ptr + rows_b * H
@@ -388,8 +392,8 @@ def gru_fwd_kernel(
                 if RESET_AFTER:
                     acc_n = tl.where(keep, acc_n, 0.0)
             tl.store(h_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
-            if H_COPY:
-                tl.store(dot_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
+            if F32_STATE:
+                tl.store(state_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
             if SAVE:
                 # Stores round to the storage dtype (the model's, for fp16/bf16 weights).
                 tl.store(p_gate, r, mask=mask)
@@ -409,23 +413,26 @@ def gru_fwd_kernel(
 def gru_bwd_kernel(
     dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, w_hh_ptr, lengths_ptr, sync_ptr, dgx_ptr, dghn_ptr,
     dcarry_ptr, T, B, H, step_begin, n_steps,
-    HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr,
+    HAS_DHS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr,
+    REVERSE: tl.constexpr,
     GRID_SYNC: tl.constexpr, W_RESIDENT: tl.constexpr,
     DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """Backward steps [step_begin, step_begin + n_steps), counted from the last forward step.
 
-    dhs (T+1, B, H): dL/d(hs), by slot. dcarry (2, B, H): ping-pong buffer of the part of
+    dhs (T+1, B, H), any float dtype: dL/d(hs), by slot (read only when HAS_DHS; otherwise no
+    output slot has a gradient). dcarry (2, B, H), acc dtype: ping-pong buffer of the part of
     dL/dh_{t-1} that does not pass through W_hh, handed from one backward step to the next;
-    slot 1 is zero on entry. Writes dgx (T, B, 3H) = [d_r | d_z | d_n] and dghn (T, B, H) =
+    slot 1 holds dL/dh_n on entry (the gradient that enters the last forward step's output
+    besides dhs). Writes dgx (T, B, 3H) = [d_r | d_z | d_n] and dghn (T, B, H) =
     dL/d(gh_n), both in the storage dtype (the next step's products round them to the
     weights' dtype anyway). Rows past their lengths need no special case here: their saved
     activations (see gru_fwd_kernel) make every gate gradient 0 and carry dh through; only
     the W_hh products of wholly finished tiles are skipped. W_RESIDENT: as in gru_fwd_kernel,
     the program's one chunk of W_hh columns is loaded once and kept on chip for every step.
     """
-    acc_dtype = hs_ptr.dtype.element_ty
+    acc_dtype = dcarry_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
     LOAD_CACHE: tl.constexpr = ".cg" if GRID_SYNC else ""
     mask_b, rows_b = _batch_tile(B, BLOCK_B)
@@ -476,7 +483,8 @@ def gru_bwd_kernel(
                                             offs_j, mask_j, H, dh, w_res_r, w_res_z, w_res_n,
                                             True, RESET_AFTER, W_RESIDENT,
                                             DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
-            dh += tl.load(dhs_ptr + out_slot * B * H + p_bh, mask=mask, other=0.0)
+            if HAS_DHS:
+                dh += tl.load(dhs_ptr + out_slot * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
             dh += tl.load(carry_in[:, None] + offs_j[None, :], mask=mask, other=0.0)
             p_gate = gate_rows[:, None] + offs_j[None, :]
             r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
@@ -486,7 +494,7 @@ def gru_bwd_kernel(
                 gh_n = tl.load(ghn_ptr + t * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
             else:
                 gh_n = n  # unused by the reset-before backward
-            h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask, other=0.0)
+            h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
             d_r, d_z, d_n, d_ghn, dh_direct = gru_cell_backward(dh, h_prev, r, z, n, gh_n, RESET_AFTER)
             p_dgx = dgx_rows[:, None] + offs_j[None, :]
             tl.store(p_dgx, d_r, mask=mask)
@@ -509,7 +517,8 @@ def gru_bwd_kernel(
                                                   False, True, False,
                                                   DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
                 r = tl.load(gate_rows[:, None] + offs_j[None, :], mask=mask, other=0.0).to(acc_dtype)
-                h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask, other=0.0)
+                h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask,
+                                 other=0.0).to(acc_dtype)
                 d_r, dh_via_r = gru_reset_gate_backward(d_rh, h_prev, r)
                 tl.store(dgx_rows[:, None] + offs_j[None, :], d_r, mask=mask)
                 p_carry = carry_out[:, None] + offs_j[None, :]
@@ -759,8 +768,10 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
         co-resident).
     reset_after: PyTorch's GRU (True) or the reset-before form (False; persistent only).
     dot_precision: ``tl.dot`` input precision for fp32 weights ("ieee" or "tf32").
-    Returns hs (T+1, B, H) acc dtype (slot layout in the module doc) and ghn (T, B, H)
-    storage dtype, or None when not ``save`` or in the reset-before form (which needs none).
+    Returns hs (T+1, B, H) storage dtype (slot layout in the module doc; for 16-bit weights
+    the states rounded to their dtype, which is what the layer outputs and backward reads)
+    and ghn (T, B, H) storage dtype, or None when not ``save`` or in the reset-before form
+    (which needs none).
     """
     _check(gates.dim() == 3, f"gates must be (T, B, 3H), got {tuple(gates.shape)}")
     T, B, three_h = gates.shape
@@ -782,80 +793,89 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     _check_contiguous(gates=gates, w_hh=w_hh, b_hh=b_hh, h0=h0)
     _check_lengths(lengths, B, gates.device)
 
-    hs = torch.empty((T + 1, B, H), dtype=acc, device=gates.device)
+    hs = torch.empty((T + 1, B, H), dtype=storage, device=gates.device)
     hs[T if reverse else 0] = h0
     keep_ghn = save and reset_after
     ghn = torch.empty((T, B, H), dtype=storage, device=gates.device) if keep_ghn else hs
+    # 16-bit weights: the exact state's ping-pong (F32_STATE in gru_fwd_kernel).
+    f32_state = storage != acc
+    hf = hs
+    if f32_state:
+        hf = torch.empty((2, B, H), dtype=acc, device=gates.device)
+        hf[0] = h0
     # Reset-before scratch: r ⊙ h_{t-1} and z of the current step (see gru_fwd_kernel).
-    rh = hs if reset_after else torch.empty((2, B, H), dtype=acc, device=gates.device)
-    # 16-bit weights: the dot operand's copy of h in their dtype (H_COPY in gru_fwd_kernel).
-    h_copy = storage != acc
-    hq = hs
-    if h_copy:
-        hq = torch.empty((2, B, H), dtype=storage, device=gates.device)
-        hq[0] = h0
+    rh = hf if reset_after else torch.empty((2, B, H), dtype=acc, device=gates.device)
     grid, launches, grid_sync, cfg = _launch_plan(B, H, path, gates.device,
                                                   _uses_tensor_cores(w_hh, dot_precision),
                                                   forward=True)
     resident = _resident_plan(cfg, grid, w_hh, dot_precision, reset_after, row_operands=1)
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
-                RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save, H_COPY=h_copy,
+                RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save, F32_STATE=f32_state,
                 W_RESIDENT=resident is not None, DOT_PRECISION=dot_precision,
                 DOT_IN_FP32=_dot_in_fp32(w_hh), **(resident or cfg))
-    head = (gates, w_hh, b_hh if b_hh is not None else w_hh, hs, ghn, rh, hq,
+    head = (gates, w_hh, b_hh if b_hh is not None else w_hh, hs, ghn, rh, hf,
             lengths if lengths is not None else hs)
     _launch(gru_fwd_kernel, grid, head, (T, B, H), T, launches, grid_sync, meta, gates.device)
     return hs, (ghn if keep_ghn else None)
 
 
-def gru_backward(dhs: torch.Tensor, gates: torch.Tensor, ghn: torch.Tensor | None, hs: torch.Tensor,
-                 w_hh: torch.Tensor, lengths: torch.Tensor | None = None, *, reverse: bool,
-                 path: str, reset_after: bool = True, dot_precision: str = "ieee"):
+def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torch.Tensor,
+                 ghn: torch.Tensor | None, hs: torch.Tensor, w_hh: torch.Tensor,
+                 lengths: torch.Tensor | None = None, *, reverse: bool, path: str,
+                 reset_after: bool = True, dot_precision: str = "ieee"):
     """Reverse-time pass of one GRU layer and direction.
 
-    dhs: (T+1, B, H) acc dtype, dL/d(hs) by slot (so the output gradient and dL/dh_n, which
-        share a slot, arrive summed). gates, ghn, hs: what ``gru_forward(..., save=True)``
-        left (ghn None in the reset-before form); w_hh: (3H, H); lengths, reverse, path,
-        reset_after: as for ``gru_forward``.
+    dhs: (T+1, B, H) storage dtype, dL/d(hs) by slot (the output's gradient), or None for
+        none. dhn: (B, H), any float dtype, dL/dh_n, the gradient of a copy of the last
+        step's state (slot T, or 0 reversed) made apart from hs, or None for none. gates,
+        ghn, hs: what ``gru_forward(..., save=True)`` left (ghn None in the reset-before
+        form); w_hh: (3H, H); lengths, reverse, path, reset_after: as for ``gru_forward``.
     Returns (dgx, dghn, dh_direct), dgx and dghn in the storage dtype, dh_direct in the acc
     dtype: dgx (T, B, 3H) the gate pre-activation gradients
     [d_r | d_z | d_n] (= dL/d(x @ W_ihᵀ + b_ih)); dghn (T, B, H) = dL/d(gh_n), the n-part of
     the hidden-side pre-activation (the r and z parts equal dgx's); dh_direct (B, H): the part
     of dL/dh0 that does not pass through W_hh of the first step. Then
-    dL/dh0 = dhs[h0 slot] + dh_direct + [d_r | d_z]_first @ W_hh[:2H]
-    (+ dghn_first @ W_hn in the reset-after form).
+    dL/dh0 = dh_direct + [d_r | d_z]_first @ W_hh[:2H] (+ dghn_first @ W_hn in the
+    reset-after form) (+ dhs[h0 slot], which this pass does not read).
     """
     _check(gates.dim() == 3 and w_hh.dim() == 2, "gates must be (T, B, 3H), w_hh (3H, H)")
     (T, B, _), H = gates.shape, w_hh.shape[1]
     acc, storage = acc_dtype_for(w_hh.dtype), storage_dtype_for(w_hh.dtype)
     _check((ghn is None) == (not reset_after),
            "ghn is saved by the reset-after form only: pass it exactly then")
-    for name, x, shape, dtype in (("dhs", dhs, (T + 1, B, H), acc),
+    for name, x, shape, dtype in (("dhs", dhs, (T + 1, B, H), storage),
+                                  ("dhn", dhn, (B, H), None),
                                   ("gates", gates, (T, B, 3 * H), storage),
-                                  ("ghn", ghn, (T, B, H), storage), ("hs", hs, (T + 1, B, H), acc),
+                                  ("ghn", ghn, (T, B, H), storage),
+                                  ("hs", hs, (T + 1, B, H), storage),
                                   ("w_hh", w_hh, (3 * H, H), w_hh.dtype)):
         if x is None:
             continue
         _check(tuple(x.shape) == shape, f"{name} must be {shape}, got {tuple(x.shape)}")
-        _check(x.dtype == dtype, f"{name} must be {dtype}, got {x.dtype}")
+        _check(x.dtype == (dtype or x.dtype), f"{name} must be {dtype}, got {x.dtype}")
     _check(path in PATHS, f"path must be one of {PATHS}, got {path!r}")
     _check(path == "persistent" or reset_after,
            "the reset-before GRU runs on the persistent path only")
     _check_contiguous(dhs=dhs, gates=gates, ghn=ghn, hs=hs, w_hh=w_hh)
-    _check_lengths(lengths, B, dhs.device)
+    _check_lengths(lengths, B, hs.device)
 
-    dgx = torch.empty((T, B, 3 * H), dtype=storage, device=dhs.device)
-    dghn = torch.empty((T, B, H), dtype=storage, device=dhs.device)
-    dcarry = torch.empty((2, B, H), dtype=acc, device=dhs.device)
-    dcarry[1].zero_()
-    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, dhs.device,
+    dgx = torch.empty((T, B, 3 * H), dtype=storage, device=hs.device)
+    dghn = torch.empty((T, B, H), dtype=storage, device=hs.device)
+    dcarry = torch.empty((2, B, H), dtype=acc, device=hs.device)
+    # dL/dh_n enters with the carry: the first backward step adds slot 1 to its dh.
+    if dhn is None:
+        dcarry[1].zero_()
+    else:
+        dcarry[1].copy_(dhn)
+    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, hs.device,
                                                   _uses_tensor_cores(w_hh, dot_precision))
     resident = _resident_plan(cfg, grid, w_hh, dot_precision, reset_after, row_operands=3)
-    meta = dict(HAS_LENGTHS=lengths is not None, RESET_AFTER=reset_after, REVERSE=reverse,
-                W_RESIDENT=resident is not None, DOT_PRECISION=dot_precision,
-                DOT_IN_FP32=_dot_in_fp32(w_hh), **(resident or cfg))
-    head = (dhs, gates, ghn if ghn is not None else hs, hs, w_hh,
+    meta = dict(HAS_DHS=dhs is not None, HAS_LENGTHS=lengths is not None,
+                RESET_AFTER=reset_after, REVERSE=reverse, W_RESIDENT=resident is not None,
+                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh),
+                **(resident or cfg))
+    head = (dhs if dhs is not None else hs, gates, ghn if ghn is not None else hs, hs, w_hh,
             lengths if lengths is not None else hs)
     _launch(gru_bwd_kernel, grid, head, (dgx, dghn, dcarry, T, B, H), T, launches, grid_sync,
-            meta, dhs.device)
+            meta, hs.device)
     return dgx, dghn, dcarry[(T - 1) % 2]

@@ -24,11 +24,14 @@ def test_opcheck_gru_layer(variant, triton_backend):
     torch.library.opcheck(torch.ops.gru_triton.gru_layer.default, args)
 
 
-def test_opcheck_gru_layer_backward(triton_backend):
+@pytest.mark.parametrize("grads", ["both", "output_only", "h_n_only"])
+def test_opcheck_gru_layer_backward(grads, triton_backend):
     x, h0, w_ih, w_hh, b_ih, b_hh, *_ = _layer_args(save=False)
-    hs, gates, ghn = torch.ops.gru_triton.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, None, False,
-                                                    True, "persistent", "ieee", True)
-    args = (torch.randn_like(hs), x, w_ih, w_hh, hs, gates, ghn, None, False, True,
+    hs, h_n, gates, ghn = torch.ops.gru_triton.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, None,
+                                                         False, True, "persistent", "ieee", True)
+    d_hs = None if grads == "h_n_only" else torch.randn_like(hs)
+    d_h_n = None if grads == "output_only" else torch.randn_like(h_n)
+    args = (d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, None, False, True,
             "persistent", "ieee", True, True, True)
     torch.library.opcheck(torch.ops.gru_triton.gru_layer_backward.default, args)
 

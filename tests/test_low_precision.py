@@ -61,30 +61,38 @@ def _rounded_as_stored(h, dtype):
     return h.to(dtype).double()
 
 
-def _one_step_each(gates, w_hh, b_hh, h_prev, first):
-    """Each step in fp64 from the kernel's own h_{t-1} (T, B, H) (so no rounding decision of
-    one step can carry into the next), with h_{t-1} rounded to the weights' dtype before the
-    W_hh product, as a GPU's 16-bit tensor-core dot rounds it: h_t, (T, B, H). ``first``:
-    the index of the step that starts from h0, which the launcher (torch) rounds, not the
-    kernel."""
-    H = w_hh.shape[1]
-    operand = _rounded_as_stored(h_prev, w_hh.dtype)
-    operand[first] = h_prev[first].to(w_hh.dtype).double()
-    gh = operand @ w_hh.double().T + b_hh.double()
-    gx = gates.double()
-    r = torch.sigmoid(gx[..., :H] + gh[..., :H])
-    z = torch.sigmoid(gx[..., H:2 * H] + gh[..., H:2 * H])
-    n = torch.tanh(gx[..., 2 * H:] + r * gh[..., 2 * H:])
-    return n + z * (h_prev.double() - n)
+def _emulated_states(gates, w_hh, b_hh, h0, reverse, round_state=False):
+    """The 16-bit states a kernel stores, (T, B, H) in fp64, emulated: the recurrence in fp64
+    from h0 (fp32), each W_hh product reading the previous state rounded to the weights'
+    dtype, as a 16-bit tensor-core dot does (the first step's operand rounded by torch, as
+    the launcher writes it), and the state itself carried unrounded, unless
+    ``round_state`` (a recurrence that kept only the 16-bit states)."""
+    T, H = gates.shape[0], w_hh.shape[1]
+    state, operand = h0.double(), h0.to(w_hh.dtype).double()
+    stored = [None] * T
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        gh = operand @ w_hh.double().T + b_hh.double()
+        gx = gates[t].double()
+        r = torch.sigmoid(gx[:, :H] + gh[:, :H])
+        z = torch.sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
+        n = torch.tanh(gx[:, 2 * H:] + r * gh[:, 2 * H:])
+        state = n + z * (state - n)
+        operand = stored[t] = _rounded_as_stored(state.float(), w_hh.dtype)
+        if round_state:
+            state = operand
+    return torch.stack(stored)
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("path", dispatch.PATHS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-def test_dot_reads_h_rounded_to_the_weights_dtype(dtype, path, reverse):
-    """16-bit weights: the W_hh product reads a 16-bit copy of h_{t-1}, which must give the
-    numbers of rounding h at the dot (what the tensor cores do), while the fp32 state itself
-    stays unrounded: every step of the kernels against an fp64 step from the same state."""
+def test_state_stays_fp32_and_dot_reads_it_rounded(dtype, path, reverse):
+    """16-bit weights: the kernels store the states in 16 bits (the output, and what backward
+    reads) and feed that rounded h_{t-1} to the W_hh product, as a tensor-core dot rounds
+    its operand, while the state the gate math updates stays fp32. Against an fp64
+    emulation of exactly that, a stored state differs only where fp32 and fp64 round to
+    different sides of a 16-bit boundary, and the steps after it (measured: 0-0.7% of
+    values); a recurrence that kept its state in 16 bits differs at 27-50% of them."""
     from gru_triton.kernels import gru_forward
 
     T, B, H = 7, 5, 37
@@ -94,19 +102,21 @@ def test_dot_reads_h_rounded_to_the_weights_dtype(dtype, path, reverse):
     b_hh = torch.randn(3 * H, generator=g).to(DEVICE, dtype)
     h0 = torch.randn(B, H, generator=g).to(DEVICE)
     hs, _ = gru_forward(gates.clone(), w_hh, b_hh, h0, reverse=reverse, save=False, path=path)
-    h_prev, h_new = (hs[1:], hs[:T]) if reverse else (hs[:T], hs[1:])
-    expected = _one_step_each(gates, w_hh, b_hh, h_prev, first=T - 1 if reverse else 0)
-    # fp32 accumulation of 37 products and fp32 gate math: a few fp32 ulps. An unrounded
-    # operand is off by up to the 16-bit eps (8e-3 bf16, 1e-3 fp16) times |h| |W| per term.
-    assert (h_new.double() - expected).abs().max().item() <= 1e-5
-    # The states kept for the output and backward are fp32, not 16-bit values.
-    assert hs.dtype == torch.float32
-    assert (h_new.to(dtype).float() != h_new).any()
+    assert hs.dtype == dtype
+    stored = (hs[:T] if reverse else hs[1:]).double()
+    expected = _emulated_states(gates, w_hh, b_hh, h0, reverse)
+    differs = stored != expected
+    assert differs.double().mean().item() <= 0.05
+    # One ulp of the largest state: a flipped rounding carries into the next steps as an
+    # absolute error, which is many ulps of a state near 0 (fp16: 4e-4 off by 1e-5).
+    assert (stored - expected).abs().max() <= torch.finfo(dtype).eps * expected.abs().max()
+    rounded_state = _emulated_states(gates, w_hh, b_hh, h0, reverse, round_state=True)
+    assert (stored != rounded_state).double().mean().item() > 0.2  # the check can tell
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_reset_before_error_within_a_few_ulps(dtype, triton_backend):
-    """The reset-before form in 16 bits (its phase 1 reads the 16-bit copy of h, its phase 2
+    """The reset-before form in 16 bits (its phase 1's dot reads the 16-bit states, its phase 2
     the fp32 r ⊙ h scratch) against its fp64 reference. PyTorch has no such GRU to set the
     bound, so it is 4 units of the dtype's eps times the largest value, for the output, h_n
     and every gradient (measured here at 0.3-1.5 units over 4 seeds)."""

@@ -38,9 +38,9 @@ def test_parameters_init_and_state_dict_like_nn_gru(kwargs):
 
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-def test_outputs_may_be_modified_in_place_as_nn_grus(bidirectional, triton_backend):
-    """nn.GRU's output and h_n are the caller's to modify in place before backward (a
-    residual add, an in-place activation); the kernels' states they come from are not."""
+def test_h_n_may_be_modified_in_place_as_nn_grus(bidirectional, triton_backend):
+    """nn.GRU's h_n is the caller's to modify in place before backward (cuDNN saves only its
+    output); the kernels' states it is copied from are not touched."""
     ref = torch.nn.GRU(3, 8, bidirectional=bidirectional).to(DEVICE)
     ours = gru_triton.GRU(3, 8, bidirectional=bidirectional).to(DEVICE)
     ours.load_state_dict(ref.state_dict())
@@ -48,12 +48,26 @@ def test_outputs_may_be_modified_in_place_as_nn_grus(bidirectional, triton_backe
     grads = []
     for module in (ours, ref):
         out, h_n = module(x)
-        out.mul_(2.0).relu_()
-        h_n.add_(1.0)
+        h_n.mul_(2.0).add_(1.0)
         (out.square().sum() + h_n.square().sum()).backward()
         grads.append([p.grad for p in module.parameters()])
     for got, expected in zip(*grads, strict=True):
-        assert_close(got, expected, what="gradient after in-place ops")
+        assert_close(got, expected, what="gradient after in-place ops on h_n")
+
+
+def test_output_modified_in_place_makes_backward_refuse(triton_backend):
+    """The output is a view of the states backward reads, as cuDNN's nn.GRU saves its output:
+    modified in place, backward raises autograd's error instead of returning gradients of
+    the wrong states (nn.GRU on CUDA raises the same; on the CPU it keeps no output)."""
+    modules = [gru_triton.GRU(3, 8).to(DEVICE)]
+    if DEVICE.type == "cuda":
+        modules.append(torch.nn.GRU(3, 8).to(DEVICE))
+    x = torch.randn(5, 2, 3, device=DEVICE)
+    for module in modules:
+        out, _ = module(x)
+        out.relu_()
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            out.sum().backward()
 
 
 def test_inputs_are_not_modified_and_non_contiguous_input_works(triton_backend):

@@ -195,9 +195,10 @@ def _kernel_run(T, B, H, seed, lengths, reverse, path, precision):
     b_hh = torch.randn(3 * H, generator=g).to(DEVICE)
     h0 = torch.randn(B, H, generator=g).to(DEVICE)
     dhs = torch.randn(T + 1, B, H, generator=g).to(DEVICE)
+    dhn = torch.randn(B, H, generator=g).to(DEVICE)
     hs, ghn = gru_kernels.gru_forward(gates, w_hh, b_hh, h0, lengths, reverse=reverse,
                                       save=True, path=path, dot_precision=precision)
-    grads = gru_kernels.gru_backward(dhs, gates, ghn, hs, w_hh, lengths, reverse=reverse,
+    grads = gru_kernels.gru_backward(dhs, dhn, gates, ghn, hs, w_hh, lengths, reverse=reverse,
                                      path=path, dot_precision=precision)
     return [hs, gates, ghn, *grads]
 
