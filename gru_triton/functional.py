@@ -3,7 +3,9 @@ bidirectional GRU and the GRU cell built on them.
 
 Two custom ops, ``gru_triton::gru_layer`` and ``gru_triton::gru_layer_backward``, each do one
 layer and direction: input GEMM + recurrence kernel, and recurrence kernel + weight/input
-GEMMs. They have fake (meta) implementations, so ``torch.compile(fullgraph=True)`` traces
+GEMMs (a third, ``gru_layer_backward_consuming``, is the backward writing its gate gradients
+over the saved activations, for a backward that frees them). They have fake (meta)
+implementations, so ``torch.compile(fullgraph=True)`` traces
 through them without a graph break, and no host synchronisation, so they can be captured in
 a CUDA graph.
 
@@ -15,6 +17,8 @@ backward refuse). Per (t, b, h): 20 bytes for fp32 models, 10 for bf16/fp16 ones
 kept when no input needs a gradient.
 """
 
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -75,13 +79,15 @@ def _gru_layer_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after
 
 
 def _layer_backward(d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after,
-                    path, dot_precision, has_bias, need_input, need_weights):
+                    path, dot_precision, has_bias, need_input, need_weights, *,
+                    overwrite_gates):
     """Backward of ``gru_layer`` given d_hs (T+1, B, H) = dL/d(hs) and d_h_n (B, H) =
     dL/d(h_n), in the model's dtype, either None where nothing flowed back.
 
     Returns dx (T, B, I), dh0 (B, H), dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,) in the
     model's dtype; dx is empty unless ``need_input``, the weight and bias gradients are empty
-    unless ``need_weights`` (biases: and ``has_bias``).
+    unless ``need_weights`` (biases: and ``has_bias``). ``overwrite_gates``: the gate
+    gradients are written over ``gates`` (``gru_backward``'s overwrite_gates).
     """
     T, B, _ = gates.shape
     H = w_hh.shape[1]
@@ -89,7 +95,8 @@ def _layer_backward(d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse
     dgx, dghn, dh_direct = gru_backward(None if d_hs is None else d_hs.contiguous(), d_h_n,
                                         gates, ghn if reset_after else None, hs,
                                         w_hh.contiguous(), lengths, reverse=reverse, path=path,
-                                        reset_after=reset_after, dot_precision=dot_precision)
+                                        reset_after=reset_after, dot_precision=dot_precision,
+                                        overwrite_gates=overwrite_gates)
     dgx2d, dghn2d = dgx.view(T * B, 3 * H), dghn.view(T * B, H)
     first = T - 1 if reverse else 0
     # GEMMs in the model's dtype (that of dgx, dghn and hs too), accumulated in fp32 by the
@@ -125,15 +132,23 @@ def _layer_backward(d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse
 
 _BACKWARD_SCHEMA = (
     "(Tensor? d_hs, Tensor? d_h_n, Tensor x, Tensor w_ih, Tensor w_hh, Tensor hs, "
-    "Tensor gates, Tensor ghn, Tensor? lengths, bool reverse, bool reset_after, "
+    "Tensor{gates} gates, Tensor ghn, Tensor? lengths, bool reverse, bool reset_after, "
     "str path, str dot_precision, bool has_bias, bool need_input, bool need_weights) "
     "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
 gru_layer_backward_op = torch.library.custom_op(
-    "gru_triton::gru_layer_backward", _layer_backward, mutates_args=(),
-    schema=_BACKWARD_SCHEMA)
+    "gru_triton::gru_layer_backward", functools.partial(_layer_backward, overwrite_gates=False),
+    mutates_args=(), schema=_BACKWARD_SCHEMA.format(gates=""))
+# The same, writing the gate gradients over the saved activations (reset-after form only):
+# for a backward after which autograd frees them, as cuDNN's backward consumes its reserve
+# space (PyTorch hands it a copy only when the graph is kept).
+gru_layer_backward_consuming_op = torch.library.custom_op(
+    "gru_triton::gru_layer_backward_consuming",
+    functools.partial(_layer_backward, overwrite_gates=True), mutates_args=("gates",),
+    schema=_BACKWARD_SCHEMA.format(gates="(a!)"))
 
 
 @gru_layer_backward_op.register_fake
+@gru_layer_backward_consuming_op.register_fake
 def _gru_layer_backward_fake(d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse,
                              reset_after, path, dot_precision, has_bias, need_input,
                              need_weights):
@@ -165,8 +180,11 @@ def _backward(ctx, d_hs, d_h_n, _d_gates, _d_ghn):
                            "required grad when it ran)")
     x, w_ih, w_hh, hs, gates, ghn, lengths = ctx.saved_tensors
     need = ctx.needs_input_grad
+    op = gru_layer_backward_op
+    if reset_after and not _graph_kept(gates):
+        op = gru_layer_backward_consuming_op
     # d_hs / d_h_n unmaterialised (None): nothing flowed back into the output, or into h_n.
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_layer_backward_op(
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = op(
         d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after, path,
         precision, has_bias, need[0], any(need[2:6]))
     pick = lambda grad, wanted: grad if wanted else None
@@ -176,6 +194,18 @@ def _backward(ctx, d_hs, d_h_n, _d_gates, _d_ghn):
 
 
 torch.library.register_autograd("gru_triton::gru_layer", _backward, setup_context=_setup_context)
+
+
+def _graph_kept(saved: Tensor) -> bool:
+    """Whether the backward running now keeps the graph (retain_graph or create_graph), so
+    that ``saved``, a tensor autograd saved, may be read again. True outside a backward, on
+    a torch without the query, and when tracing (torch.compile, AOTAutograd: ``saved`` is
+    then a fake or functional tensor, and functionalisation would copy a buffer the op
+    overwrites)."""
+    if type(saved) is not torch.Tensor or torch.compiler.is_compiling():
+        return True
+    query = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+    return query is None or query()
 
 
 def _path(dtype, hidden_size, batch, device, *, lengths, reset_after) -> str:

@@ -822,7 +822,8 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
 def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torch.Tensor,
                  ghn: torch.Tensor | None, hs: torch.Tensor, w_hh: torch.Tensor,
                  lengths: torch.Tensor | None = None, *, reverse: bool, path: str,
-                 reset_after: bool = True, dot_precision: str = "ieee"):
+                 reset_after: bool = True, dot_precision: str = "ieee",
+                 overwrite_gates: bool = False):
     """Reverse-time pass of one GRU layer and direction.
 
     dhs: (T+1, B, H) storage dtype, dL/d(hs) by slot (the output's gradient), or None for
@@ -830,6 +831,11 @@ def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torc
         step's state (slot T, or 0 reversed) made apart from hs, or None for none. gates,
         ghn, hs: what ``gru_forward(..., save=True)`` left (ghn None in the reset-before
         form); w_hh: (3H, H); lengths, reverse, path, reset_after: as for ``gru_forward``.
+    overwrite_gates (reset-after form): dgx is written over ``gates``, which then no longer
+        holds the activations: one (T, B, 3H) buffer less, for a caller that will not read
+        them again. Each gradient is computed from the activation at its own place (d_r from
+        r, d_z from z, d_n from n), so every read of a place comes before its write. The
+        reset-before backward reads r again after writing d_r, so it cannot.
     Returns (dgx, dghn, dh_direct), dgx and dghn in the storage dtype, dh_direct in the acc
     dtype: dgx (T, B, 3H) the gate pre-activation gradients
     [d_r | d_z | d_n] (= dL/d(x @ W_ihᵀ + b_ih)); dghn (T, B, H) = dL/d(gh_n), the n-part of
@@ -856,10 +862,13 @@ def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torc
     _check(path in PATHS, f"path must be one of {PATHS}, got {path!r}")
     _check(path == "persistent" or reset_after,
            "the reset-before GRU runs on the persistent path only")
+    _check(reset_after or not overwrite_gates,
+           "the reset-before backward reads r after writing d_r: it cannot overwrite gates")
     _check_contiguous(dhs=dhs, gates=gates, ghn=ghn, hs=hs, w_hh=w_hh)
     _check_lengths(lengths, B, hs.device)
 
-    dgx = torch.empty((T, B, 3 * H), dtype=storage, device=hs.device)
+    dgx = gates if overwrite_gates else torch.empty((T, B, 3 * H), dtype=storage,
+                                                    device=hs.device)
     dghn = torch.empty((T, B, H), dtype=storage, device=hs.device)
     dcarry = torch.empty((2, B, H), dtype=acc, device=hs.device)
     # dL/dh_n enters with the carry: the first backward step adds slot 1 to its dh.
