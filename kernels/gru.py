@@ -284,8 +284,9 @@ def gru_fwd_kernel(
 
     W_RESIDENT (reset-after; the launcher guarantees one hidden chunk per program and
     BLOCK_K >= H): the program's slice of W_hh, all of K, is loaded once, before the time
-    loop, and the dots keep that operand in shared memory for every step (the kernel report
-    checks the shared memory it takes), so the steps stop streaming W_hh from L2.
+    loop, and the dots keep that operand on chip for every step (in shared memory and, as far
+    as they go, registers; the kernel report checks both), so the steps stop streaming W_hh
+    from L2.
     """
     acc_dtype = hf_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -702,8 +703,13 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     need = (3 * cfg["BLOCK_H"] + rows) * k_full * itemsize + 4096
     if cfg["BLOCK_B"] != 16 or rows * k_full > 24576 or need > smem_limit:
         return None
-    # grid_sync's forward runs 4 warps; holding a slice of K >= 1024 there spills (8 bytes on
-    # sm_90, 104 on sm_80: kernel report), so such slices get 8 warps.
+    # grid_sync's forward runs 4 warps; holding a slice of K >= 1024 there spills (16 bytes
+    # on sm_90, 72 on sm_80, bf16; kernel report), so such slices get 8 warps. Apparently
+    # the compiler keeps the loop-invariant slice in registers as well: 3 * K * 16 * 2
+    # bytes over 32 * warps threads is 192 registers a thread at 4 warps, 96 at 8.
+    # Splitting the product over K across the 4 warps (a batched dot over 4 slices of K)
+    # does not help: the slice is as large per thread, and it spilled more (120 bytes on
+    # sm_90).
     warps = 8 if k_full >= 1024 else cfg["num_warps"]
     return dict(cfg, BLOCK_K=k_full, maxnreg=255, num_warps=warps)
 
