@@ -124,9 +124,10 @@ def _layer_backward(d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse
             torch.mm(dgx2d[:, :2 * H].t(), h_prev, out=dw_hh[:2 * H])
             torch.mm(dghn2d.t(), n_operand, out=dw_hh[2 * H:])
     if need_weights and has_bias:
-        db_ih = dgx2d.sum(0, dtype=acc).to(w_hh.dtype)
-        db_hh = torch.cat([dgx2d[:, :2 * H].sum(0, dtype=acc),
-                           dghn2d.sum(0, dtype=acc)]).to(w_hh.dtype)
+        # The r and z parts of the hidden-side bias gradient are the input side's.
+        db_ih = dgx2d.sum(0, dtype=acc)
+        db_hh = torch.cat([db_ih[:2 * H], dghn2d.sum(0, dtype=acc)]).to(w_hh.dtype)
+        db_ih = db_ih.to(w_hh.dtype)
     return dx, dh0.to(x.dtype), dw_ih, dw_hh, db_ih, db_hh
 
 
