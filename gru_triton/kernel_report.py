@@ -10,8 +10,10 @@ what is reported is what runs.
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import json
+import multiprocessing
 import os
 import pathlib
 import re
@@ -58,7 +60,14 @@ VARIANTS = {
                              W_RESIDENT=True),
     "grid_sync+resident+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=True,
                                        W_RESIDENT=True),
+    # The forward's three gate products as one stacked dot (bench/variants.py's "stacked";
+    # the launchers do not pick it yet: not measured on a GPU).
+    "grid_sync+resident+stacked+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
+                                               GRID_SYNC=True, W_RESIDENT=True,
+                                               STACKED_GATES=True),
 }
+# Flags only the forward kernel has.
+FORWARD_ONLY_FLAGS = ("STACKED_GATES",)
 _ITEMSIZE = {"bf16": 2, "fp16": 2, "fp32": 4, "fp64": 8}
 # The grid-synchronised path sizes its batch tile to the batch (16, 32 or 64 rows, 16 without
 # tensor cores); the other paths' tiles do not depend on it.
@@ -77,14 +86,21 @@ def _cuobjdump() -> str:
 
 
 def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, cfg: dict,
-                arch: int) -> dict:
-    """Compiles one configuration; returns its resource usage and tensor-core use."""
+                arch: int, aligned: bool = False) -> dict:
+    """Compiles one configuration; returns its resource usage and tensor-core use.
+
+    aligned: as Triton's launcher compiles it for a hidden size that is a multiple of 16
+    (every pointer 16-byte aligned, as PyTorch allocates, and H divisible by 16): the loads
+    along H are then vectorised, which changes the registers. Otherwise as it compiles for
+    any other H, whose scalar loads take more registers (the report's other rows, so their
+    zero spills hold for every H)."""
     fn, pointers, flags = _SIGNATURES[kernel_name]
     flags = dict(flags, **VARIANTS[variant])
     flags.setdefault("W_RESIDENT", False)
     if kernel_name == "gru_fwd_kernel":
         # As gru_forward launches it: the fp32 state apart wherever the states are 16-bit.
         flags["F32_STATE"] = dtype in ("bf16", "fp16")
+        flags.setdefault("STACKED_GATES", False)
     signature, constexprs = {}, {}
     for spec in pointers:
         name, kind = spec.split(":")
@@ -99,7 +115,13 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
     for name, value in meta.items():
         signature[name] = "constexpr"
         constexprs[name] = value
-    compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs),
+    attrs = {}
+    if aligned:
+        for index, name in enumerate(fn.arg_names):
+            if name == "H" or signature.get(name, "").startswith("*"):
+                attrs[(index,)] = [["tt.divisibility", 16]]
+    compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs,
+                                        attrs=attrs),
                               target=GPUTarget("cuda", arch, 32),
                               options={"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"],
                                        "maxnreg": cfg["maxnreg"]})
@@ -118,7 +140,17 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
     # operands' staging, layout conversions) is dynamic and lives in the kernel's metadata.
     shared = int(fields["SHARED"]) + compiled.metadata.shared
     by_smem = SHARED_BYTES_PER_SM[arch] // max(shared, 1)
+    # The dots' operand reads from shared memory, counted once per instruction as the code
+    # is written (a K loop repeats its body): ldmatrix per warp, 128 bytes per 8x8 matrix;
+    # wgmma per warpgroup, its A (64 x k) and B (k x n) tiles. For a resident slice, whose
+    # product is one pass over K, that is one step's reads, which bench/cost_model.py counts.
+    itemsize = {"bf16": 2, "f16": 2, "tf32": 4}
+    ldmatrix = sum(int(x) for x in re.findall(r"ldmatrix\.sync\.aligned\.m8n8\.x(\d)", ptx))
+    wgmma = re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k(\d+)\.f32\.(\w+)\.", ptx)
+    wgmma_bytes = sum((64 * int(k) + int(k) * int(n)) * itemsize.get(t, 8) for n, k, t in wgmma)
     return {
+        "dot_smem_bytes": ldmatrix * 128 * cfg["num_warps"]
+                          + wgmma_bytes * max(1, cfg["num_warps"] // 4),
         "programs_per_sm": min(by_regs, by_smem, 2048 // threads),
         "registers": int(fields["REG"]),
         "stack_bytes": int(fields["STACK"]),
@@ -142,7 +174,8 @@ def configs(variant: str, hidden_size: int, kernel_name: str = "gru_bwd_kernel")
     forward = kernel_name == "gru_fwd_kernel"
     if flags.get("W_RESIDENT"):
         path = "grid_sync" if flags["GRID_SYNC"] else "per_step"
-        return [gru_kernels.recurrence_config(hidden_size, path, 16, forward=forward)]
+        cfg = gru_kernels.recurrence_config(hidden_size, path, 16, forward=forward)
+        return [dict(cfg, STACKED_GATES=True) if flags.get("STACKED_GATES") else cfg]
     if flags["GRID_SYNC"]:
         return [gru_kernels.recurrence_config(hidden_size, "grid_sync", rows, forward=forward)
                 for rows in GRID_SYNC_BATCH_TILES]
@@ -154,11 +187,13 @@ def _tensor_cores(dtype: str, dot_precision: str) -> bool:
 
 
 def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype: str,
-              dot_precision: str, arch: int):
+              dot_precision: str, arch: int, aligned: bool = False):
     """The configuration the launchers run for this row, or None for a row they never run:
     W_RESIDENT is for tensor-core dots, where the slice fits the target's shared memory
     (``gru_kernels.resident_config``; the backward stages three operands of rows, the
-    forward one). grid_sync's forward without tensor cores keeps 8 warps."""
+    forward one), with the warps it gives an H that is a multiple of 16 (``aligned``) or
+    not (then ``hidden_size`` - 8, the same K). The stacked product runs aligned only.
+    grid_sync's forward without tensor cores keeps 8 warps."""
     flags = VARIANTS[variant]
     tensor_cores = _tensor_cores(dtype, dot_precision)
     if not flags.get("W_RESIDENT"):
@@ -168,34 +203,65 @@ def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype
         return cfg
     if not tensor_cores:
         return None
-    return gru_kernels.resident_config(cfg, hidden_size, _ITEMSIZE[dtype],
-                                       SHARED_BYTES_PER_BLOCK[arch],
-                                       1 if kernel_name == "gru_fwd_kernel" else 3)
+    planned = gru_kernels.resident_config(cfg, hidden_size if aligned else hidden_size - 8,
+                                          _ITEMSIZE[dtype], SHARED_BYTES_PER_BLOCK[arch],
+                                          1 if kernel_name == "gru_fwd_kernel" else 3)
+    if planned is not None and planned.get("STACKED_GATES", False) != bool(flags.get("STACKED_GATES")):
+        return None
+    return planned
+
+
+def _alignments(variant: str) -> tuple:
+    """The resident plan's warps depend on whether H is a multiple of 16, so its rows are
+    compiled both ways; the others only unaligned, which takes the most registers."""
+    return (True, False) if VARIANTS[variant].get("W_RESIDENT") else (False,)
+
+
+def _compile_key(key):
+    kernel_name, variant, dtype, precision, arch, cfg, aligned = key
+    return compile_one(kernel_name, variant, dtype, precision, dict(cfg), arch, aligned)
 
 
 def build_report(hidden_sizes=HIDDEN_SIZES, archs=ARCHS, precisions=PRECISIONS,
-                 variants=tuple(VARIANTS)):
-    """One row per (kernel, variant, H, tile configuration, dtype, precision, arch);
-    identical compiles are done once."""
+                 variants=tuple(VARIANTS), workers=None):
+    """One row per (kernel, variant, H, tile configuration, dtype, precision, arch,
+    alignment); identical compiles are done once, on ``workers`` processes (default: one per
+    CPU)."""
     if not isinstance(gru_kernels.gru_fwd_kernel, triton.JITFunction):
         raise RuntimeError("the kernel report compiles for real GPUs: run it with TRITON_INTERPRET unset")
-    rows, cache = [], {}
+    planned = []
     for kernel_name in _SIGNATURES:
         for variant in variants:
+            if kernel_name != "gru_fwd_kernel" and any(VARIANTS[variant].get(flag)
+                                                       for flag in FORWARD_ONLY_FLAGS):
+                continue
             for H, tile in [(h, cfg) for h in hidden_sizes
                             for cfg in configs(variant, h, kernel_name)]:
                 for dtype, precision in precisions:
                     for arch in archs:
-                        cfg = runs_with(kernel_name, variant, tile, H, dtype, precision, arch)
-                        if cfg is None:
-                            continue
-                        key = (kernel_name, variant, dtype, precision, arch, tuple(sorted(cfg.items())))
-                        if key not in cache:
-                            cache[key] = compile_one(kernel_name, variant, dtype, precision, cfg, arch)
-                        rows.append(dict(kernel=kernel_name, variant=variant, H=H, dtype=dtype,
-                                         dot_precision=precision if dtype == "fp32" else "-",
-                                         arch=f"sm_{arch}", **cfg, **cache[key]))
-    return rows
+                        for aligned in _alignments(variant):
+                            cfg = runs_with(kernel_name, variant, tile, H, dtype, precision,
+                                            arch, aligned)
+                            if cfg is None:
+                                continue
+                            key = (kernel_name, variant, dtype, precision, arch,
+                                   tuple(sorted(cfg.items())), aligned)
+                            planned.append((key, dict(
+                                kernel=kernel_name, variant=variant,
+                                H=H if aligned or "resident" not in variant else H - 8,
+                                aligned=aligned, dtype=dtype,
+                                dot_precision=precision if dtype == "fp32" else "-",
+                                arch=f"sm_{arch}", **cfg)))
+    keys = list(dict.fromkeys(key for key, _ in planned))
+    workers = workers or os.cpu_count() or 1
+    if workers > 1:
+        # spawn: a forked child would inherit the parent's compiler state mid-use.
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            results = dict(zip(keys, pool.map(_compile_key, keys), strict=True))
+    else:
+        results = {key: _compile_key(key) for key in keys}
+    return [dict(row, **results[key]) for key, row in planned]
 
 
 def expects_tensor_cores(row: dict) -> bool:
@@ -213,14 +279,19 @@ def to_markdown(rows) -> str:
         "memory plus what Triton requests at launch (dynamic); tensor cores = `mma.sync` "
         "or `wgmma` in the PTX.",
         "",
-        "| kernel | variant | H | dtype | dot | arch | BLOCK_B×H×K | warps/stages/maxnreg | regs "
-        "| spills (B) | smem (B) | programs/SM | tensor cores |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "H aligned: compiled as Triton compiles it for an H that is a multiple of 16 "
+        "(vectorised loads along H); the other rows as for any other H, which takes more "
+        "registers, so their zero spills hold for every H.",
+        "",
+        "| kernel | variant | H | H aligned | dtype | dot | arch | BLOCK_B×H×K "
+        "| warps/stages/maxnreg | regs | spills (B) | smem (B) | programs/SM | tensor cores |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         tc = "wgmma" if r["wgmma"] else ("mma" if r["mma"] else "no")
         lines.append(
-            f"| {r['kernel']} | {r['variant']} | {r['H']} | {r['dtype']} | {r['dot_precision']} "
+            f"| {r['kernel']} | {r['variant']} | {r['H']} | {'yes' if r['aligned'] else 'no'} "
+            f"| {r['dtype']} | {r['dot_precision']} "
             f"| {r['arch']} | {r['BLOCK_B']}×{r['BLOCK_H']}×{r['BLOCK_K']} "
             f"| {r['num_warps']}/{r['num_stages']}/{r['maxnreg']} "
             f"| {r['registers']} | {r['stack_bytes'] + r['local_bytes']} | {r['shared_bytes']} "

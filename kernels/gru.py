@@ -172,6 +172,49 @@ def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
 
 
 @triton.jit
+def _stacked_w_hh(w_hh_ptr, j0, H, w_dtype, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Rows [W_r[j]; W_z[j]; W_n[j]; 0] of W_hh for the hidden units j0 + [0, BLOCK_H), all
+    of K (BLOCK_K >= H): (4 * BLOCK_H, BLOCK_K). The fourth block is zeros because a dot's
+    tile dimensions are powers of two."""
+    m = tl.arange(0, 4 * BLOCK_H)
+    gate = m // BLOCK_H
+    j = j0 + m % BLOCK_H
+    offs_k = tl.arange(0, BLOCK_K)
+    p_w = w_hh_ptr + (gate * H + j).to(tl.int64)[:, None] * H + offs_k[None, :]
+    mask_w = ((gate < 3) & (j < H))[:, None] & (offs_k < H)[None, :]
+    return tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
+
+
+@triton.jit
+def _stacked_gates_times_hidden(w_stack, h_rows, mask_b, H, acc_dtype, w_dtype,
+                                DOT_PRECISION: tl.constexpr, LOAD_CACHE: tl.constexpr,
+                                BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
+    """rows[b, :] @ W_hh[g*H + j, :]ᵀ for the three gates as one product, transposed:
+    w_stack (4 * BLOCK_H, BLOCK_K) (``_stacked_w_hh``) @ h_{t-1}ᵀ (BLOCK_K, BLOCK_B). Returns
+    the r, z, n tiles, (BLOCK_B, BLOCK_H) each, in acc_dtype.
+
+    Why transposed and stacked: the (BLOCK_B, BLOCK_H) = 16 × 16 tile of one gate is one
+    warp's MMA tile, so every further warp repeats the whole product, reading the program's
+    W_hh slice from shared memory once per warp per step (the compiled sm_90 kernel at
+    H = 1024: 8 warps × 128 KiB of ldmatrix per step). Stacked, the product is 64 rows tall:
+    the warps split its rows, and on sm_90 one warpgroup issues it as wgmma, which reads
+    both operands from shared memory without the per-warp copies.
+    """
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_hk = mask_b[:, None] & (offs_k < H)[None, :]
+    b_h = tl.load(h_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0,
+                  cache_modifier=LOAD_CACHE).to(w_dtype)
+    acc = tl.dot(w_stack, tl.trans(b_h), input_precision=DOT_PRECISION, out_dtype=acc_dtype)
+    # (4 * BLOCK_H, BLOCK_B), row g * BLOCK_H + j -> [g // 2, g % 2, j, b] -> [b, j, g // 2,
+    # g % 2]; split takes the last axis: g % 2 first, then g // 2.
+    parts = tl.permute(tl.reshape(acc, (2, 2, BLOCK_H, acc.shape[1])), (3, 2, 0, 1))
+    even, odd = tl.split(parts)
+    acc_r, acc_n = tl.split(even)
+    acc_z, _ = tl.split(odd)
+    return acc_r, acc_z, acc_n
+
+
+@triton.jit
 def _w_hh_tiles(w_hh_ptr, offs_k, offs_j, mask_j, H, w_dtype,
                 DO_RZ: tl.constexpr, DO_N: tl.constexpr):
     """Tiles (k, j) of W_g[k, j] for the gates g asked for (W_hh = [W_r; W_z; W_n], each
@@ -264,6 +307,7 @@ def gru_fwd_kernel(
     REVERSE: tl.constexpr, SAVE: tl.constexpr, GRID_SYNC: tl.constexpr, F32_STATE: tl.constexpr,
     W_RESIDENT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    STACKED_GATES: tl.constexpr = False,
 ):
     """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc).
 
@@ -287,6 +331,10 @@ def gru_fwd_kernel(
     loop, and the dots keep that operand on chip for every step (in shared memory and, as far
     as they go, registers; the kernel report checks both), so the steps stop streaming W_hh
     from L2.
+
+    STACKED_GATES (with W_RESIDENT): the resident slice is the three gates' rows stacked, and
+    each step's product is one transposed dot (``_stacked_gates_times_hidden``, which says
+    why); the numbers are the same products, summed over K in the dot's own order.
     """
     acc_dtype = hf_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -295,11 +343,14 @@ def gru_fwd_kernel(
     tile_len = _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS)
     pid_h = tl.program_id(1)
     num_h_programs = tl.num_programs(1)
-    if W_RESIDENT:
+    w_dtype = tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty
+    if W_RESIDENT and STACKED_GATES:
+        w_stack = _stacked_w_hh(w_hh_ptr, pid_h * BLOCK_H, H, w_dtype, BLOCK_H, BLOCK_K)
+        w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0  # unused
+    elif W_RESIDENT:
         offs_j = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
         w_res_r, w_res_z, w_res_n = _w_hh_t_tiles(
-            w_hh_ptr, offs_j, offs_j < H, tl.arange(0, BLOCK_K), H,
-            tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty, True, True)
+            w_hh_ptr, offs_j, offs_j < H, tl.arange(0, BLOCK_K), H, w_dtype, True, True)
     else:
         w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0  # unused
     for step in range(step_begin, step_begin + n_steps):
@@ -364,10 +415,15 @@ def gru_fwd_kernel(
             acc_z = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
             acc_n = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
             if tile_active:
-                acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
-                    dot_rows, rh_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z, acc_n,
-                    w_res_r, w_res_z, w_res_n, RESET_AFTER, True, RESET_AFTER, W_RESIDENT,
-                    DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
+                if W_RESIDENT and STACKED_GATES:
+                    acc_r, acc_z, acc_n = _stacked_gates_times_hidden(
+                        w_stack, dot_rows, mask_b, H, acc_dtype, w_dtype, DOT_PRECISION,
+                        LOAD_CACHE, BLOCK_H, BLOCK_K)
+                else:
+                    acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
+                        dot_rows, rh_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z,
+                        acc_n, w_res_r, w_res_z, w_res_n, RESET_AFTER, True, RESET_AFTER,
+                        W_RESIDENT, DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
             if HAS_BIAS:
                 acc_n += tl.load(b_hh_ptr + 2 * H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
             if RESET_AFTER:
@@ -691,26 +747,39 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
 
     row_operands: the (BLOCK_B, K) dot operands a step stages, 1 in the forward kernel (h),
     3 in the backward (d_r, d_z, d_n). What the tiles take, as the kernel report measures
-    it: the three gates' (K, BLOCK_H) slices and those operands in shared memory, plus a few
-    KiB of the kernel's own. The operands also pass through registers, and past 24576
-    elements they spill (the backward at H = 1024: 3 × 16 × 1024, 8-16 bytes). Only 16-row
-    batch tiles: with 32 rows the forward spills on sm_80. The whole register file too
-    (``maxnreg`` 255, as grid_sync's programs have): at 168 registers per_step's 16×32 tile
-    spilled 8 bytes at H = 512 on sm_90.
+    it: the three gates' (K, BLOCK_H) slices (four with ``cfg["STACKED_GATES"]``, whose
+    fourth is padding) and those operands in shared memory, plus a few KiB of the kernel's
+    own. The operands also pass through registers, and past 24576 elements they spill (the
+    backward at H = 1024: 3 × 16 × 1024, 8-16 bytes). Only 16-row batch tiles: with 32 rows
+    the forward spills on sm_80. The whole register file too (``maxnreg`` 255, as
+    grid_sync's programs have): at 168 registers per_step's 16×32 tile spilled 8 bytes at
+    H = 512 on sm_90.
+
+    Warps, from the kernel report. Triton compiles a kernel once for arguments that are
+    multiples of 16 (H here) and once for the rest, and only the first vectorises the loads
+    of h. Compiled that way, the forward's 16-row tile holds a K = 1024 slice at 4 warps
+    without spilling (sm_80 and sm_90), and 4 warps measured 6.4 µs/step against 8 warps'
+    8.9 (bf16, B 16, H 1024, H200, bench/variants.py). A hidden size that is not a multiple
+    of 16 gets the scalar loads, which spill at 4 warps from K = 1024 (16 bytes on sm_90, 72
+    on sm_80), so those get 8 warps. The stacked product (``STACKED_GATES``, forward only)
+    spills at 4 warps once a row of the slice takes 2 KiB (K = 1024 at 16 bits, 512 at
+    fp32) and, unaligned, at any warp count from K = 512 at 16 bits, so it takes 8 warps
+    there and runs only where H is a multiple of 16.
     """
     k_full = max(16, triton.next_power_of_2(hidden_size))
     rows = row_operands * cfg["BLOCK_B"]
-    need = (3 * cfg["BLOCK_H"] + rows) * k_full * itemsize + 4096
+    stacked = cfg.get("STACKED_GATES", False) and row_operands == 1
+    if stacked and hidden_size % 16:
+        cfg, stacked = dict(cfg, STACKED_GATES=False), False
+    gate_rows = (4 if stacked else 3) * cfg["BLOCK_H"]
+    need = (gate_rows + rows) * k_full * itemsize + 4096
     if cfg["BLOCK_B"] != 16 or rows * k_full > 24576 or need > smem_limit:
         return None
-    # grid_sync's forward runs 4 warps; holding a slice of K >= 1024 there spills (16 bytes
-    # on sm_90, 72 on sm_80, bf16; kernel report), so such slices get 8 warps. Apparently
-    # the compiler keeps the loop-invariant slice in registers as well: 3 * K * 16 * 2
-    # bytes over 32 * warps threads is 192 registers a thread at 4 warps, 96 at 8.
-    # Splitting the product over K across the 4 warps (a batched dot over 4 slices of K)
-    # does not help: the slice is as large per thread, and it spilled more (120 bytes on
-    # sm_90).
-    warps = 8 if k_full >= 1024 else cfg["num_warps"]
+    warps = cfg["num_warps"]
+    if stacked and k_full * itemsize >= 2048:
+        warps = 8
+    elif not stacked and k_full >= 1024 and hidden_size % 16:
+        warps = 8
     return dict(cfg, BLOCK_K=k_full, maxnreg=255, num_warps=warps)
 
 

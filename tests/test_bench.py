@@ -278,13 +278,13 @@ def test_variants_override_one_kernels_grid_sync_config():
         assert gru_kernels.recurrence_config(512, "grid_sync", 64, True, forward=True,
                                              sms=132) == launcher_fwd
         assert gru_kernels.recurrence_config(512, "per_step", 64) == real(512, "per_step", 64)
-        wide = gru_kernels.recurrence_config(1024, "grid_sync", 16, True, forward=False)
-        # The resident plan gives a K = 1024 slice 8 warps; the variant keeps its 4.
-        assert gru_kernels.resident_config(wide, 1024, 2, 227 * 1024)["num_warps"] == 4
+        wide = gru_kernels.recurrence_config(1000, "grid_sync", 16, True, forward=False)
+        # The resident plan gives an unaligned K = 1024 slice 8 warps; the variant keeps its 4.
+        assert gru_kernels.resident_config(wide, 1000, 2, 227 * 1024)["num_warps"] == 4
     assert gru_kernels.recurrence_config is real
-    assert real(1024, "grid_sync", 16, True, forward=True, sms=132)["num_warps"] == 4
-    assert gru_kernels.resident_config(real(1024, "grid_sync", 16, True, forward=True, sms=132),
-                                       1024, 2, 227 * 1024)["num_warps"] == 8
+    assert real(1000, "grid_sync", 16, True, forward=True, sms=132)["num_warps"] == 4
+    assert gru_kernels.resident_config(real(1000, "grid_sync", 16, True, forward=True, sms=132),
+                                       1000, 2, 227 * 1024)["num_warps"] == 8
 
 
 def test_memory_breakdown_names_what_is_live_at_the_peak():

@@ -219,4 +219,16 @@ def test_grid_sync_forward_plan_owns_one_chunk_per_program_where_it_fits(monkeyp
     cfg = gru_kernels.recurrence_config(512, "grid_sync", 64, forward=True, sms=132)
     assert gru_kernels.resident_config(cfg, 512, 2, 227 * 1024)["num_warps"] == 4
     cfg = gru_kernels.recurrence_config(1024, "grid_sync", 16, forward=True, sms=132)
-    assert gru_kernels.resident_config(cfg, 1024, 2, 227 * 1024)["num_warps"] == 8
+    # K = 1024 at 4 warps spills only where H is not a multiple of 16 (unvectorised loads).
+    assert gru_kernels.resident_config(cfg, 1024, 2, 227 * 1024)["num_warps"] == 4
+    assert gru_kernels.resident_config(cfg, 1000, 2, 227 * 1024)["num_warps"] == 8
+    # The stacked product: 8 warps from 2 KiB rows, only for multiples of 16, and its padding
+    # block counts against shared memory (an A100's 163 KiB no longer holds K = 1024).
+    stacked = dict(cfg, STACKED_GATES=True)
+    assert gru_kernels.resident_config(stacked, 512, 2, 227 * 1024)["num_warps"] == 4
+    assert gru_kernels.resident_config(stacked, 512, 4, 227 * 1024)["num_warps"] == 8
+    wide = gru_kernels.resident_config(stacked, 1024, 2, 227 * 1024)
+    assert (wide["num_warps"], wide["STACKED_GATES"]) == (8, True)
+    assert gru_kernels.resident_config(stacked, 1024, 2, 163 * 1024) is None
+    assert gru_kernels.resident_config(cfg, 1024, 2, 163 * 1024) is not None
+    assert gru_kernels.resident_config(stacked, 1000, 2, 227 * 1024)["STACKED_GATES"] is False

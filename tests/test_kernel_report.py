@@ -52,6 +52,45 @@ def test_resident_rows_are_where_the_launcher_holds_w_hh_on_chip(report):
                        for r in resident), (kernel, arch)
 
 
+def test_resident_forward_reads_what_the_cost_model_counts(report):
+    """bench/cost_model.py charges a resident forward step the shared-memory reads of its
+    dots (every warp that repeats the 16 × 16 gate products reads the slice again; the
+    stacked product reads it once per warpgroup on sm_90). The compiled kernels' ldmatrix
+    and wgmma instructions say how much that is: within 3% (the rest is the accumulator's
+    layout change) for every resident grid_sync forward row from K = 256, where the
+    products dominate (below, the accumulator's few KiB do; per_step's 16 × 32 tiles are
+    not modelled)."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "bench"))
+    import cost_model
+
+    rows = [r for r in report if r["variant"].startswith("grid_sync+resident")
+            and r["kernel"] == "gru_fwd_kernel" and r["BLOCK_K"] >= 256]
+    assert rows
+    for r in rows:
+        cfg = dict(r, STACKED_GATES="stacked" in r["variant"])
+        model = cost_model.smem_reads(cfg, r["H"], {"bf16": 2, "fp16": 2, "fp32": 4}[r["dtype"]],
+                                      int(r["arch"][3:]))
+        assert model <= r["dot_smem_bytes"] <= 1.03 * model, (r, model)
+
+
+def test_stacked_gates_rows(report):
+    """The stacked forward compiles where the launcher would run it (H a multiple of 16, the
+    padded slice in shared memory: bf16 up to H = 1024 on sm_90), with wgmma on sm_90; the
+    headline bf16 H = 1024 forward, plain, runs 4 warps where H is a multiple of 16 and 8
+    where it is not."""
+    stacked = [r for r in report if "stacked" in r["variant"]]
+    assert stacked and all(r["aligned"] and r["kernel"] == "gru_fwd_kernel" for r in stacked)
+    for r in stacked:
+        itemsize = {"bf16": 2, "fp16": 2, "fp32": 4}[r["dtype"]]
+        assert r["shared_bytes"] >= 4 * r["BLOCK_H"] * r["BLOCK_K"] * itemsize
+        assert r["wgmma"] == (r["arch"] == "sm_90"), r
+    assert any(r["H"] == 1024 and r["dtype"] == "bf16" and r["arch"] == "sm_90" for r in stacked)
+    headline = {(r["aligned"], r["H"]): r["num_warps"] for r in report
+                if r["variant"] == "grid_sync+resident+lengths" and r["kernel"] == "gru_fwd_kernel"
+                and r["dtype"] == "bf16" and r["arch"] == "sm_90" and r["BLOCK_K"] == 1024}
+    assert headline == {(True, 1024): 4, (False, 1016): 8}
+
+
 def test_grid_sync_tiles_are_the_launchers(report):
     """The grid-synchronised rows are compiled with the tiles its launcher picks for B = 16,
     32 and 64 in each kernel (the forward's 16-row tile at 4 warps), including the
