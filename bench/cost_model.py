@@ -65,11 +65,13 @@ def per_step_us(path: str, B: int, H: int, dtype: str, hw=H100) -> float:
         if columns < 1:
             return float("nan")
         chunks_each = math.ceil(chunks / columns)
-        if _w_resident(cfg, H, dtype, columns == chunks):
-            # The slice stays in shared memory (W_RESIDENT): only h comes from L2.
+        resident = _resident(cfg, H, dtype, columns == chunks)
+        if resident is not None:
+            # The slice stays in shared memory (W_RESIDENT): only h comes from L2, and every
+            # warp that repeats the product reads the slice and h from shared memory again.
             smem = hw["smem_bytes_per_clk_per_sm"] * hw["clock_hz"]
             read = max(tiles * chunks * h_tile / hw["l2_bytes_per_s"],
-                       h_tile / per_sm_l2 + (w_bytes / chunks) / smem)
+                       h_tile / per_sm_l2 + smem_reads(resident, H, BYTES[dtype]) / smem)
         else:
             read = max((tiles * w_bytes + tiles * chunks * h_tile) / hw["l2_bytes_per_s"],
                        chunks_each * (w_bytes / chunks + h_tile) / per_sm_l2)
@@ -83,12 +85,34 @@ def per_step_us(path: str, B: int, H: int, dtype: str, hw=H100) -> float:
     raise ValueError(path)
 
 
-def _w_resident(cfg: dict, H: int, dtype: str, one_chunk_each: bool) -> bool:
-    """Whether the launcher keeps each program's W_hh slice on chip (an H100's 227 KiB)."""
+def _resident(cfg: dict, H: int, dtype: str, one_chunk_each: bool) -> dict | None:
+    """The launcher's resident config where it keeps each program's W_hh slice on chip (an
+    H100's 227 KiB), else None."""
     from gru_triton.kernels import resident_config
 
-    return (dtype != "fp32" and one_chunk_each
-            and resident_config(cfg, H, BYTES[dtype], 227 * 1024) is not None)
+    if dtype == "fp32" or not one_chunk_each:
+        return None
+    return resident_config(cfg, H, BYTES[dtype], 227 * 1024)
+
+
+def smem_reads(cfg: dict, H: int, itemsize: int, arch: int = 90) -> float:
+    """Bytes one program reads from shared memory per step for its resident product, as the
+    compiled kernels do it (the kernel report's ``dot_smem_bytes`` checks it for every
+    resident forward configuration; sm_90 = H100, sm_80 = A100).
+
+    Three (BLOCK_B, BLOCK_H) = 16 × 16 gate products: the MMA layout puts every warp on the
+    same 16 rows, so each warp runs the whole product and reads the whole slice and h tile
+    through ldmatrix (H = 1024, bf16: 256 ldmatrix.x4 of 512 bytes per warp, 128 KiB).
+    STACKED_GATES: one (4 * BLOCK_H, BLOCK_B) product, 64 rows, which four warps split. On
+    sm_90 each warpgroup issues it as wgmma over all or half of the batch columns, reading
+    the stacked slice (padding included) once and its columns of h; on sm_80 (mma.sync) each
+    of the four warps along the rows reads its rows and all of h."""
+    k = max(16, 1 << (H - 1).bit_length())
+    h_tile = cfg["BLOCK_B"] * k * itemsize
+    if cfg.get("STACKED_GATES"):
+        groups = max(1, cfg["num_warps"] // 4)
+        return groups * 4 * cfg["BLOCK_H"] * k * itemsize + (h_tile if arch >= 90 else 4 * h_tile)
+    return cfg["num_warps"] * (3 * cfg["BLOCK_H"] * k * itemsize + h_tile)
 
 
 PATHS = ("persistent", "per_step", "grid_sync", "cudnn")

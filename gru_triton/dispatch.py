@@ -80,8 +80,9 @@ def force_path(path: str | None):
 GRID_SYNC_WINS = {
     # auto/: H 256 at B 16/64: fwd 3.2/3.7 against cuDNN's 13.5/13.0, fwd+bwd 9.6/16.8
     # against 29.8/35.0. H 512 at B 16/64: fwd 4.1/5.1 against 18.2/12.6, fwd+bwd 13.6/25.9
-    # against 32.9/33.6. H 1024 at B 16: fwd 8.8 against 16.5, fwd+bwd 33.2 against 42.2; at
-    # B 64 lost, fwd 20.8 against 18.2. dispatch/: H 64 and 128 at B 1/16/64 won, fwd 2.7-4.4
+    # against 32.9/33.6. H 1024 at B 16: fwd 8.8 against 16.5, fwd+bwd 33.2 against 42.2 (the
+    # forward now runs 4 warps there: 6.4 against 12.1 in variants.json); at B 64 lost, fwd
+    # 20.8 against 18.2. dispatch/: H 64 and 128 at B 1/16/64 won, fwd 2.7-4.4
     # against 13.0-19.5 (H under 64 not timed). Quick run: H 2048 at B 16 lost, 43.4 against
     # 13.7. (bf16; fp16 runs the same tensor-core code, not timed.)
     "16-bit": ((1, 512, 64), (513, 1024, 16)),
