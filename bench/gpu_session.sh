@@ -108,7 +108,7 @@ for stage in "${stages[@]}"; do
         done
         ;;
     variants)
-        run_grid_sync_tests && run 150 python3 bench/variants.py --out "$out/variants.json"
+        run_grid_sync_tests && run 240 python3 bench/variants.py --out "$out/variants.json"
         ;;
     variants-bwd)
         run_grid_sync_tests && run 200 python3 bench/variants.py --kernel bwd --op fwdbwd \

@@ -21,12 +21,16 @@ import torch
 # (name, overrides of recurrence_config's grid_sync config); "rows" forces BLOCK_B.
 # "stacked": the forward's three gate products as one transposed dot over the resident slice
 # (gru_fwd_kernel's STACKED_GATES), at the warps resident_config gives it; forward kernel only.
-VARIANTS = (("launcher", {}), ("16 rows", {"BLOCK_B": 16}), ("4 warps", {"num_warps": 4}),
-            ("16 rows, 4 warps", {"BLOCK_B": 16, "num_warps": 4}),
-            ("8 warps", {"num_warps": 8}), ("stacked", {"STACKED_GATES": True}),
-            ("stacked, 16 rows", {"STACKED_GATES": True, "BLOCK_B": 16}))
+# "K 128" / "stages": where the slice is not resident (B 64 at H 1024, H 2048) each step walks
+# K in BLOCK_K chunks, each an L2 round trip the next waits for (the H200's times there are
+# ~0.6 us per chunk); fewer, wider chunks, or Triton's software pipelining of the chunk loop,
+# shorten that chain (bf16: no spills on sm_90 either way). The resident plan ignores both.
+VARIANTS = (("launcher", {}), ("stacked", {"STACKED_GATES": True}), ("K 128", {"BLOCK_K": 128}),
+            ("K 128, 3 stages", {"BLOCK_K": 128, "num_stages": 3}), ("3 stages", {"num_stages": 3}),
+            ("16 rows", {"BLOCK_B": 16}), ("4 warps", {"num_warps": 4}),
+            ("16 rows, 4 warps", {"BLOCK_B": 16, "num_warps": 4}), ("8 warps", {"num_warps": 8}))
 FORWARD_ONLY = ("STACKED_GATES",)
-SHAPES = ((16, 1024), (64, 1024), (64, 256), (16, 2048), (64, 512))  # (B, H), I = H
+SHAPES = ((16, 1024), (16, 2048), (64, 1024), (64, 256), (64, 512))  # (B, H), I = H
 T = 256
 
 

@@ -780,7 +780,9 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
         warps = 8
     elif not stacked and k_full >= 1024 and hidden_size % 16:
         warps = 8
-    return dict(cfg, BLOCK_K=k_full, maxnreg=255, num_warps=warps)
+    # num_stages 1: the resident product has no K loop to pipeline, and a pipelined time loop
+    # would load the next step's h before the grid barrier that makes it ready.
+    return dict(cfg, BLOCK_K=k_full, maxnreg=255, num_warps=warps, num_stages=1)
 
 
 def _resident_plan(cfg: dict, grid: tuple, w_hh: torch.Tensor, dot_precision: str,

@@ -232,3 +232,5 @@ def test_grid_sync_forward_plan_owns_one_chunk_per_program_where_it_fits(monkeyp
     assert gru_kernels.resident_config(stacked, 1024, 2, 163 * 1024) is None
     assert gru_kernels.resident_config(cfg, 1024, 2, 163 * 1024) is not None
     assert gru_kernels.resident_config(stacked, 1000, 2, 227 * 1024)["STACKED_GATES"] is False
+    # A pipelined time loop would load h_{t-1} before the grid barrier that publishes it.
+    assert gru_kernels.resident_config(dict(cfg, num_stages=3), 512, 2, 227 * 1024)["num_stages"] == 1
