@@ -136,3 +136,38 @@ def test_reset_before_error_within_a_few_ulps(dtype, triton_backend):
         err = (g.double() - e).abs().max().item()
         bound = 4 * torch.finfo(dtype).eps * e.abs().max().item()
         assert err <= bound, f"{name}: error {err:.3e} > {bound:.3e}"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_stacked_gates_store_the_same_16_bit_states(dtype, monkeypatch):
+    """The stacked forward (STACKED_GATES, bench/variants.py's "stacked") with 16-bit weights:
+    its slice is stacked in the weights' dtype and its product reads the rounded h_{t-1},
+    so its stored states meet the same fp64 emulation as the three-product form. H = 48:
+    a multiple of 16 (the stacked form's condition), two 32-unit chunks on per_step."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    real_resident = gru_kernels.resident_config
+    runs = []
+
+    def stacking(cfg, hidden_size, itemsize, smem_limit, row_operands=1):
+        return real_resident(dict(cfg, STACKED_GATES=True), hidden_size, itemsize, smem_limit,
+                             row_operands)
+
+    def recording_run(*args, _real=gru_kernels.gru_fwd_kernel.run, **kwargs):
+        runs.append(kwargs.get("STACKED_GATES", False))
+        return _real(*args, **kwargs)
+
+    monkeypatch.setattr(gru_kernels, "resident_config", stacking)
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    T, B, H = 7, 5, 48
+    g = torch.Generator().manual_seed(4)
+    gates = torch.randn(T, B, 3 * H, generator=g).to(DEVICE, dtype)
+    w_hh = (torch.randn(3 * H, H, generator=g) / H ** 0.5).to(DEVICE, dtype)
+    b_hh = torch.randn(3 * H, generator=g).to(DEVICE, dtype)
+    h0 = torch.randn(B, H, generator=g).to(DEVICE)
+    hs, _ = gru_kernels.gru_forward(gates.clone(), w_hh, b_hh, h0, reverse=False, save=False,
+                                    path="per_step")
+    assert runs and all(runs)
+    stored, expected = hs[1:].double(), _emulated_states(gates, w_hh, b_hh, h0, False)
+    assert (stored != expected).double().mean().item() <= 0.05
+    assert (stored - expected).abs().max() <= torch.finfo(dtype).eps * expected.abs().max()
