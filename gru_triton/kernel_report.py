@@ -92,8 +92,7 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
     aligned: as Triton's launcher compiles it for a hidden size that is a multiple of 16
     (every pointer 16-byte aligned, as PyTorch allocates, and H divisible by 16): the loads
     along H are then vectorised, which changes the registers. Otherwise as it compiles for
-    any other H, whose scalar loads take more registers (the report's other rows, so their
-    zero spills hold for every H)."""
+    any other H (scalar loads)."""
     fn, pointers, flags = _SIGNATURES[kernel_name]
     flags = dict(flags, **VARIANTS[variant])
     flags.setdefault("W_RESIDENT", False)
@@ -211,12 +210,6 @@ def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype
     return planned
 
 
-def _alignments(variant: str) -> tuple:
-    """The resident plan's warps depend on whether H is a multiple of 16, so its rows are
-    compiled both ways; the others only unaligned, which takes the most registers."""
-    return (True, False) if VARIANTS[variant].get("W_RESIDENT") else (False,)
-
-
 def _compile_key(key):
     kernel_name, variant, dtype, precision, arch, cfg, aligned = key
     return compile_one(kernel_name, variant, dtype, precision, dict(cfg), arch, aligned)
@@ -239,7 +232,8 @@ def build_report(hidden_sizes=HIDDEN_SIZES, archs=ARCHS, precisions=PRECISIONS,
                             for cfg in configs(variant, h, kernel_name)]:
                 for dtype, precision in precisions:
                     for arch in archs:
-                        for aligned in _alignments(variant):
+                        # H a multiple of 16 (the benchmark's shapes) and not (ragged).
+                        for aligned in (True, False):
                             cfg = runs_with(kernel_name, variant, tile, H, dtype, precision,
                                             arch, aligned)
                             if cfg is None:
@@ -255,7 +249,8 @@ def build_report(hidden_sizes=HIDDEN_SIZES, archs=ARCHS, precisions=PRECISIONS,
     keys = list(dict.fromkeys(key for key, _ in planned))
     workers = workers or os.cpu_count() or 1
     if workers > 1:
-        # spawn: a forked child would inherit the parent's compiler state mid-use.
+        # spawn, not fork: the parent has torch and triton loaded, threads included, which a
+        # forked child would inherit half-copied.
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             results = dict(zip(keys, pool.map(_compile_key, keys), strict=True))
@@ -280,8 +275,8 @@ def to_markdown(rows) -> str:
         "or `wgmma` in the PTX.",
         "",
         "H aligned: compiled as Triton compiles it for an H that is a multiple of 16 "
-        "(vectorised loads along H); the other rows as for any other H, which takes more "
-        "registers, so their zero spills hold for every H.",
+        "(16-byte-aligned pointers, vectorised loads along H); \"no\": as for any other H "
+        "(resident rows: H - 8, whose resident plan can differ).",
         "",
         "| kernel | variant | H | H aligned | dtype | dot | arch | BLOCK_B×H×K "
         "| warps/stages/maxnreg | regs | spills (B) | smem (B) | programs/SM | tensor cores |",
