@@ -29,3 +29,26 @@ def assert_close(actual, expected, dtype=torch.float32, what="", tol=None):
     err = max_rel_err(actual, expected)
     tol = TOLERANCE[dtype] if tol is None else tol
     assert err <= tol, f"{what}: max relative error {err:.3e} > {tol:.0e}"
+
+
+def force_stacked_gates(monkeypatch) -> list:
+    """Makes every forward resident plan ask for STACKED_GATES (which the launchers do not
+    pick yet) and records, per gru_fwd_kernel launch, (W_RESIDENT, STACKED_GATES): the list
+    returned, filled as the kernel runs."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    real_resident, real_run = gru_kernels.resident_config, gru_kernels.gru_fwd_kernel.run
+    runs = []
+
+    def stacking(cfg, hidden_size, itemsize, smem_limit, row_operands=1):
+        if row_operands == 1:
+            cfg = dict(cfg, STACKED_GATES=True)
+        return real_resident(cfg, hidden_size, itemsize, smem_limit, row_operands)
+
+    def recording_run(*args, **kwargs):
+        runs.append((kwargs["W_RESIDENT"], kwargs.get("STACKED_GATES", False)))
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(gru_kernels, "resident_config", stacking)
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    return runs

@@ -5,7 +5,7 @@ import torch
 
 import gru_triton
 from gru_triton import dispatch
-from tests.helpers import DEVICE
+from tests.helpers import DEVICE, force_stacked_gates
 
 CASES = [(dtype, bi, "persistent") for dtype in (torch.bfloat16, torch.float16)
          for bi in (False, True)]
@@ -83,6 +83,25 @@ def _emulated_states(gates, w_hh, b_hh, h0, reverse, round_state=False):
     return torch.stack(stored)
 
 
+def _layer_operands(T, B, H, dtype, seed):
+    """Seeded x-side gates (T, B, 3H), W_hh (3H, H), b_hh (3H,) in ``dtype``, h0 (B, H) fp32."""
+    g = torch.Generator().manual_seed(seed)
+    gates = torch.randn(T, B, 3 * H, generator=g).to(DEVICE, dtype)
+    w_hh = (torch.randn(3 * H, H, generator=g) / H ** 0.5).to(DEVICE, dtype)
+    b_hh = torch.randn(3 * H, generator=g).to(DEVICE, dtype)
+    return gates, w_hh, b_hh, torch.randn(B, H, generator=g).to(DEVICE)
+
+
+def _assert_emulated(stored, gates, w_hh, b_hh, h0, reverse):
+    """The stored states (T, B, H, fp64) meet ``_emulated_states``: at most 5% of values
+    differ, by at most one ulp of the largest state (a flipped rounding carries into the
+    next steps as an absolute error, which is many ulps of a state near 0: fp16 4e-4 off by
+    1e-5)."""
+    expected = _emulated_states(gates, w_hh, b_hh, h0, reverse)
+    assert (stored != expected).double().mean().item() <= 0.05
+    assert (stored - expected).abs().max() <= torch.finfo(w_hh.dtype).eps * expected.abs().max()
+
+
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("path", dispatch.PATHS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
@@ -95,21 +114,12 @@ def test_state_stays_fp32_and_dot_reads_it_rounded(dtype, path, reverse):
     values); a recurrence that kept its state in 16 bits differs at 27-50% of them."""
     from gru_triton.kernels import gru_forward
 
-    T, B, H = 7, 5, 37
-    g = torch.Generator().manual_seed(3)
-    gates = torch.randn(T, B, 3 * H, generator=g).to(DEVICE, dtype)
-    w_hh = (torch.randn(3 * H, H, generator=g) / H ** 0.5).to(DEVICE, dtype)
-    b_hh = torch.randn(3 * H, generator=g).to(DEVICE, dtype)
-    h0 = torch.randn(B, H, generator=g).to(DEVICE)
+    T = 7
+    gates, w_hh, b_hh, h0 = _layer_operands(T, 5, 37, dtype, seed=3)
     hs, _ = gru_forward(gates.clone(), w_hh, b_hh, h0, reverse=reverse, save=False, path=path)
     assert hs.dtype == dtype
     stored = (hs[:T] if reverse else hs[1:]).double()
-    expected = _emulated_states(gates, w_hh, b_hh, h0, reverse)
-    differs = stored != expected
-    assert differs.double().mean().item() <= 0.05
-    # One ulp of the largest state: a flipped rounding carries into the next steps as an
-    # absolute error, which is many ulps of a state near 0 (fp16: 4e-4 off by 1e-5).
-    assert (stored - expected).abs().max() <= torch.finfo(dtype).eps * expected.abs().max()
+    _assert_emulated(stored, gates, w_hh, b_hh, h0, reverse)
     rounded_state = _emulated_states(gates, w_hh, b_hh, h0, reverse, round_state=True)
     assert (stored != rounded_state).double().mean().item() > 0.2  # the check can tell
 
@@ -144,30 +154,11 @@ def test_stacked_gates_store_the_same_16_bit_states(dtype, monkeypatch):
     its slice is stacked in the weights' dtype and its product reads the rounded h_{t-1},
     so its stored states meet the same fp64 emulation as the three-product form. H = 48:
     a multiple of 16 (the stacked form's condition), two 32-unit chunks on per_step."""
-    from gru_triton.kernels import gru as gru_kernels
+    from gru_triton.kernels import gru_forward
 
-    real_resident = gru_kernels.resident_config
-    runs = []
-
-    def stacking(cfg, hidden_size, itemsize, smem_limit, row_operands=1):
-        return real_resident(dict(cfg, STACKED_GATES=True), hidden_size, itemsize, smem_limit,
-                             row_operands)
-
-    def recording_run(*args, _real=gru_kernels.gru_fwd_kernel.run, **kwargs):
-        runs.append(kwargs.get("STACKED_GATES", False))
-        return _real(*args, **kwargs)
-
-    monkeypatch.setattr(gru_kernels, "resident_config", stacking)
-    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
-    T, B, H = 7, 5, 48
-    g = torch.Generator().manual_seed(4)
-    gates = torch.randn(T, B, 3 * H, generator=g).to(DEVICE, dtype)
-    w_hh = (torch.randn(3 * H, H, generator=g) / H ** 0.5).to(DEVICE, dtype)
-    b_hh = torch.randn(3 * H, generator=g).to(DEVICE, dtype)
-    h0 = torch.randn(B, H, generator=g).to(DEVICE)
-    hs, _ = gru_kernels.gru_forward(gates.clone(), w_hh, b_hh, h0, reverse=False, save=False,
-                                    path="per_step")
-    assert runs and all(runs)
-    stored, expected = hs[1:].double(), _emulated_states(gates, w_hh, b_hh, h0, False)
-    assert (stored != expected).double().mean().item() <= 0.05
-    assert (stored - expected).abs().max() <= torch.finfo(dtype).eps * expected.abs().max()
+    runs = force_stacked_gates(monkeypatch)
+    gates, w_hh, b_hh, h0 = _layer_operands(7, 5, 48, dtype, seed=4)
+    hs, _ = gru_forward(gates.clone(), w_hh, b_hh, h0, reverse=False, save=False,
+                        path="per_step")
+    assert runs and set(runs) == {(True, True)}
+    _assert_emulated(hs[1:].double(), gates, w_hh, b_hh, h0, False)

@@ -8,7 +8,7 @@ import triton
 
 import gru_triton
 from gru_triton import dispatch
-from tests.helpers import DEVICE, assert_close
+from tests.helpers import DEVICE, assert_close, force_stacked_gates
 
 
 def _make_configs():
@@ -275,25 +275,10 @@ def test_stacked_gates_match_the_three_products(path, batch, hidden, reverse, mo
     back into r, z and n. Against the same resident launch without it: any gate taken from
     the wrong block, or a row of the padding, changes every output. H = 48 leaves the second
     32-unit chunk half empty and K not a power of two; the lengths end rows early."""
-    from gru_triton.kernels import gru as gru_kernels
-
-    real_resident = gru_kernels.resident_config
-    stacked_runs = []
-
-    def stacking(cfg, hidden_size, itemsize, smem_limit, row_operands=1):
-        if row_operands == 1:
-            cfg = dict(cfg, STACKED_GATES=True)
-        return real_resident(cfg, hidden_size, itemsize, smem_limit, row_operands)
-
-    def recording_run(*args, _real=gru_kernels.gru_fwd_kernel.run, **kwargs):
-        stacked_runs.append((kwargs["W_RESIDENT"], kwargs.get("STACKED_GATES", False)))
-        return _real(*args, **kwargs)
-
     T, H = 6, hidden
     lens = torch.tensor(([T, 3, 1] * batch)[:batch], dtype=torch.int32, device=DEVICE)
     plain = _kernel_run(T, batch, H, hidden, lens, reverse, path, "tf32")
-    monkeypatch.setattr(gru_kernels, "resident_config", stacking)
-    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    stacked_runs = force_stacked_gates(monkeypatch)
     stacked = _kernel_run(T, batch, H, hidden, lens, reverse, path, "tf32")
     assert stacked_runs and set(stacked_runs) == {(True, True)}
     for name, got, expected in zip(_KERNEL_RUN_NAMES, stacked, plain, strict=True):
