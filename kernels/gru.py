@@ -328,9 +328,9 @@ def gru_fwd_kernel(
 
     W_RESIDENT (reset-after; the launcher guarantees one hidden chunk per program and
     BLOCK_K >= H): the program's slice of W_hh, all of K, is loaded once, before the time
-    loop, and the dots keep that operand on chip for every step (in shared memory and, as far
-    as they go, registers; the kernel report checks both), so the steps stop streaming W_hh
-    from L2.
+    loop, and the dots keep that operand in shared memory for every step (each step reads it
+    back from there: the kernel report checks the shared memory and counts those reads), so
+    the steps stop streaming W_hh from L2.
 
     STACKED_GATES (with W_RESIDENT): the resident slice is the three gates' rows stacked, and
     each step's product is one transposed dot (``_stacked_gates_times_hidden``, which says
@@ -346,8 +346,7 @@ def gru_fwd_kernel(
     w_dtype = tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty
     if W_RESIDENT and STACKED_GATES:
         w_stack = _stacked_w_hh(w_hh_ptr, pid_h * BLOCK_H, H, w_dtype, BLOCK_H, BLOCK_K)
-        w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0  # unused
-    elif W_RESIDENT:
+    if W_RESIDENT and not STACKED_GATES:
         offs_j = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
         w_res_r, w_res_z, w_res_n = _w_hh_t_tiles(
             w_hh_ptr, offs_j, offs_j < H, tl.arange(0, BLOCK_K), H, w_dtype, True, True)
