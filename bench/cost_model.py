@@ -106,9 +106,12 @@ def smem_reads(cfg: dict, H: int, itemsize: int, arch: int = 90) -> float:
     STACKED_GATES: one (4 * BLOCK_H, BLOCK_B) product, 64 rows, which four warps split. On
     sm_90 each warpgroup issues it as wgmma over all or half of the batch columns, reading
     the stacked slice (padding included) once and its columns of h; on sm_80 (mma.sync) each
-    of the four warps along the rows reads its rows and all of h."""
+    of the four warps along the rows reads its rows and all of h. SPLIT_K: each warp reads
+    its K slice of the three gates and of h, so the slice and h are read once a step."""
     k = max(16, 1 << (H - 1).bit_length())
     h_tile = cfg["BLOCK_B"] * k * itemsize
+    if cfg.get("SPLIT_K", 1) > 1:
+        return 3 * cfg["BLOCK_H"] * k * itemsize + h_tile
     if cfg.get("STACKED_GATES"):
         groups = max(1, cfg["num_warps"] // 4)
         return groups * 4 * cfg["BLOCK_H"] * k * itemsize + (h_tile if arch >= 90 else 4 * h_tile)

@@ -21,15 +21,19 @@ import torch
 # (name, overrides of recurrence_config's grid_sync config); "rows" forces BLOCK_B.
 # "stacked": the forward's three gate products as one transposed dot over the resident slice
 # (gru_fwd_kernel's STACKED_GATES), at the warps resident_config gives it; forward kernel only.
+# "split K": the resident slice cut along K, a slice per warp (SPLIT_K), so each step reads it
+# from shared memory once instead of once per warp (kernel report: 128 KiB against 512 KiB
+# at bf16 H 1024); forward kernel only.
 # "K 128" / "stages": where the slice is not resident (B 64 at H 1024, H 2048) each step walks
 # K in BLOCK_K chunks, each an L2 round trip the next waits for (the H200's times there are
 # ~0.6 us per chunk); fewer, wider chunks, or Triton's software pipelining of the chunk loop,
 # shorten that chain (bf16: no spills on sm_90 either way). The resident plan ignores both.
-VARIANTS = (("launcher", {}), ("stacked", {"STACKED_GATES": True}), ("K 128", {"BLOCK_K": 128}),
+VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}), ("stacked", {"STACKED_GATES": True}),
+            ("K 128", {"BLOCK_K": 128}),
             ("K 128, 3 stages", {"BLOCK_K": 128, "num_stages": 3}), ("3 stages", {"num_stages": 3}),
             ("16 rows", {"BLOCK_B": 16}), ("4 warps", {"num_warps": 4}),
             ("16 rows, 4 warps", {"BLOCK_B": 16, "num_warps": 4}), ("8 warps", {"num_warps": 8}))
-FORWARD_ONLY = ("STACKED_GATES",)
+FORWARD_ONLY = ("STACKED_GATES", "SPLIT_K")
 SHAPES = ((16, 1024), (16, 2048), (64, 1024), (64, 256), (64, 512))  # (B, H), I = H
 T = 256
 

@@ -215,6 +215,44 @@ def _stacked_gates_times_hidden(w_stack, h_rows, mask_b, H, acc_dtype, w_dtype,
 
 
 @triton.jit
+def _split_k_w_hh_t(w_hh_ptr, offs_j, mask_j, H, w_dtype, SPLIT_K: tl.constexpr,
+                    BLOCK_K: tl.constexpr):
+    """The r, z, n gates' tiles (k, j) of W_hh[g*H + j, k] over all of K (BLOCK_K >= H), cut
+    along K into SPLIT_K slices: (SPLIT_K, BLOCK_K // SPLIT_K, len(offs_j)) each."""
+    KC: tl.constexpr = BLOCK_K // SPLIT_K
+    offs_k = (tl.arange(0, SPLIT_K) * KC)[:, None, None] + tl.arange(0, KC)[None, :, None]
+    p_w = w_hh_ptr + offs_j[None, None, :].to(tl.int64) * H + offs_k
+    mask_w = (offs_k < H) & mask_j[None, None, :]
+    return _gate_tiles(p_w, mask_w, H, w_dtype, True, True)
+
+
+@triton.jit
+def _split_k_hidden_times_w_hh_t(h_rows, mask_b, H, w_r, w_z, w_n, acc_dtype, w_dtype,
+                                 DOT_PRECISION: tl.constexpr, LOAD_CACHE: tl.constexpr,
+                                 SPLIT_K: tl.constexpr, BLOCK_K: tl.constexpr):
+    """rows[b, :] @ W_hh[g*H + j, :]ᵀ for the three gates, with K cut into SPLIT_K slices
+    (w_r/z/n from ``_split_k_w_hh_t``): one batched product per gate, (SPLIT_K, BLOCK_B,
+    BLOCK_H), summed over the slices. Returns the r, z, n tiles, (BLOCK_B, BLOCK_H) each,
+    in acc_dtype.
+
+    Why: a gate's 16 × 16 tile is one warp's MMA tile, so in ``_hidden_times_w_hh_t`` every
+    warp runs the whole product and reads the whole slice from shared memory each step. A
+    batched product gives each warp its own K slice (Triton lays a 3-d dot's warps along the
+    batch axis), so each step reads the slice and h from shared memory once, and the warps
+    add their partial tiles (through shared memory, 3 × SPLIT_K × BLOCK_B × BLOCK_H values).
+    """
+    KC: tl.constexpr = BLOCK_K // SPLIT_K
+    offs_k = (tl.arange(0, SPLIT_K) * KC)[:, None, None] + tl.arange(0, KC)[None, None, :]
+    mask_hk = mask_b[None, :, None] & (offs_k < H)
+    b_h = tl.load(h_rows[None, :, None] + offs_k, mask=mask_hk, other=0.0,
+                  cache_modifier=LOAD_CACHE).to(w_dtype)
+    acc_r = tl.sum(tl.dot(b_h, w_r, input_precision=DOT_PRECISION, out_dtype=acc_dtype), axis=0)
+    acc_z = tl.sum(tl.dot(b_h, w_z, input_precision=DOT_PRECISION, out_dtype=acc_dtype), axis=0)
+    acc_n = tl.sum(tl.dot(b_h, w_n, input_precision=DOT_PRECISION, out_dtype=acc_dtype), axis=0)
+    return acc_r, acc_z, acc_n
+
+
+@triton.jit
 def _w_hh_tiles(w_hh_ptr, offs_k, offs_j, mask_j, H, w_dtype,
                 DO_RZ: tl.constexpr, DO_N: tl.constexpr):
     """Tiles (k, j) of W_g[k, j] for the gates g asked for (W_hh = [W_r; W_z; W_n], each
@@ -270,24 +308,37 @@ def _batch_tile(B, BLOCK_B: tl.constexpr):
 
 
 @triton.jit
-def _grid_barrier(sync_ptr, generation):
-    """Returns once every program of this batch tile (same program_id(0)) has called it
-    ``generation`` times: the grid-wide step boundary of the grid-synchronised path.
-
-    Each program's threads first finish their stores (CTA barrier); one atomic per program
-    then releases them to the whole GPU, and the program spins on an acquiring read of the
-    counter. The launcher guarantees that all programs are resident at once (cooperative
-    launch), without which this would deadlock. The interpreter runs programs one after
-    another, so there it only ever runs with one program per batch tile.
-    """
+def _grid_arrive(sync_ptr):
+    """This program's half of the grid-wide step boundary (``_grid_barrier``): once its
+    threads have finished their stores (CTA barrier), one atomic releases them to the whole
+    GPU. Stores made after it are not ordered before the other programs' next step."""
     tl.debug_barrier()
+    tl.atomic_add(sync_ptr + tl.program_id(0), 1, sem="release", scope="gpu")
+
+
+@triton.jit
+def _grid_wait(sync_ptr, generation):
+    """Spins on an acquiring read of the counter until every program of this batch tile has
+    arrived ``generation`` times."""
     counter = sync_ptr + tl.program_id(0)
-    tl.atomic_add(counter, 1, sem="release", scope="gpu")
     target = generation * tl.num_programs(1)
     arrived = tl.atomic_add(counter, 0, sem="acquire", scope="gpu")
     while arrived < target:
         arrived = tl.atomic_add(counter, 0, sem="acquire", scope="gpu")
     tl.debug_barrier()
+
+
+@triton.jit
+def _grid_barrier(sync_ptr, generation):
+    """Returns once every program of this batch tile (same program_id(0)) has called it
+    ``generation`` times: the grid-wide step boundary of the grid-synchronised path.
+
+    The launcher guarantees that all programs are resident at once (cooperative launch),
+    without which this would deadlock. The interpreter runs programs one after another, so
+    there it only ever runs with one program per batch tile.
+    """
+    _grid_arrive(sync_ptr)
+    _grid_wait(sync_ptr, generation)
 
 
 @triton.jit
@@ -300,6 +351,55 @@ def _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS: tl.constexpr):
 
 
 @triton.jit
+def _x_gates(gate_rows, offs_j, mask, H, acc_dtype):
+    """The x-side pre-activations of r, z and n at (gate_rows[b] + g * H + offs_j[j]),
+    (BLOCK_B, BLOCK_H) each in acc_dtype, from one load of all three: three loads would each
+    be followed by the layout conversion that waits for it, three round trips in a row."""
+    g = tl.arange(0, 4)
+    p = gate_rows[:, None, None] + offs_j[None, :, None] + (g * H)[None, None, :]
+    x = tl.load(p, mask=mask[:, :, None] & (g < 3)[None, None, :], other=0.0).to(acc_dtype)
+    # [b, j, g] -> [b, j, g // 2, g % 2]; split takes the last axis: g % 2 first.
+    even, odd = tl.split(tl.reshape(x, (x.shape[0], x.shape[1], 2, 2)))
+    gx_r, gx_n = tl.split(even)
+    gx_z, _ = tl.split(odd)
+    return gx_r, gx_z, gx_n
+
+
+@triton.jit
+def _past_length(keep, h_new, h_prev, r, z, n, gh_n):
+    """Where keep is False (a row past its length): the state stays h_prev, and what is saved
+    for backward is r = 0, z = 1, n = 0, gh_n = 0 (gru_fwd_kernel's doc says why)."""
+    return (tl.where(keep, h_new, h_prev), tl.where(keep, r, 0.0), tl.where(keep, z, 1.0),
+            tl.where(keep, n, 0.0), tl.where(keep, gh_n, 0.0))
+
+
+@triton.jit
+def _save_activations(p_gate, p_ghn, r, z, n, gh_n, mask, H, SAVE_GHN: tl.constexpr):
+    """Stores r, z, n over the step's x-side gates at p_gate (gates H apart) and, reset-after
+    (SAVE_GHN), gh_n at p_ghn, for backward. The stores round to the storage dtype (the
+    model's, for fp16/bf16 weights)."""
+    tl.store(p_gate, r, mask=mask)
+    tl.store(p_gate + H, z, mask=mask)
+    tl.store(p_gate + 2 * H, n, mask=mask)
+    if SAVE_GHN:
+        tl.store(p_ghn, gh_n, mask=mask)
+
+
+@triton.jit
+def _slots(step, T, REVERSE: tl.constexpr):
+    """(t, slot of h_{t-1}, slot of h_t) in hs of a forward step (module doc), int64."""
+    if REVERSE:
+        t = tl.cast(T - 1 - step, tl.int64)
+        prev_slot = t + 1
+        out_slot = t
+    else:
+        t = tl.cast(step, tl.int64)
+        prev_slot = t
+        out_slot = t + 1
+    return t, prev_slot, out_slot
+
+
+@triton.jit
 def gru_fwd_kernel(
     gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, hf_ptr, lengths_ptr, sync_ptr,
     T, B, H, step_begin, n_steps,
@@ -307,7 +407,7 @@ def gru_fwd_kernel(
     REVERSE: tl.constexpr, SAVE: tl.constexpr, GRID_SYNC: tl.constexpr, F32_STATE: tl.constexpr,
     W_RESIDENT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    STACKED_GATES: tl.constexpr = False,
+    STACKED_GATES: tl.constexpr = False, SPLIT_K: tl.constexpr = 1,
 ):
     """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc).
 
@@ -330,11 +430,21 @@ def gru_fwd_kernel(
     BLOCK_K >= H): the program's slice of W_hh, all of K, is loaded once, before the time
     loop, and the dots keep that operand in shared memory for every step (each step reads it
     back from there: the kernel report checks the shared memory and counts those reads), so
-    the steps stop streaming W_hh from L2.
+    the steps stop streaming W_hh from L2. Such a program also owns its rows' state for the
+    whole launch, so that state stays in registers from step to step (hf and hs are still
+    written, for the next launch and for backward), and with GRID_SYNC a step is ordered
+    around the grid barrier: only h_t, which the other programs read next, is stored before
+    this program arrives; the next step's x-side gates are loaded, and the saved activations
+    and the exact state stored, while it waits (docs/performance.md, "What a resident step
+    waits for").
 
     STACKED_GATES (with W_RESIDENT): the resident slice is the three gates' rows stacked, and
     each step's product is one transposed dot (``_stacked_gates_times_hidden``, which says
     why); the numbers are the same products, summed over K in the dot's own order.
+
+    SPLIT_K (with W_RESIDENT, not STACKED_GATES): the slice is held cut along K into SPLIT_K
+    slices, one per warp, and each gate's product is a batched dot summed over them
+    (``_split_k_hidden_times_w_hh_t``, which says why).
     """
     acc_dtype = hf_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -344,23 +454,33 @@ def gru_fwd_kernel(
     pid_h = tl.program_id(1)
     num_h_programs = tl.num_programs(1)
     w_dtype = tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty
-    if W_RESIDENT and STACKED_GATES:
-        w_stack = _stacked_w_hh(w_hh_ptr, pid_h * BLOCK_H, H, w_dtype, BLOCK_H, BLOCK_K)
-    if W_RESIDENT and not STACKED_GATES:
+    w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0  # only the plain and split-K resident use them
+    if W_RESIDENT:
+        # The one hidden chunk this program owns for the whole launch.
         offs_j = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-        w_res_r, w_res_z, w_res_n = _w_hh_t_tiles(
-            w_hh_ptr, offs_j, offs_j < H, tl.arange(0, BLOCK_K), H, w_dtype, True, True)
-    else:
-        w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0  # unused
-    for step in range(step_begin, step_begin + n_steps):
-        if REVERSE:
-            t = tl.cast(T - 1 - step, tl.int64)
-            prev_slot = t + 1
-            out_slot = t
+        mask_j = offs_j < H
+        mask = mask_b[:, None] & mask_j[None, :]
+        if STACKED_GATES:
+            w_stack = _stacked_w_hh(w_hh_ptr, pid_h * BLOCK_H, H, w_dtype, BLOCK_H, BLOCK_K)
+        elif SPLIT_K > 1:
+            w_res_r, w_res_z, w_res_n = _split_k_w_hh_t(w_hh_ptr, offs_j, mask_j, H, w_dtype,
+                                                        SPLIT_K, BLOCK_K)
         else:
-            t = tl.cast(step, tl.int64)
-            prev_slot = t
-            out_slot = t + 1
+            w_res_r, w_res_z, w_res_n = _w_hh_t_tiles(
+                w_hh_ptr, offs_j, mask_j, tl.arange(0, BLOCK_K), H, w_dtype, True, True)
+        if HAS_LENGTHS:
+            row_len = tl.load(lengths_ptr + rows_b, mask=mask_b, other=0)[:, None]
+        first_t, first_slot, _ = _slots(step_begin, T, REVERSE)
+        if F32_STATE:
+            first_rows = hf_ptr + ((step_begin % 2) * B + rows_b) * H
+        else:
+            first_rows = hs_ptr + (first_slot * B + rows_b) * H
+        h_state = tl.load(first_rows[:, None] + offs_j[None, :], mask=mask, other=0.0).to(acc_dtype)
+        if GRID_SYNC:
+            gx_r, gx_z, gx_n = _x_gates(gates_ptr + (first_t * B + rows_b) * (3 * H), offs_j,
+                                        mask, H, acc_dtype)
+    for step in range(step_begin, step_begin + n_steps):
+        t, prev_slot, out_slot = _slots(step, T, REVERSE)
         if HAS_LENGTHS:
             tile_active = t < tile_len
         else:
@@ -373,96 +493,133 @@ def gru_fwd_kernel(
             state_out_rows = hf_ptr + (((step + 1) % 2) * B + rows_b) * H
         else:
             h_prev_rows = dot_rows
+            state_out_rows = h_out_rows  # unused
         gate_rows = gates_ptr + (t * B + rows_b) * (3 * H)
         ghn_rows = ghn_ptr + (t * B + rows_b) * H
         rh_rows = rh_ptr + rows_b * H
-        if not RESET_AFTER:
-            # Phase 1: r and z of every hidden unit, and r ⊙ h_{t-1} for phase 2's product.
-            for j in range(pid_h, tl.cdiv(H, BLOCK_H), num_h_programs):
-                offs_j = j * BLOCK_H + tl.arange(0, BLOCK_H)
-                mask_j = offs_j < H
-                mask = mask_b[:, None] & mask_j[None, :]
-                acc_r = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
-                acc_z = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
-                if tile_active:
-                    acc_r, acc_z, _ = _hidden_times_w_hh_t(
-                        dot_rows, dot_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
-                        acc_r, acc_z, acc_r, w_res_r, w_res_z, w_res_n, True, False, True, False,
-                        DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
-                if HAS_BIAS:
-                    acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
-                    acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
-                p_gate = gate_rows[:, None] + offs_j[None, :]
-                gx_r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
-                gx_z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
-                r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
-                h_prev = tl.load(h_prev_rows[:, None] + offs_j[None, :], mask=mask, other=0.0)
-                # Handed to phase 2 through scratch: r ⊙ h_{t-1} and z in the acc dtype (z
-                # enters the update, which 16-bit gate storage would round), r in gates (it is
-                # only saved, which rounds it anyway).
-                p_rh = rh_rows[:, None] + offs_j[None, :]
-                tl.store(p_rh, r * h_prev, mask=mask)
-                tl.store(p_rh + B * H, z, mask=mask)
-                tl.store(p_gate, r, mask=mask)
-            tl.debug_barrier()
-        for j in range(pid_h, tl.cdiv(H, BLOCK_H), num_h_programs):
-            offs_j = j * BLOCK_H + tl.arange(0, BLOCK_H)
-            mask_j = offs_j < H
-            mask = mask_b[:, None] & mask_j[None, :]
+        if W_RESIDENT:
             p_gate = gate_rows[:, None] + offs_j[None, :]
             acc_r = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
             acc_z = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
             acc_n = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
             if tile_active:
-                if W_RESIDENT and STACKED_GATES:
+                if STACKED_GATES:
                     acc_r, acc_z, acc_n = _stacked_gates_times_hidden(
                         w_stack, dot_rows, mask_b, H, acc_dtype, w_dtype, DOT_PRECISION,
                         LOAD_CACHE, BLOCK_H, BLOCK_K)
+                elif SPLIT_K > 1:
+                    acc_r, acc_z, acc_n = _split_k_hidden_times_w_hh_t(
+                        dot_rows, mask_b, H, w_res_r, w_res_z, w_res_n, acc_dtype, w_dtype,
+                        DOT_PRECISION, LOAD_CACHE, SPLIT_K, BLOCK_K)
                 else:
                     acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
-                        dot_rows, rh_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z,
-                        acc_n, w_res_r, w_res_z, w_res_n, RESET_AFTER, True, RESET_AFTER,
-                        W_RESIDENT, DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
+                        dot_rows, dot_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z,
+                        acc_n, w_res_r, w_res_z, w_res_n, True, True, True, True,
+                        DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
             if HAS_BIAS:
+                # Reloaded (L1) each step rather than held across the product: registers.
+                acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
                 acc_n += tl.load(b_hh_ptr + 2 * H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
-            if RESET_AFTER:
-                if HAS_BIAS:
-                    acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
-                    acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
-                gx_r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
-                gx_z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
-                r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
-            else:
-                r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
-                z = tl.load(rh_rows[:, None] + B * H + offs_j[None, :], mask=mask, other=0.0)
-            gx_n = tl.load(p_gate + 2 * H, mask=mask, other=0.0).to(acc_dtype)
-            h_prev = tl.load(h_prev_rows[:, None] + offs_j[None, :], mask=mask, other=0.0)
-            h_new, n = gru_candidate_update(gx_n, acc_n, r, z, h_prev, RESET_AFTER)
+            if not GRID_SYNC:
+                gx_r, gx_z, gx_n = _x_gates(gate_rows, offs_j, mask, H, acc_dtype)
+            r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
+            h_new, n = gru_candidate_update(gx_n, acc_n, r, z, h_state, True)
             if HAS_LENGTHS:
-                # Re-read (from L1) rather than held in registers across the W_hh products.
-                keep = (t < tl.load(lengths_ptr + rows_b, mask=mask_b, other=0))[:, None]
-                h_new = tl.where(keep, h_new, h_prev)
-                r = tl.where(keep, r, 0.0)
-                z = tl.where(keep, z, 1.0)
-                n = tl.where(keep, n, 0.0)
-                if RESET_AFTER:
-                    acc_n = tl.where(keep, acc_n, 0.0)
+                h_new, r, z, n, acc_n = _past_length(t < row_len, h_new, h_state, r, z, n, acc_n)
             tl.store(h_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
+            h_state = h_new
+            if GRID_SYNC:
+                _grid_arrive(sync_ptr)
+                # The next step's x-side gates do not wait on the other programs: loaded now,
+                # their round trip overlaps the barrier instead of following the next product.
+                next_t = t - 1 if REVERSE else t + 1
+                gx_r, gx_z, gx_n = _x_gates(gates_ptr + (next_t * B + rows_b) * (3 * H), offs_j,
+                                            mask & (tl.full(mask.shape, step + 1, tl.int32)
+                                                    < step_begin + n_steps), H, acc_dtype)
             if F32_STATE:
                 tl.store(state_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
             if SAVE:
-                # Stores round to the storage dtype (the model's, for fp16/bf16 weights).
-                tl.store(p_gate, r, mask=mask)
-                tl.store(p_gate + H, z, mask=mask)
-                tl.store(p_gate + 2 * H, n, mask=mask)
-                if RESET_AFTER:
-                    tl.store(ghn_rows[:, None] + offs_j[None, :], acc_n, mask=mask)
-        # h_t was written by other threads (and, grid-synchronised, other programs); the
-        # next step reads all of it.
-        if GRID_SYNC:
-            _grid_barrier(sync_ptr, step - step_begin + 1)
+                _save_activations(p_gate, ghn_rows[:, None] + offs_j[None, :], r, z, n, acc_n,
+                                  mask, H, True)
+            if GRID_SYNC:
+                _grid_wait(sync_ptr, step - step_begin + 1)
+            else:
+                tl.debug_barrier()
         else:
-            tl.debug_barrier()
+            if not RESET_AFTER:
+                # Phase 1: r and z of every hidden unit, and r ⊙ h_{t-1} for phase 2's product.
+                for j in range(pid_h, tl.cdiv(H, BLOCK_H), num_h_programs):
+                    offs_j = j * BLOCK_H + tl.arange(0, BLOCK_H)
+                    mask_j = offs_j < H
+                    mask = mask_b[:, None] & mask_j[None, :]
+                    acc_r = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+                    acc_z = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+                    if tile_active:
+                        acc_r, acc_z, _ = _hidden_times_w_hh_t(
+                            dot_rows, dot_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
+                            acc_r, acc_z, acc_r, w_res_r, w_res_z, w_res_n, True, False, True, False,
+                            DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
+                    if HAS_BIAS:
+                        acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                        acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                    p_gate = gate_rows[:, None] + offs_j[None, :]
+                    gx_r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
+                    gx_z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
+                    r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
+                    h_prev = tl.load(h_prev_rows[:, None] + offs_j[None, :], mask=mask, other=0.0)
+                    # Handed to phase 2 through scratch: r ⊙ h_{t-1} and z in the acc dtype (z
+                    # enters the update, which 16-bit gate storage would round), r in gates (it is
+                    # only saved, which rounds it anyway).
+                    p_rh = rh_rows[:, None] + offs_j[None, :]
+                    tl.store(p_rh, r * h_prev, mask=mask)
+                    tl.store(p_rh + B * H, z, mask=mask)
+                    tl.store(p_gate, r, mask=mask)
+                tl.debug_barrier()
+            for j in range(pid_h, tl.cdiv(H, BLOCK_H), num_h_programs):
+                offs_j = j * BLOCK_H + tl.arange(0, BLOCK_H)
+                mask_j = offs_j < H
+                mask = mask_b[:, None] & mask_j[None, :]
+                p_gate = gate_rows[:, None] + offs_j[None, :]
+                acc_r = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+                acc_z = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+                acc_n = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+                if tile_active:
+                    acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
+                        dot_rows, rh_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z,
+                        acc_n, w_res_r, w_res_z, w_res_n, RESET_AFTER, True, RESET_AFTER,
+                        False, DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
+                if HAS_BIAS:
+                    acc_n += tl.load(b_hh_ptr + 2 * H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                if RESET_AFTER:
+                    if HAS_BIAS:
+                        acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                        acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                    gx_r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
+                    gx_z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
+                    r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
+                else:
+                    r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
+                    z = tl.load(rh_rows[:, None] + B * H + offs_j[None, :], mask=mask, other=0.0)
+                gx_n = tl.load(p_gate + 2 * H, mask=mask, other=0.0).to(acc_dtype)
+                h_prev = tl.load(h_prev_rows[:, None] + offs_j[None, :], mask=mask, other=0.0)
+                h_new, n = gru_candidate_update(gx_n, acc_n, r, z, h_prev, RESET_AFTER)
+                if HAS_LENGTHS:
+                    # Re-read (from L1) rather than held in registers across the W_hh products.
+                    keep = (t < tl.load(lengths_ptr + rows_b, mask=mask_b, other=0))[:, None]
+                    h_new, r, z, n, acc_n = _past_length(keep, h_new, h_prev, r, z, n, acc_n)
+                tl.store(h_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
+                if F32_STATE:
+                    tl.store(state_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
+                if SAVE:
+                    _save_activations(p_gate, ghn_rows[:, None] + offs_j[None, :], r, z, n,
+                                      acc_n, mask, H, RESET_AFTER)
+            # h_t was written by other threads (and, grid-synchronised, other programs); the
+            # next step reads all of it.
+            if GRID_SYNC:
+                _grid_barrier(sync_ptr, step - step_begin + 1)
+            else:
+                tl.debug_barrier()
 
 
 @triton.jit
@@ -759,11 +916,14 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     of h. Compiled that way, the forward's 16-row tile holds a K = 1024 slice at 4 warps
     without spilling (sm_80 and sm_90), and 4 warps measured 6.4 µs/step against 8 warps'
     8.9 (bf16, B 16, H 1024, H200, bench/variants.py). A hidden size that is not a multiple
-    of 16 gets the scalar loads, which spill at 4 warps from K = 1024 (16 bytes on sm_90, 72
-    on sm_80), so those get 8 warps. The stacked product (``STACKED_GATES``, forward only)
+    of 16 gets the scalar loads, which spill at 4 warps once a row of the slice takes 2 KiB
+    (K = 1024 at 16 bits: 16 bytes on sm_90, 72 on sm_80; K = 512 in TF32: 16 on sm_90), so
+    those get 8 warps. The stacked product (``STACKED_GATES``, forward only)
     spills at 4 warps once a row of the slice takes 2 KiB (K = 1024 at 16 bits, 512 at
     fp32) and, unaligned, at any warp count from K = 512 at 16 bits, so it takes 8 warps
-    there and runs only where H is a multiple of 16.
+    there and runs only where H is a multiple of 16. ``cfg["SPLIT_K"]`` (forward only, not
+    with the stacked product): the slice cut along K into that many slices, at most one per
+    16 of K, one warp each (no spills at 8 warps up to K = 1024 on either target).
     """
     k_full = max(16, triton.next_power_of_2(hidden_size))
     rows = row_operands * cfg["BLOCK_B"]
@@ -775,13 +935,19 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     if cfg["BLOCK_B"] != 16 or rows * k_full > 24576 or need > smem_limit:
         return None
     warps = cfg["num_warps"]
-    if stacked and k_full * itemsize >= 2048:
+    # SPLIT_K: one K slice per warp, each at least a dot's 16 deep.
+    split = 1 if stacked or row_operands != 1 else min(cfg.get("SPLIT_K", 1), k_full // 16)
+    if split > 1:
+        warps = split
+    elif stacked and k_full * itemsize >= 2048:
         warps = 8
-    elif not stacked and k_full >= 1024 and hidden_size % 16:
+    elif not stacked and k_full * itemsize >= 2048 and hidden_size % 16:
         warps = 8
     # num_stages 1: the resident product has no K loop to pipeline, and a pipelined time loop
     # would load the next step's h before the grid barrier that makes it ready.
-    return dict(cfg, BLOCK_K=k_full, maxnreg=255, num_warps=warps, num_stages=1)
+    out = dict(cfg, BLOCK_K=k_full, maxnreg=255, num_warps=warps, num_stages=1)
+    out.pop("SPLIT_K", None)
+    return dict(out, SPLIT_K=split) if split > 1 else out
 
 
 def _resident_plan(cfg: dict, grid: tuple, w_hh: torch.Tensor, dot_precision: str,

@@ -31,24 +31,26 @@ def assert_close(actual, expected, dtype=torch.float32, what="", tol=None):
     assert err <= tol, f"{what}: max relative error {err:.3e} > {tol:.0e}"
 
 
-def force_stacked_gates(monkeypatch) -> list:
-    """Makes every forward resident plan ask for STACKED_GATES (which the launchers do not
-    pick yet) and records, per gru_fwd_kernel launch, (W_RESIDENT, STACKED_GATES): the list
-    returned, filled as the kernel runs."""
+def force_resident_form(monkeypatch, **form) -> list:
+    """Makes every forward resident plan ask for ``form`` (STACKED_GATES=True or SPLIT_K=n,
+    which the launchers do not pick yet) and records, per gru_fwd_kernel launch,
+    (W_RESIDENT, STACKED_GATES, SPLIT_K) as launched: the list returned, filled as the
+    kernel runs."""
     from gru_triton.kernels import gru as gru_kernels
 
     real_resident, real_run = gru_kernels.resident_config, gru_kernels.gru_fwd_kernel.run
     runs = []
 
-    def stacking(cfg, hidden_size, itemsize, smem_limit, row_operands=1):
+    def asking(cfg, hidden_size, itemsize, smem_limit, row_operands=1):
         if row_operands == 1:
-            cfg = dict(cfg, STACKED_GATES=True)
+            cfg = dict(cfg, **form)
         return real_resident(cfg, hidden_size, itemsize, smem_limit, row_operands)
 
     def recording_run(*args, **kwargs):
-        runs.append((kwargs["W_RESIDENT"], kwargs.get("STACKED_GATES", False)))
+        runs.append((kwargs["W_RESIDENT"], kwargs.get("STACKED_GATES", False),
+                     kwargs.get("SPLIT_K", 1)))
         return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(gru_kernels, "resident_config", stacking)
+    monkeypatch.setattr(gru_kernels, "resident_config", asking)
     monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
     return runs

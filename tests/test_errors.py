@@ -234,3 +234,14 @@ def test_grid_sync_forward_plan_owns_one_chunk_per_program_where_it_fits(monkeyp
     assert gru_kernels.resident_config(stacked, 1000, 2, 227 * 1024)["STACKED_GATES"] is False
     # A pipelined time loop would load h_{t-1} before the grid barrier that publishes it.
     assert gru_kernels.resident_config(dict(cfg, num_stages=3), 512, 2, 227 * 1024)["num_stages"] == 1
+    # Split K: a warp per slice, no slice under a dot's 16 of K; not with the stacked
+    # product, and not in the backward (row_operands 3), whose kernel has no such form.
+    split = dict(cfg, SPLIT_K=8)
+    got = gru_kernels.resident_config(split, 1000, 2, 227 * 1024)
+    assert (got["SPLIT_K"], got["num_warps"], got["BLOCK_K"]) == (8, 8, 1024)
+    got = gru_kernels.resident_config(split, 40, 2, 227 * 1024)
+    assert (got["SPLIT_K"], got["num_warps"]) == (4, 4)
+    assert "SPLIT_K" not in gru_kernels.resident_config(split, 16, 2, 227 * 1024)
+    assert "SPLIT_K" not in gru_kernels.resident_config(dict(split, STACKED_GATES=True), 512, 2,
+                                                        227 * 1024)
+    assert "SPLIT_K" not in gru_kernels.resident_config(split, 256, 2, 227 * 1024, row_operands=3)

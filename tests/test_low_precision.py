@@ -5,7 +5,7 @@ import torch
 
 import gru_triton
 from gru_triton import dispatch
-from tests.helpers import DEVICE, force_stacked_gates
+from tests.helpers import DEVICE, force_resident_form
 
 CASES = [(dtype, bi, "persistent") for dtype in (torch.bfloat16, torch.float16)
          for bi in (False, True)]
@@ -156,9 +156,44 @@ def test_stacked_gates_store_the_same_16_bit_states(dtype, monkeypatch):
     a multiple of 16 (the stacked form's condition), two 32-unit chunks on per_step."""
     from gru_triton.kernels import gru_forward
 
-    runs = force_stacked_gates(monkeypatch)
+    runs = force_resident_form(monkeypatch, STACKED_GATES=True)
     gates, w_hh, b_hh, h0 = _layer_operands(7, 5, 48, dtype, seed=4)
     hs, _ = gru_forward(gates.clone(), w_hh, b_hh, h0, reverse=False, save=False,
                         path="per_step")
-    assert runs and set(runs) == {(True, True)}
+    assert runs and set(runs) == {(True, True, 1)}
     _assert_emulated(hs[1:].double(), gates, w_hh, b_hh, h0, False)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_split_k_stores_the_same_16_bit_states(dtype, monkeypatch):
+    """The split-K forward (SPLIT_K, bench/variants.py's "split K") with 16-bit weights: its
+    slices hold the weights' dtype and read the rounded h_{t-1}, and the exact fp32 state
+    it carries from step to step is the one the emulation carries. H = 100: K = 128, eight
+    slices of 16, the last partly past H; per_step, so each step starts from the state its
+    previous launch stored."""
+    from gru_triton.kernels import gru_forward
+
+    runs = force_resident_form(monkeypatch, SPLIT_K=8)
+    gates, w_hh, b_hh, h0 = _layer_operands(7, 5, 100, dtype, seed=5)
+    hs, _ = gru_forward(gates.clone(), w_hh, b_hh, h0, reverse=True, save=False,
+                        path="per_step")
+    assert runs and set(runs) == {(True, False, 8)}
+    _assert_emulated(hs[:-1].double(), gates, w_hh, b_hh, h0, True)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_resident_grid_sync_carries_the_fp32_state(dtype, reverse, monkeypatch):
+    """grid_sync with the slice resident (one column, H = 16, as the interpreter can run it):
+    one launch for all steps, whose program keeps its rows' exact state in registers from
+    step to step and loads each step's x-side gates a step ahead. Its stored states meet
+    the same fp64 emulation as the paths that reload the state every step."""
+    from gru_triton.kernels import gru_forward
+
+    runs = force_resident_form(monkeypatch)
+    T = 7
+    gates, w_hh, b_hh, h0 = _layer_operands(T, 5, 16, dtype, seed=6)
+    hs, _ = gru_forward(gates.clone(), w_hh, b_hh, h0, reverse=reverse, save=False,
+                        path="grid_sync")
+    assert runs == [(True, False, 1)]
+    _assert_emulated((hs[:T] if reverse else hs[1:]).double(), gates, w_hh, b_hh, h0, reverse)

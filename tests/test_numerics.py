@@ -8,7 +8,7 @@ import triton
 
 import gru_triton
 from gru_triton import dispatch
-from tests.helpers import DEVICE, assert_close, force_stacked_gates
+from tests.helpers import DEVICE, assert_close, force_resident_form
 
 
 def _make_configs():
@@ -278,8 +278,28 @@ def test_stacked_gates_match_the_three_products(path, batch, hidden, reverse, mo
     T, H = 6, hidden
     lens = torch.tensor(([T, 3, 1] * batch)[:batch], dtype=torch.int32, device=DEVICE)
     plain = _kernel_run(T, batch, H, hidden, lens, reverse, path, "tf32")
-    stacked_runs = force_stacked_gates(monkeypatch)
+    stacked_runs = force_resident_form(monkeypatch, STACKED_GATES=True)
     stacked = _kernel_run(T, batch, H, hidden, lens, reverse, path, "tf32")
-    assert stacked_runs and set(stacked_runs) == {(True, True)}
+    assert stacked_runs and set(stacked_runs) == {(True, True, 1)}
     for name, got, expected in zip(_KERNEL_RUN_NAMES, stacked, plain, strict=True):
+        assert_close(got, expected, what=name)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("batch,hidden,split", [(5, 48, 4), (3, 130, 8), (17, 250, 8)],
+                         ids=["B5-H48", "B3-H130", "B17-H250"])
+def test_split_k_matches_the_whole_product(batch, hidden, split, reverse, monkeypatch):
+    """SPLIT_K: the forward holds its resident W_hh slice cut along K, one slice per warp,
+    and sums the slices' batched products. Against the same resident launch without it
+    (per_step, whose programs own one chunk each here): a slice taken from the wrong columns
+    of W_hh or h, or a partial sum dropped, changes every output. K is H rounded up to a
+    power of two, so the last slice is partly (H = 48: wholly) past H; resident_config
+    gives at most one slice per 16 of K (H = 48: 4); lengths end rows early."""
+    T, H = 6, hidden
+    lens = torch.tensor(([T, 3, 1] * batch)[:batch], dtype=torch.int32, device=DEVICE)
+    whole = _kernel_run(T, batch, H, hidden, lens, reverse, "per_step", "tf32")
+    runs = force_resident_form(monkeypatch, SPLIT_K=8)
+    split_k = _kernel_run(T, batch, H, hidden, lens, reverse, "per_step", "tf32")
+    assert runs and set(runs) == {(True, False, split)}
+    for name, got, expected in zip(_KERNEL_RUN_NAMES, split_k, whole, strict=True):
         assert_close(got, expected, what=name)
