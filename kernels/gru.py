@@ -351,6 +351,14 @@ def _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS: tl.constexpr):
 
 
 @triton.jit
+def _hidden_bias(b_hh_ptr, gate, offs_j, mask_j, H, acc_dtype):
+    """b_hh of one gate (0 r, 1 z, 2 n) at the hidden units offs_j, as a (1, len(offs_j)) row
+    in acc_dtype. Loaded where it is added rather than held across the product: it is an L1
+    hit, and the registers are scarcer."""
+    return tl.load(b_hh_ptr + gate * H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+
+
+@triton.jit
 def _x_gates(gate_rows, offs_j, mask, H, acc_dtype):
     """The x-side pre-activations of r, z and n at (gate_rows[b] + g * H + offs_j[j]),
     (BLOCK_B, BLOCK_H) each in acc_dtype, from one load of all three: three loads would each
@@ -517,10 +525,9 @@ def gru_fwd_kernel(
                         acc_n, w_res_r, w_res_z, w_res_n, True, True, True, True,
                         DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
             if HAS_BIAS:
-                # Reloaded (L1) each step rather than held across the product: registers.
-                acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
-                acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
-                acc_n += tl.load(b_hh_ptr + 2 * H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                acc_r += _hidden_bias(b_hh_ptr, 0, offs_j, mask_j, H, acc_dtype)
+                acc_z += _hidden_bias(b_hh_ptr, 1, offs_j, mask_j, H, acc_dtype)
+                acc_n += _hidden_bias(b_hh_ptr, 2, offs_j, mask_j, H, acc_dtype)
             if not GRID_SYNC:
                 gx_r, gx_z, gx_n = _x_gates(gate_rows, offs_j, mask, H, acc_dtype)
             r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
@@ -561,8 +568,8 @@ def gru_fwd_kernel(
                             acc_r, acc_z, acc_r, w_res_r, w_res_z, w_res_n, True, False, True, False,
                             DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
                     if HAS_BIAS:
-                        acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
-                        acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                        acc_r += _hidden_bias(b_hh_ptr, 0, offs_j, mask_j, H, acc_dtype)
+                        acc_z += _hidden_bias(b_hh_ptr, 1, offs_j, mask_j, H, acc_dtype)
                     p_gate = gate_rows[:, None] + offs_j[None, :]
                     gx_r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
                     gx_z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
@@ -590,11 +597,11 @@ def gru_fwd_kernel(
                         acc_n, w_res_r, w_res_z, w_res_n, RESET_AFTER, True, RESET_AFTER,
                         False, DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
                 if HAS_BIAS:
-                    acc_n += tl.load(b_hh_ptr + 2 * H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                    acc_n += _hidden_bias(b_hh_ptr, 2, offs_j, mask_j, H, acc_dtype)
                 if RESET_AFTER:
                     if HAS_BIAS:
-                        acc_r += tl.load(b_hh_ptr + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
-                        acc_z += tl.load(b_hh_ptr + H + offs_j, mask=mask_j, other=0.0).to(acc_dtype)[None, :]
+                        acc_r += _hidden_bias(b_hh_ptr, 0, offs_j, mask_j, H, acc_dtype)
+                        acc_z += _hidden_bias(b_hh_ptr, 1, offs_j, mask_j, H, acc_dtype)
                     gx_r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
                     gx_z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
                     r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
