@@ -111,7 +111,11 @@ for stage in "${stages[@]}"; do
         run_grid_sync_tests && run 240 python3 bench/variants.py --out "$out/variants.json"
         ;;
     variants-bwd)
+        # The levers that apply to the backward, most promising first (a time-boxed run
+        # keeps what it timed): its resident forms, then the streamed chunk loop's.
         run_grid_sync_tests && run 200 python3 bench/variants.py --kernel bwd --op fwdbwd \
+            --variant launcher --variant "split K" --variant "16 rows, split K" \
+            --variant "16 rows" --variant "K 128" --variant "3 stages" \
             --out "$out/variants-bwd.json"
         ;;
     memory)

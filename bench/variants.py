@@ -22,18 +22,22 @@ import torch
 # "stacked": the forward's three gate products as one transposed dot over the resident slice
 # (gru_fwd_kernel's STACKED_GATES), at the warps resident_config gives it; forward kernel only.
 # "split K": the resident slice cut along K, a slice per warp (SPLIT_K), so each step reads it
-# from shared memory once instead of once per warp (kernel report: 128 KiB against 512 KiB
-# at bf16 H 1024); forward kernel only.
+# from shared memory once instead of once per warp (kernel report, forward: 128 KiB against
+# 512 KiB at bf16 H 1024). The backward's split form also keeps a K = 1024 slice on chip at
+# all (its whole product's three operand rows do not fit), so at B 16 / H 1024 "split K" is
+# its resident form against the launcher's streamed one; at B 64 the backward's 64-row tile
+# is never resident, and "16 rows, split K" is (H <= 512, where the grid fits).
 # "K 128" / "stages": where the slice is not resident (B 64 at H 1024, H 2048) each step walks
 # K in BLOCK_K chunks, each an L2 round trip the next waits for (the H200's times there are
 # ~0.6 us per chunk); fewer, wider chunks, or Triton's software pipelining of the chunk loop,
 # shorten that chain (bf16: no spills on sm_90 either way). The resident plan ignores both.
 VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}), ("stacked", {"STACKED_GATES": True}),
+            ("16 rows, split K", {"BLOCK_B": 16, "SPLIT_K": 8}),
             ("K 128", {"BLOCK_K": 128}),
             ("K 128, 3 stages", {"BLOCK_K": 128, "num_stages": 3}), ("3 stages", {"num_stages": 3}),
             ("16 rows", {"BLOCK_B": 16}), ("4 warps", {"num_warps": 4}),
             ("16 rows, 4 warps", {"BLOCK_B": 16, "num_warps": 4}), ("8 warps", {"num_warps": 8}))
-FORWARD_ONLY = ("STACKED_GATES", "SPLIT_K")
+FORWARD_ONLY = ("STACKED_GATES",)
 SHAPES = ((16, 1024), (16, 2048), (64, 1024), (64, 256), (64, 512))  # (B, H), I = H
 T = 256
 
@@ -86,7 +90,14 @@ def main(argv=None) -> int:
     parser.add_argument("--kernel", default="fwd", choices=("fwd", "bwd"),
                         help="whose grid_sync config the variants change")
     parser.add_argument("--op", default="fwd", choices=("fwd", "fwdbwd"))
+    parser.add_argument("--variant", action="append", default=None,
+                        help="a name to time, repeatable (default: all); VARIANTS' order holds")
     args = parser.parse_args(argv)
+    names = [name for name, _ in VARIANTS]
+    wanted = args.variant or names
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {names}")
     if not torch.cuda.is_available():
         print("No CUDA GPU here: nothing was timed.")
         return 0
@@ -109,7 +120,8 @@ def main(argv=None) -> int:
         cudnn_ms = triton.testing.do_bench(functools.partial(_run, ref, x, grad, args.op),
                                            return_mode="median")
         for name, overrides in VARIANTS:
-            if args.kernel == "bwd" and any(key in overrides for key in FORWARD_ONLY):
+            if name not in wanted or (args.kernel == "bwd"
+                                      and any(key in overrides for key in FORWARD_ONLY)):
                 continue
             record = dict(B=B, H=H, T=T, dtype=args.dtype, kernel=args.kernel, op=args.op,
                           variant=name, cudnn_ms=cudnn_ms)

@@ -65,13 +65,15 @@ VARIANTS = {
     "grid_sync+resident+stacked+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
                                                GRID_SYNC=True, W_RESIDENT=True,
                                                STACKED_GATES=True),
-    # The forward's warps splitting the resident slice along K (bench/variants.py's "split
-    # K"; not picked yet either).
+    # The warps splitting the resident slice along K, forward and backward
+    # (bench/variants.py's "split K"; not picked yet either).
     "grid_sync+resident+split_k+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
                                                GRID_SYNC=True, W_RESIDENT=True, SPLIT_K=8),
 }
 # Flags only the forward kernel has.
-FORWARD_ONLY_FLAGS = ("STACKED_GATES", "SPLIT_K")
+FORWARD_ONLY_FLAGS = ("STACKED_GATES",)
+# Flags that the launchers' resident plan must give a row for it to run (``runs_with``).
+PLAN_FLAGS = ("STACKED_GATES", "SPLIT_K")
 _ITEMSIZE = {"bf16": 2, "fp16": 2, "fp32": 4, "fp64": 8}
 # The grid-synchronised path sizes its batch tile to the batch (16, 32 or 64 rows, 16 without
 # tensor cores); the other paths' tiles do not depend on it.
@@ -104,8 +106,8 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
         # As gru_forward launches it: the fp32 state apart wherever the states are 16-bit.
         flags["F32_STATE"] = dtype in ("bf16", "fp16")
         flags.setdefault("STACKED_GATES", False)
-        # As resident_config gives it: at most one slice per 16 of K.
-        flags["SPLIT_K"] = cfg.get("SPLIT_K", 1)
+    # As resident_config gives it: at most one slice per 16 of K.
+    flags["SPLIT_K"] = cfg.get("SPLIT_K", 1)
     signature, constexprs = {}, {}
     for spec in pointers:
         name, kind = spec.split(":")
@@ -180,7 +182,7 @@ def configs(variant: str, hidden_size: int, kernel_name: str = "gru_bwd_kernel")
     if flags.get("W_RESIDENT"):
         path = "grid_sync" if flags["GRID_SYNC"] else "per_step"
         cfg = gru_kernels.recurrence_config(hidden_size, path, 16, forward=forward)
-        for flag in FORWARD_ONLY_FLAGS:
+        for flag in PLAN_FLAGS:
             if flags.get(flag):
                 cfg = dict(cfg, **{flag: flags[flag]})
         return [cfg]
@@ -215,7 +217,7 @@ def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype
                                           _ITEMSIZE[dtype], SHARED_BYTES_PER_BLOCK[arch],
                                           1 if kernel_name == "gru_fwd_kernel" else 3)
     if planned is not None and any(bool(planned.get(flag)) != bool(flags.get(flag))
-                                   for flag in FORWARD_ONLY_FLAGS):
+                                   for flag in PLAN_FLAGS):
         return None
     return planned
 

@@ -215,15 +215,31 @@ def _stacked_gates_times_hidden(w_stack, h_rows, mask_b, H, acc_dtype, w_dtype,
 
 
 @triton.jit
-def _split_k_w_hh_t(w_hh_ptr, offs_j, mask_j, H, w_dtype, SPLIT_K: tl.constexpr,
-                    BLOCK_K: tl.constexpr):
-    """The r, z, n gates' tiles (k, j) of W_hh[g*H + j, k] over all of K (BLOCK_K >= H), cut
-    along K into SPLIT_K slices: (SPLIT_K, BLOCK_K // SPLIT_K, len(offs_j)) each."""
+def _split_k_slices(w_hh_ptr, offs_j, mask_j, H, w_dtype, TRANSPOSED: tl.constexpr,
+                    SPLIT_K: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The r, z, n gates' tiles of W_hh over all of K (BLOCK_K >= H), cut along K into
+    SPLIT_K slices: (SPLIT_K, BLOCK_K // SPLIT_K, len(offs_j)) each, tile [s, k, j] holding
+    the gate's W_hh[g*H + j, s*KC + k] (TRANSPOSED: the forward's rows @ W_hhᵀ) or
+    W_hh[g*H + s*KC + k, j] (the backward's gradients @ W_hh)."""
     KC: tl.constexpr = BLOCK_K // SPLIT_K
     offs_k = (tl.arange(0, SPLIT_K) * KC)[:, None, None] + tl.arange(0, KC)[None, :, None]
-    p_w = w_hh_ptr + offs_j[None, None, :].to(tl.int64) * H + offs_k
+    if TRANSPOSED:
+        p_w = w_hh_ptr + offs_j[None, None, :].to(tl.int64) * H + offs_k
+    else:
+        p_w = w_hh_ptr + offs_k.to(tl.int64) * H + offs_j[None, None, :]
     mask_w = (offs_k < H) & mask_j[None, None, :]
     return _gate_tiles(p_w, mask_w, H, w_dtype, True, True)
+
+
+@triton.jit
+def _split_k_rows(rows, mask_b, H, w_dtype, LOAD_CACHE: tl.constexpr, SPLIT_K: tl.constexpr,
+                  BLOCK_K: tl.constexpr):
+    """The (BLOCK_B, K) row operand at rows[b] + k, cut along K as ``_split_k_slices`` cuts
+    the slice: (SPLIT_K, BLOCK_B, BLOCK_K // SPLIT_K), in w_dtype."""
+    KC: tl.constexpr = BLOCK_K // SPLIT_K
+    offs_k = (tl.arange(0, SPLIT_K) * KC)[:, None, None] + tl.arange(0, KC)[None, None, :]
+    return tl.load(rows[None, :, None] + offs_k, mask=mask_b[None, :, None] & (offs_k < H),
+                   other=0.0, cache_modifier=LOAD_CACHE).to(w_dtype)
 
 
 @triton.jit
@@ -231,7 +247,7 @@ def _split_k_hidden_times_w_hh_t(h_rows, mask_b, H, w_r, w_z, w_n, acc_dtype, w_
                                  DOT_PRECISION: tl.constexpr, LOAD_CACHE: tl.constexpr,
                                  SPLIT_K: tl.constexpr, BLOCK_K: tl.constexpr):
     """rows[b, :] @ W_hh[g*H + j, :]ᵀ for the three gates, with K cut into SPLIT_K slices
-    (w_r/z/n from ``_split_k_w_hh_t``): one batched product per gate, (SPLIT_K, BLOCK_B,
+    (w_r/z/n from ``_split_k_slices``, TRANSPOSED): one batched product per gate, (SPLIT_K, BLOCK_B,
     BLOCK_H), summed over the slices. Returns the r, z, n tiles, (BLOCK_B, BLOCK_H) each,
     in acc_dtype.
 
@@ -241,11 +257,7 @@ def _split_k_hidden_times_w_hh_t(h_rows, mask_b, H, w_r, w_z, w_n, acc_dtype, w_
     batch axis), so each step reads the slice and h from shared memory once, and the warps
     add their partial tiles (through shared memory, 3 × SPLIT_K × BLOCK_B × BLOCK_H values).
     """
-    KC: tl.constexpr = BLOCK_K // SPLIT_K
-    offs_k = (tl.arange(0, SPLIT_K) * KC)[:, None, None] + tl.arange(0, KC)[None, None, :]
-    mask_hk = mask_b[None, :, None] & (offs_k < H)
-    b_h = tl.load(h_rows[None, :, None] + offs_k, mask=mask_hk, other=0.0,
-                  cache_modifier=LOAD_CACHE).to(w_dtype)
+    b_h = _split_k_rows(h_rows, mask_b, H, w_dtype, LOAD_CACHE, SPLIT_K, BLOCK_K)
     acc_r = tl.sum(tl.dot(b_h, w_r, input_precision=DOT_PRECISION, out_dtype=acc_dtype), axis=0)
     acc_z = tl.sum(tl.dot(b_h, w_z, input_precision=DOT_PRECISION, out_dtype=acc_dtype), axis=0)
     acc_n = tl.sum(tl.dot(b_h, w_n, input_precision=DOT_PRECISION, out_dtype=acc_dtype), axis=0)
@@ -297,6 +309,29 @@ def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j
         if DO_N:
             acc = tl.dot(b_dn, b_wn, acc, input_precision=DOT_PRECISION, out_dtype=acc_dtype)
     return acc
+
+
+@triton.jit
+def _split_k_grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, H, w_r, w_z, w_n, acc_dtype,
+                                   w_dtype, DOT_PRECISION: tl.constexpr,
+                                   LOAD_CACHE: tl.constexpr, SPLIT_K: tl.constexpr,
+                                   BLOCK_K: tl.constexpr):
+    """[d_r | d_z][b, :] @ W_hh[:2H, j] + d_gh_n[b, :] @ W_hn[:, j] with K cut into SPLIT_K
+    slices (w_r/z/n from ``_split_k_slices``, not TRANSPOSED): the three gates' batched
+    products accumulate in one (SPLIT_K, BLOCK_B, BLOCK_H) tile, summed over the slices once.
+    Returns (BLOCK_B, BLOCK_H) in acc_dtype.
+
+    Why, as for the forward (``_split_k_hidden_times_w_hh_t``): each warp multiplies its own
+    K slice instead of repeating the whole product, so a step reads the slice and the three
+    operand rows from shared memory once; and the operands, (BLOCK_B, K) each, are spread
+    over the warps, which lets them stay in registers at K = 1024 (kernel report)."""
+    acc = tl.dot(_split_k_rows(dgx_rows, mask_b, H, w_dtype, LOAD_CACHE, SPLIT_K, BLOCK_K), w_r,
+                 input_precision=DOT_PRECISION, out_dtype=acc_dtype)
+    acc = tl.dot(_split_k_rows(dgx_rows + H, mask_b, H, w_dtype, LOAD_CACHE, SPLIT_K, BLOCK_K),
+                 w_z, acc, input_precision=DOT_PRECISION, out_dtype=acc_dtype)
+    acc = tl.dot(_split_k_rows(dghn_rows, mask_b, H, w_dtype, LOAD_CACHE, SPLIT_K, BLOCK_K),
+                 w_n, acc, input_precision=DOT_PRECISION, out_dtype=acc_dtype)
+    return tl.sum(acc, axis=0)
 
 
 @triton.jit
@@ -359,10 +394,11 @@ def _hidden_bias(b_hh_ptr, gate, offs_j, mask_j, H, acc_dtype):
 
 
 @triton.jit
-def _x_gates(gate_rows, offs_j, mask, H, acc_dtype):
-    """The x-side pre-activations of r, z and n at (gate_rows[b] + g * H + offs_j[j]),
-    (BLOCK_B, BLOCK_H) each in acc_dtype, from one load of all three: three loads would each
-    be followed by the layout conversion that waits for it, three round trips in a row."""
+def _three_gates(gate_rows, offs_j, mask, H, acc_dtype):
+    """The r, z and n tiles at (gate_rows[b] + g * H + offs_j[j]) (the forward's x-side
+    pre-activations, the backward's saved activations), (BLOCK_B, BLOCK_H) each in acc_dtype,
+    from one load of all three: three loads would each be followed by the layout conversion
+    that waits for it, three round trips in a row."""
     g = tl.arange(0, 4)
     p = gate_rows[:, None, None] + offs_j[None, :, None] + (g * H)[None, None, :]
     x = tl.load(p, mask=mask[:, :, None] & (g < 3)[None, None, :], other=0.0).to(acc_dtype)
@@ -471,8 +507,8 @@ def gru_fwd_kernel(
         if STACKED_GATES:
             w_stack = _stacked_w_hh(w_hh_ptr, pid_h * BLOCK_H, H, w_dtype, BLOCK_H, BLOCK_K)
         elif SPLIT_K > 1:
-            w_res_r, w_res_z, w_res_n = _split_k_w_hh_t(w_hh_ptr, offs_j, mask_j, H, w_dtype,
-                                                        SPLIT_K, BLOCK_K)
+            w_res_r, w_res_z, w_res_n = _split_k_slices(w_hh_ptr, offs_j, mask_j, H, w_dtype,
+                                                        True, SPLIT_K, BLOCK_K)
         else:
             w_res_r, w_res_z, w_res_n = _w_hh_t_tiles(
                 w_hh_ptr, offs_j, mask_j, tl.arange(0, BLOCK_K), H, w_dtype, True, True)
@@ -485,8 +521,8 @@ def gru_fwd_kernel(
             first_rows = hs_ptr + (first_slot * B + rows_b) * H
         h_state = tl.load(first_rows[:, None] + offs_j[None, :], mask=mask, other=0.0).to(acc_dtype)
         if GRID_SYNC:
-            gx_r, gx_z, gx_n = _x_gates(gates_ptr + (first_t * B + rows_b) * (3 * H), offs_j,
-                                        mask, H, acc_dtype)
+            gx_r, gx_z, gx_n = _three_gates(gates_ptr + (first_t * B + rows_b) * (3 * H),
+                                            offs_j, mask, H, acc_dtype)
     for step in range(step_begin, step_begin + n_steps):
         t, prev_slot, out_slot = _slots(step, T, REVERSE)
         if HAS_LENGTHS:
@@ -529,7 +565,7 @@ def gru_fwd_kernel(
                 acc_z += _hidden_bias(b_hh_ptr, 1, offs_j, mask_j, H, acc_dtype)
                 acc_n += _hidden_bias(b_hh_ptr, 2, offs_j, mask_j, H, acc_dtype)
             if not GRID_SYNC:
-                gx_r, gx_z, gx_n = _x_gates(gate_rows, offs_j, mask, H, acc_dtype)
+                gx_r, gx_z, gx_n = _three_gates(gate_rows, offs_j, mask, H, acc_dtype)
             r, z = gru_gates_rz(gx_r, gx_z, acc_r, acc_z)
             h_new, n = gru_candidate_update(gx_n, acc_n, r, z, h_state, True)
             if HAS_LENGTHS:
@@ -541,9 +577,9 @@ def gru_fwd_kernel(
                 # The next step's x-side gates do not wait on the other programs: loaded now,
                 # their round trip overlaps the barrier instead of following the next product.
                 next_t = t - 1 if REVERSE else t + 1
-                gx_r, gx_z, gx_n = _x_gates(gates_ptr + (next_t * B + rows_b) * (3 * H), offs_j,
-                                            mask & (tl.full(mask.shape, step + 1, tl.int32)
-                                                    < step_begin + n_steps), H, acc_dtype)
+                gx_r, gx_z, gx_n = _three_gates(gates_ptr + (next_t * B + rows_b) * (3 * H),
+                                                offs_j, mask & (tl.full(mask.shape, step + 1, tl.int32)
+                                                                < step_begin + n_steps), H, acc_dtype)
             if F32_STATE:
                 tl.store(state_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
             if SAVE:
@@ -630,6 +666,55 @@ def gru_fwd_kernel(
 
 
 @triton.jit
+def _bwd_slots(step, T, REVERSE: tl.constexpr):
+    """(t, t_next, slot of h_{t-1}, slot of h_t) of backward step ``step``, int64: it undoes
+    forward step t; t_next is the forward step undone just before it (module doc: slots)."""
+    if REVERSE:
+        t = tl.cast(step, tl.int64)
+        return t, t - 1, t + 1, t
+    else:
+        t = tl.cast(T - 1 - step, tl.int64)
+        return t, t + 1, t, t + 1
+
+
+@triton.jit
+def _bwd_step_inputs(dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, t, prev_slot, out_slot, rows_b,
+                     offs_j, mask, B, H, acc_dtype, HAS_DHS: tl.constexpr,
+                     RESET_AFTER: tl.constexpr, GATES_AT_ONCE: tl.constexpr):
+    """What backward step t reads besides the W_hh product, (BLOCK_B, BLOCK_H) tiles in
+    acc_dtype: dL/dh_t from the output (dhs; 0.0 without HAS_DHS), the saved r, z, n, gh_n
+    (reset-after; n again otherwise, unused) and h_{t-1}. GATES_AT_ONCE: r, z and n as one
+    load (``_three_gates``); the streamed step's wide tiles spill with it (kernel report:
+    64-row tiles, fp32 and fp64, 64-88 bytes on sm_90), so they load the three apart."""
+    p_bh = rows_b[:, None] * H + offs_j[None, :]
+    d_out = 0.0
+    if HAS_DHS:
+        d_out = tl.load(dhs_ptr + out_slot * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
+    gate_rows = gates_ptr + (t * B + rows_b) * (3 * H)
+    if GATES_AT_ONCE:
+        r, z, n = _three_gates(gate_rows, offs_j, mask, H, acc_dtype)
+    else:
+        p_gate = gate_rows[:, None] + offs_j[None, :]
+        r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
+        z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
+        n = tl.load(p_gate + 2 * H, mask=mask, other=0.0).to(acc_dtype)
+    gh_n = n
+    if RESET_AFTER:
+        gh_n = tl.load(ghn_ptr + t * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
+    h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
+    return d_out, r, z, n, gh_n, h_prev
+
+
+@triton.jit
+def _store_gate_grads(p_dgx, p_dghn, d_r, d_z, d_n, d_ghn, mask, H):
+    """d_r, d_z, d_n at p_dgx (H apart) and d_gh_n at p_dghn, rounded to their dtype."""
+    tl.store(p_dgx, d_r, mask=mask)
+    tl.store(p_dgx + H, d_z, mask=mask)
+    tl.store(p_dgx + 2 * H, d_n, mask=mask)
+    tl.store(p_dghn, d_ghn, mask=mask)
+
+
+@triton.jit
 def gru_bwd_kernel(
     dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, w_hh_ptr, lengths_ptr, sync_ptr, dgx_ptr, dghn_ptr,
     dcarry_ptr, T, B, H, step_begin, n_steps,
@@ -638,6 +723,7 @@ def gru_bwd_kernel(
     GRID_SYNC: tl.constexpr, W_RESIDENT: tl.constexpr,
     DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    SPLIT_K: tl.constexpr = 1,
 ):
     """Backward steps [step_begin, step_begin + n_steps), counted from the last forward step.
 
@@ -649,8 +735,17 @@ def gru_bwd_kernel(
     dL/d(gh_n), both in the storage dtype (the next step's products round them to the
     weights' dtype anyway). Rows past their lengths need no special case here: their saved
     activations (see gru_fwd_kernel) make every gate gradient 0 and carry dh through; only
-    the W_hh products of wholly finished tiles are skipped. W_RESIDENT: as in gru_fwd_kernel,
-    the program's one chunk of W_hh columns is loaded once and kept on chip for every step.
+    the W_hh products of wholly finished tiles are skipped.
+
+    W_RESIDENT (reset-after; one hidden chunk per program, BLOCK_K >= H): as in
+    gru_fwd_kernel, the program's W_hh columns are loaded once and kept on chip for every
+    step, and, owning its chunk for the whole launch, the program carries its part of
+    dcarry in registers (still stored each step, for a following launch and the caller).
+    With GRID_SYNC a step is ordered around the barrier as the forward's is: only the gate
+    gradients, which the other programs read next, are stored before this program arrives,
+    and the next step's saved activations are loaded while it waits. SPLIT_K (with
+    W_RESIDENT): the slice is held cut along K into SPLIT_K slices, one per warp
+    (``_split_k_grad_gates_times_w_hh``, which says why).
     """
     acc_dtype = dcarry_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -659,26 +754,28 @@ def gru_bwd_kernel(
     tile_len = _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS)
     pid_h = tl.program_id(1)
     num_h_programs = tl.num_programs(1)
+    w_dtype = tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty
+    w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0  # only the resident form uses them
     if W_RESIDENT:
         # As in gru_fwd_kernel: one hidden chunk per program, its W_hh columns kept on chip.
         offs_j = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-        w_res_r, w_res_z, w_res_n = _w_hh_tiles(
-            w_hh_ptr, tl.arange(0, BLOCK_K), offs_j, offs_j < H, H,
-            tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty, True, True)
-    else:
-        w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0  # unused
-    for step in range(step_begin, step_begin + n_steps):
-        # Backward step s undoes forward step T-1-s; t_next is the step undone just before.
-        if REVERSE:
-            t = tl.cast(step, tl.int64)
-            t_next = t - 1
-            prev_slot = t + 1
-            out_slot = t
+        mask_j = offs_j < H
+        mask = mask_b[:, None] & mask_j[None, :]
+        if SPLIT_K > 1:
+            w_res_r, w_res_z, w_res_n = _split_k_slices(w_hh_ptr, offs_j, mask_j, H, w_dtype,
+                                                        False, SPLIT_K, BLOCK_K)
         else:
-            t = tl.cast(T - 1 - step, tl.int64)
-            t_next = t + 1
-            prev_slot = t
-            out_slot = t + 1
+            w_res_r, w_res_z, w_res_n = _w_hh_tiles(w_hh_ptr, tl.arange(0, BLOCK_K), offs_j,
+                                                    mask_j, H, w_dtype, True, True)
+        carry = tl.load(dcarry_ptr + (((step_begin + 1) % 2) * B + rows_b)[:, None] * H
+                        + offs_j[None, :], mask=mask, other=0.0)
+        if GRID_SYNC:
+            first_t, _, first_prev, first_out = _bwd_slots(step_begin, T, REVERSE)
+            d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
+                dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, first_t, first_prev, first_out, rows_b,
+                offs_j, mask, B, H, acc_dtype, HAS_DHS, True, True)
+    for step in range(step_begin, step_begin + n_steps):
+        t, t_next, prev_slot, out_slot = _bwd_slots(step, T, REVERSE)
         if HAS_LENGTHS:
             tile_active = t < tile_len
             next_active = (step > 0) & (t_next < tile_len)
@@ -692,61 +789,88 @@ def gru_bwd_kernel(
         dghn_rows = dghn_ptr + (t * B + rows_b) * H
         dgx_next_rows = dgx_ptr + (t_next * B + rows_b) * (3 * H)
         dghn_next_rows = dghn_ptr + (t_next * B + rows_b) * H
-        for j in range(pid_h, tl.cdiv(H, BLOCK_H), num_h_programs):
-            offs_j = j * BLOCK_H + tl.arange(0, BLOCK_H)
-            mask_j = offs_j < H
-            mask = mask_b[:, None] & mask_j[None, :]
-            p_bh = rows_b[:, None] * H + offs_j[None, :]
+        if W_RESIDENT:
             dh = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
             if next_active:
-                dh = _grad_gates_times_w_hh(dgx_next_rows, dghn_next_rows, mask_b, w_hh_ptr,
-                                            offs_j, mask_j, H, dh, w_res_r, w_res_z, w_res_n,
-                                            True, RESET_AFTER, W_RESIDENT,
-                                            DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
-            if HAS_DHS:
-                dh += tl.load(dhs_ptr + out_slot * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
-            dh += tl.load(carry_in[:, None] + offs_j[None, :], mask=mask, other=0.0)
-            p_gate = gate_rows[:, None] + offs_j[None, :]
-            r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
-            z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
-            n = tl.load(p_gate + 2 * H, mask=mask, other=0.0).to(acc_dtype)
-            if RESET_AFTER:
-                gh_n = tl.load(ghn_ptr + t * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
+                if SPLIT_K > 1:
+                    dh = _split_k_grad_gates_times_w_hh(
+                        dgx_next_rows, dghn_next_rows, mask_b, H, w_res_r, w_res_z, w_res_n,
+                        acc_dtype, w_dtype, DOT_PRECISION, LOAD_CACHE, SPLIT_K, BLOCK_K)
+                else:
+                    dh = _grad_gates_times_w_hh(dgx_next_rows, dghn_next_rows, mask_b, w_hh_ptr,
+                                                offs_j, mask_j, H, dh, w_res_r, w_res_z, w_res_n,
+                                                True, True, True,
+                                                DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
+            if not GRID_SYNC:
+                d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
+                    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, t, prev_slot, out_slot, rows_b, offs_j,
+                    mask, B, H, acc_dtype, HAS_DHS, True, True)
+            d_r, d_z, d_n, d_ghn, carry = gru_cell_backward(dh + d_out + carry, h_prev, r, z, n,
+                                                            gh_n, True)
+            _store_gate_grads(dgx_rows[:, None] + offs_j[None, :],
+                              dghn_rows[:, None] + offs_j[None, :], d_r, d_z, d_n, d_ghn, mask, H)
+            if GRID_SYNC:
+                _grid_arrive(sync_ptr)
+                # The next step's inputs do not wait on the other programs: loaded now, their
+                # round trip overlaps the barrier instead of following the next product.
+                after_t, _, after_prev, after_out = _bwd_slots(step + 1, T, REVERSE)
+                more = tl.full(mask.shape, step + 1, tl.int32) < step_begin + n_steps
+                d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
+                    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, after_t, after_prev, after_out, rows_b,
+                    offs_j, mask & more, B, H, acc_dtype, HAS_DHS, True, True)
+            tl.store(carry_out[:, None] + offs_j[None, :], carry, mask=mask)
+            if GRID_SYNC:
+                _grid_wait(sync_ptr, step - step_begin + 1)
             else:
-                gh_n = n  # unused by the reset-before backward
-            h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
-            d_r, d_z, d_n, d_ghn, dh_direct = gru_cell_backward(dh, h_prev, r, z, n, gh_n, RESET_AFTER)
-            p_dgx = dgx_rows[:, None] + offs_j[None, :]
-            tl.store(p_dgx, d_r, mask=mask)
-            tl.store(p_dgx + H, d_z, mask=mask)
-            tl.store(p_dgx + 2 * H, d_n, mask=mask)
-            tl.store(dghn_rows[:, None] + offs_j[None, :], d_ghn, mask=mask)
-            tl.store(carry_out[:, None] + offs_j[None, :], dh_direct, mask=mask)
-        if not RESET_AFTER:
-            # Phase 2: dL/d(r ⊙ h_{t-1}) = d_n @ W_hn needs every d_n of this step.
-            tl.debug_barrier()
+                tl.debug_barrier()
+        else:
             for j in range(pid_h, tl.cdiv(H, BLOCK_H), num_h_programs):
                 offs_j = j * BLOCK_H + tl.arange(0, BLOCK_H)
                 mask_j = offs_j < H
                 mask = mask_b[:, None] & mask_j[None, :]
-                p_bh = rows_b[:, None] * H + offs_j[None, :]
-                d_rh = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
-                if tile_active:
-                    d_rh = _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j,
-                                                  mask_j, H, d_rh, w_res_r, w_res_z, w_res_n,
-                                                  False, True, False,
-                                                  DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
-                r = tl.load(gate_rows[:, None] + offs_j[None, :], mask=mask, other=0.0).to(acc_dtype)
-                h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask,
-                                 other=0.0).to(acc_dtype)
-                d_r, dh_via_r = gru_reset_gate_backward(d_rh, h_prev, r)
-                tl.store(dgx_rows[:, None] + offs_j[None, :], d_r, mask=mask)
-                p_carry = carry_out[:, None] + offs_j[None, :]
-                tl.store(p_carry, tl.load(p_carry, mask=mask, other=0.0) + dh_via_r, mask=mask)
-        if GRID_SYNC:
-            _grid_barrier(sync_ptr, step - step_begin + 1)
-        else:
-            tl.debug_barrier()
+                dh = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+                if next_active:
+                    dh = _grad_gates_times_w_hh(dgx_next_rows, dghn_next_rows, mask_b, w_hh_ptr,
+                                                offs_j, mask_j, H, dh, w_res_r, w_res_z, w_res_n,
+                                                True, RESET_AFTER, False,
+                                                DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
+                d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
+                    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, t, prev_slot, out_slot, rows_b, offs_j,
+                    mask, B, H, acc_dtype, HAS_DHS, RESET_AFTER, False)
+                dh += d_out + tl.load(carry_in[:, None] + offs_j[None, :], mask=mask, other=0.0)
+                d_r, d_z, d_n, d_ghn, dh_direct = gru_cell_backward(dh, h_prev, r, z, n, gh_n,
+                                                                    RESET_AFTER)
+                _store_gate_grads(dgx_rows[:, None] + offs_j[None, :],
+                                  dghn_rows[:, None] + offs_j[None, :], d_r, d_z, d_n, d_ghn,
+                                  mask, H)
+                tl.store(carry_out[:, None] + offs_j[None, :], dh_direct, mask=mask)
+            if not RESET_AFTER:
+                # Phase 2: dL/d(r ⊙ h_{t-1}) = d_n @ W_hn needs every d_n of this step.
+                tl.debug_barrier()
+                for j in range(pid_h, tl.cdiv(H, BLOCK_H), num_h_programs):
+                    offs_j = j * BLOCK_H + tl.arange(0, BLOCK_H)
+                    mask_j = offs_j < H
+                    mask = mask_b[:, None] & mask_j[None, :]
+                    p_bh = rows_b[:, None] * H + offs_j[None, :]
+                    d_rh = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+                    if tile_active:
+                        d_rh = _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr,
+                                                      offs_j, mask_j, H, d_rh, w_res_r, w_res_z,
+                                                      w_res_n, False, True, False,
+                                                      DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
+                    r = tl.load(gate_rows[:, None] + offs_j[None, :], mask=mask,
+                                other=0.0).to(acc_dtype)
+                    h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask,
+                                     other=0.0).to(acc_dtype)
+                    d_r, dh_via_r = gru_reset_gate_backward(d_rh, h_prev, r)
+                    tl.store(dgx_rows[:, None] + offs_j[None, :], d_r, mask=mask)
+                    p_carry = carry_out[:, None] + offs_j[None, :]
+                    tl.store(p_carry, tl.load(p_carry, mask=mask, other=0.0) + dh_via_r,
+                             mask=mask)
+            if GRID_SYNC:
+                _grid_barrier(sync_ptr, step - step_begin + 1)
+            else:
+                tl.debug_barrier()
 
 
 # ----------------------------------------------------------------------------------------
@@ -913,10 +1037,12 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     it: the three gates' (K, BLOCK_H) slices (four with ``cfg["STACKED_GATES"]``, whose
     fourth is padding) and those operands in shared memory, plus a few KiB of the kernel's
     own. The operands also pass through registers, and past 24576 elements they spill (the
-    backward at H = 1024: 3 × 16 × 1024, 8-16 bytes). Only 16-row batch tiles: with 32 rows
-    the forward spills on sm_80. The whole register file too (``maxnreg`` 255, as
-    grid_sync's programs have): at 168 registers per_step's 16×32 tile spilled 8 bytes at
-    H = 512 on sm_90.
+    backward at H = 1024: 3 × 16 × 1024, 8-16 bytes), at 24576 already where H is not a
+    multiple of 16 (the backward at K = 512 in 16 bits on sm_90: 72 bytes, since its step
+    carries its gradient and next step's inputs in registers across the product). Only
+    16-row batch tiles: with 32 rows the forward spills on sm_80. The whole register file
+    too (``maxnreg`` 255, as grid_sync's programs have): at 168 registers per_step's 16×32
+    tile spilled 8 bytes at H = 512 on sm_90.
 
     Warps, from the kernel report. Triton compiles a kernel once for arguments that are
     multiples of 16 (H here) and once for the rest, and only the first vectorises the loads
@@ -928,22 +1054,31 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     those get 8 warps. The stacked product (``STACKED_GATES``, forward only)
     spills at 4 warps once a row of the slice takes 2 KiB (K = 1024 at 16 bits, 512 at
     fp32) and, unaligned, at any warp count from K = 512 at 16 bits, so it takes 8 warps
-    there and runs only where H is a multiple of 16. ``cfg["SPLIT_K"]`` (forward only, not
-    with the stacked product): the slice cut along K into that many slices, at most one per
-    16 of K, one warp each (no spills at 8 warps up to K = 1024 on either target).
+    there and runs only where H is a multiple of 16. ``cfg["SPLIT_K"]`` (not with the
+    stacked product): the slice cut along K into that many slices, at most one per 16 of K,
+    one warp each (no spills at 8 warps up to K = 1024 on either target). The split backward
+    stages its three operands one after another (shared memory as for one), so its slice stays
+    on chip up to K = 1024 in 16 bits (129 KiB, an A100 included) and 512 in TF32; an H that
+    is not a multiple of 16 spills it at K = 1024 (104 bytes on sm_90), so there the backward
+    is not split, and with three operands of K = 1024 not resident.
     """
     k_full = max(16, triton.next_power_of_2(hidden_size))
-    rows = row_operands * cfg["BLOCK_B"]
     stacked = cfg.get("STACKED_GATES", False) and row_operands == 1
     if stacked and hidden_size % 16:
         cfg, stacked = dict(cfg, STACKED_GATES=False), False
+    # SPLIT_K: one K slice per warp, each at least a dot's 16 deep.
+    split = 1 if stacked else min(cfg.get("SPLIT_K", 1), k_full // 16)
+    if split > 1 and row_operands > 1 and hidden_size % 16 and k_full >= 1024:
+        split = 1
+    # The split backward takes its three operands one at a time, each spread over the warps.
+    rows = (1 if split > 1 else row_operands) * cfg["BLOCK_B"]
     gate_rows = (4 if stacked else 3) * cfg["BLOCK_H"]
     need = (gate_rows + rows) * k_full * itemsize + 4096
-    if cfg["BLOCK_B"] != 16 or rows * k_full > 24576 or need > smem_limit:
+    # The whole backward product's operands, loaded unvectorised, spill at the limit.
+    most = 24576 if split > 1 or row_operands == 1 or hidden_size % 16 == 0 else 16384
+    if cfg["BLOCK_B"] != 16 or rows * k_full > most or need > smem_limit:
         return None
     warps = cfg["num_warps"]
-    # SPLIT_K: one K slice per warp, each at least a dot's 16 deep.
-    split = 1 if stacked or row_operands != 1 else min(cfg.get("SPLIT_K", 1), k_full // 16)
     if split > 1:
         warps = split
     elif stacked and k_full * itemsize >= 2048:

@@ -31,18 +31,19 @@ def assert_close(actual, expected, dtype=torch.float32, what="", tol=None):
     assert err <= tol, f"{what}: max relative error {err:.3e} > {tol:.0e}"
 
 
-def force_resident_form(monkeypatch, **form) -> list:
-    """Makes every forward resident plan ask for ``form`` (STACKED_GATES=True or SPLIT_K=n,
-    which the launchers do not pick yet) and records, per gru_fwd_kernel launch,
-    (W_RESIDENT, STACKED_GATES, SPLIT_K) as launched: the list returned, filled as the
-    kernel runs."""
+def force_resident_form(monkeypatch, kernel: str = "fwd", **form) -> list:
+    """Makes every resident plan of one kernel ("fwd": gru_fwd_kernel, "bwd": gru_bwd_kernel)
+    ask for ``form`` (STACKED_GATES=True, forward only, or SPLIT_K=n, which the launchers do
+    not pick yet) and records, per launch of that kernel, (W_RESIDENT, STACKED_GATES,
+    SPLIT_K) as launched: the list returned, filled as the kernel runs."""
     from gru_triton.kernels import gru as gru_kernels
 
-    real_resident, real_run = gru_kernels.resident_config, gru_kernels.gru_fwd_kernel.run
+    launched = gru_kernels.gru_fwd_kernel if kernel == "fwd" else gru_kernels.gru_bwd_kernel
+    real_resident, real_run = gru_kernels.resident_config, launched.run
     runs = []
 
     def asking(cfg, hidden_size, itemsize, smem_limit, row_operands=1):
-        if row_operands == 1:
+        if (row_operands == 1) == (kernel == "fwd"):
             cfg = dict(cfg, **form)
         return real_resident(cfg, hidden_size, itemsize, smem_limit, row_operands)
 
@@ -52,5 +53,5 @@ def force_resident_form(monkeypatch, **form) -> list:
         return real_run(*args, **kwargs)
 
     monkeypatch.setattr(gru_kernels, "resident_config", asking)
-    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    monkeypatch.setattr(launched, "run", recording_run)
     return runs

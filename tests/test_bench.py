@@ -287,6 +287,23 @@ def test_variants_override_one_kernels_grid_sync_config():
                                        1000, 2, 227 * 1024)["num_warps"] == 8
 
 
+def test_variants_are_picked_by_name():
+    """A GPU session times a chosen few variants (bench/gpu_session.sh's variants-bwd stage):
+    a name that is not a variant is refused up front, before anything runs, rather than
+    found missing after the lease; every name the session script asks for exists."""
+    import re
+
+    import variants
+
+    with pytest.raises(SystemExit) as refused:
+        variants.main(["--variant", "launcher", "--variant", "split k"])
+    assert refused.value.code == 2
+    script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
+    asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
+    names = {name for name, _ in variants.VARIANTS}
+    assert len(asked) == 6 and set(asked) <= names, asked
+
+
 def test_memory_breakdown_names_what_is_live_at_the_peak():
     """bench/memory_breakdown.py reads the caching allocator's trace: the peak counts only
     what the traced step allocated (a block from before, freed during it, is not subtracted),

@@ -63,6 +63,39 @@ def test_low_precision_against_fp64(dtype, path, B):
         assert ours_err <= 2 * torch_err + 4 * torch.finfo(dtype).eps * e.abs().max().item()
 
 
+@pytest.mark.parametrize("kernel,form", [("fwd", {"SPLIT_K": 8}), ("bwd", {"SPLIT_K": 8}),
+                                         ("fwd", {"STACKED_GATES": True})],
+                         ids=["fwd-split_k", "bwd-split_k", "fwd-stacked"])
+@pytest.mark.parametrize("H", [512, 1024])
+def test_resident_forms_not_yet_picked_match_fp64(kernel, form, H, monkeypatch):
+    """The resident forms the launchers do not pick until a GPU has timed them (bench/
+    variants.py), natively, grid-synchronised over many programs (the interpreter runs
+    one): bf16 at B = 16, where every program owns one hidden chunk, against an fp64
+    nn.GRU, within what cuDNN's bf16 GRU gets. At H = 1024 the split backward is the only
+    resident one (the launcher streams W_hh there)."""
+    from tests.helpers import force_resident_form
+
+    T, B, dtype = 48, 16, torch.bfloat16
+    gru_triton.set_backend("triton")
+    runs = force_resident_form(monkeypatch, kernel, **form)
+    exact = torch.nn.GRU(H, H).cuda().double()
+    theirs = torch.nn.GRU(H, H).cuda().to(dtype)
+    ours = gru_triton.GRU(H, H).cuda().to(dtype)
+    theirs.load_state_dict(exact.state_dict())
+    ours.load_state_dict(exact.state_dict())
+    x = torch.randn(T, B, H, device="cuda", dtype=torch.float64)
+    grad = torch.randn(T, B, H, device="cuda", dtype=torch.float64)
+    expected = _run(exact, x, grad)
+    with dispatch.force_path("grid_sync"):
+        got = _run(ours, x.to(dtype), grad.to(dtype))
+    assert runs and all(run[0] and (run[1] or run[2] > 1) for run in runs), runs
+    baseline = _run(theirs, x.to(dtype), grad.to(dtype))
+    for g, b, e in zip(got, baseline, expected, strict=True):
+        ours_err = (g.double() - e).abs().max().item()
+        torch_err = (b.double() - e).abs().max().item()
+        assert ours_err <= 2 * torch_err + 4 * torch.finfo(dtype).eps * e.abs().max().item()
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_autocast_like_nn_gru(dtype):
     """Under CUDA autocast nn.GRU computes in fp16 whatever the autocast dtype (cuDNN's RNN

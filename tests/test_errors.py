@@ -235,7 +235,7 @@ def test_grid_sync_forward_plan_owns_one_chunk_per_program_where_it_fits(monkeyp
     # A pipelined time loop would load h_{t-1} before the grid barrier that publishes it.
     assert gru_kernels.resident_config(dict(cfg, num_stages=3), 512, 2, 227 * 1024)["num_stages"] == 1
     # Split K: a warp per slice, no slice under a dot's 16 of K; not with the stacked
-    # product, and not in the backward (row_operands 3), whose kernel has no such form.
+    # product.
     split = dict(cfg, SPLIT_K=8)
     got = gru_kernels.resident_config(split, 1000, 2, 227 * 1024)
     assert (got["SPLIT_K"], got["num_warps"], got["BLOCK_K"]) == (8, 8, 1024)
@@ -244,4 +244,22 @@ def test_grid_sync_forward_plan_owns_one_chunk_per_program_where_it_fits(monkeyp
     assert "SPLIT_K" not in gru_kernels.resident_config(split, 16, 2, 227 * 1024)
     assert "SPLIT_K" not in gru_kernels.resident_config(dict(split, STACKED_GATES=True), 512, 2,
                                                         227 * 1024)
-    assert "SPLIT_K" not in gru_kernels.resident_config(split, 256, 2, 227 * 1024, row_operands=3)
+    # The backward (three operand rows): split, it stages one row operand at a time, so its
+    # K = 1024 slice fits an A100's 163 KiB (compiled: 129 KiB), where the whole product's
+    # three operands would take 196 KiB and spill their registers.
+    back = gru_kernels.recurrence_config(1024, "grid_sync", 16, sms=132)
+    assert gru_kernels.resident_config(back, 1024, 2, 227 * 1024, row_operands=3) is None
+    got = gru_kernels.resident_config(dict(back, SPLIT_K=8), 1024, 2, 163 * 1024, row_operands=3)
+    assert (got["SPLIT_K"], got["num_warps"], got["BLOCK_K"]) == (8, 8, 1024)
+    # ... except where H is not a multiple of 16 at K = 1024 (it spills there): not resident.
+    assert gru_kernels.resident_config(dict(back, SPLIT_K=8), 1000, 2, 227 * 1024,
+                                       row_operands=3) is None
+    # The whole backward product at K = 512 holds its slice where H is a multiple of 16; not
+    # where it is not (its unvectorised operands spill there); split, either way.
+    assert gru_kernels.resident_config(back, 512, 2, 227 * 1024, row_operands=3) is not None
+    assert gru_kernels.resident_config(back, 504, 2, 227 * 1024, row_operands=3) is None
+    assert gru_kernels.resident_config(back, 248, 2, 227 * 1024, row_operands=3) is not None
+    got = gru_kernels.resident_config(dict(back, SPLIT_K=8), 500, 4, 227 * 1024, row_operands=3)
+    assert (got["SPLIT_K"], got["BLOCK_K"]) == (8, 512)
+    assert gru_kernels.resident_config(dict(back, SPLIT_K=8), 1024, 4, 227 * 1024,
+                                       row_operands=3) is None

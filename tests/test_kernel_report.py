@@ -150,20 +150,24 @@ def test_readme_states_the_reports_size(report):
 
 
 def test_split_k_rows(report):
-    """The split-K forward compiles wherever the launcher would run the slice resident, a warp
-    per K slice; at the headline bf16 H = 1024 its dots read the slice and h from shared
-    memory once a step (3 × 16 × 1024 + 16 × 1024 values, 128 KiB; 8 KiB more for the
-    tiles' layout changes), where the plain form reads them once per warp: 4 warps where H
-    is a multiple of 16, 8 where it is not, on both targets."""
+    """The split-K forms compile wherever the launcher would run the slice resident, a warp
+    per K slice. At the headline bf16 H = 1024 the forward's dots read the slice and h from
+    shared memory once a step (3 × 16 × 1024 + 16 × 1024 values, 128 KiB; 8 KiB more for
+    the tiles' layout changes), where the plain form reads them once per warp: 4 warps where
+    H is a multiple of 16, 8 where it is not, on both targets. The backward's split form
+    holds that slice at all (the plain form's three operand rows do not fit beside it, so it
+    has no H = 1024 row), an A100 included, and reads the slice and the three gate-gradient
+    rows once (192 KiB), where the plain form at H = 512 reads its half-size ones once per
+    warp (8)."""
     split = [r for r in report if "split_k" in r["variant"]]
-    assert split and all(r["kernel"] == "gru_fwd_kernel" and r["num_warps"] == r["SPLIT_K"] > 1
-                         for r in split)
+    assert split and all(r["num_warps"] == r["SPLIT_K"] > 1 for r in split)
 
-    def headline(variant, arch, aligned):
-        (row,) = [r for r in report if r["variant"] == variant and r["kernel"] == "gru_fwd_kernel"
-                  and r["dtype"] == "bf16" and r["arch"] == arch and r["aligned"] == aligned
-                  and r["BLOCK_K"] == 1024]
-        return row
+    def headline(variant, arch, aligned, kernel="gru_fwd_kernel", K=1024):
+        rows = [r for r in report if r["variant"] == variant and r["kernel"] == kernel
+                and r["dtype"] == "bf16" and r["arch"] == arch and r["aligned"] == aligned
+                and r["BLOCK_K"] == K]
+        assert len(rows) <= 1
+        return rows[0] if rows else None
 
     once = (3 * 16 + 16) * 1024 * 2
     for arch in ("sm_80", "sm_90"):
@@ -173,3 +177,14 @@ def test_split_k_rows(report):
             assert split_k["num_warps"] == 8 and plain["num_warps"] == warps
             assert once <= split_k["dot_smem_bytes"] <= once + 8192, split_k
             assert plain["dot_smem_bytes"] >= warps * once, plain
+        back = headline("grid_sync+resident+split_k+lengths", arch, True, "gru_bwd_kernel")
+        assert back["shared_bytes"] <= kernel_report.SHARED_BYTES_PER_BLOCK[80], back
+        assert back["dot_smem_bytes"] == (3 * 16 + 3 * 16) * 1024 * 2, back
+        assert headline("grid_sync+resident+lengths", arch, True, "gru_bwd_kernel") is None
+        # Where H is not a multiple of 16 the split backward spills at K = 1024: not planned.
+        assert headline("grid_sync+resident+split_k+lengths", arch, False, "gru_bwd_kernel") is None
+        half = headline("grid_sync+resident+lengths", arch, True, "gru_bwd_kernel", 512)
+        half_split = headline("grid_sync+resident+split_k+lengths", arch, True,
+                              "gru_bwd_kernel", 512)
+        assert half_split["dot_smem_bytes"] == (3 * 16 + 3 * 16) * 512 * 2, half_split
+        assert half["dot_smem_bytes"] >= 8 * half_split["dot_smem_bytes"], half

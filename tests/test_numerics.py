@@ -266,6 +266,55 @@ def test_resident_w_hh_matches_streamed(path, batch, hidden, reverse, monkeypatc
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("gradients", ["output", "h_n", "both"])
+@pytest.mark.parametrize("path,hidden", [("grid_sync", 13), ("per_step", 40)],
+                         ids=["grid_sync-H13", "per_step-H40"])
+def test_resident_backward_carries_and_prefetches(path, hidden, gradients, reverse,
+                                                  monkeypatch):
+    """The resident backward keeps its columns' carried gradient in registers from step to
+    step and, grid-synchronised (one launch), loads each step's saved activations and output
+    gradient a step ahead, while it waits at the barrier; the gate gradients it writes over
+    the activations (overwrite_gates, as a training step runs it) must not be read back as
+    activations. Against the streamed backward on the same saved forward, with only the
+    output's gradient, only h_n's, or both (each absent one is a different kernel
+    variant), and lengths that end rows early."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    T, B, H = 7, 6, hidden
+    g = torch.Generator().manual_seed(hidden)
+    gates = torch.randn(T, B, 3 * H, generator=g).to(DEVICE)
+    w_hh = (torch.randn(3 * H, H, generator=g) / H ** 0.5).to(DEVICE)
+    b_hh = torch.randn(3 * H, generator=g).to(DEVICE)
+    h0 = torch.randn(B, H, generator=g).to(DEVICE)
+    dhs = torch.randn(T + 1, B, H, generator=g).to(DEVICE) if gradients != "h_n" else None
+    dhn = torch.randn(B, H, generator=g).to(DEVICE) if gradients != "output" else None
+    lens = torch.tensor([T, 5, 1, T, 2, 6], dtype=torch.int32, device=DEVICE)
+    hs, ghn = gru_kernels.gru_forward(gates, w_hh, b_hh, h0, lens, reverse=reverse, save=True,
+                                      path=path, dot_precision="tf32")
+    resident_runs = []
+    real_run = gru_kernels.gru_bwd_kernel.run
+
+    def recording_run(*args, **kwargs):
+        resident_runs.append(kwargs["W_RESIDENT"])
+        return real_run(*args, **kwargs)
+
+    def backward(overwrite):
+        return gru_kernels.gru_backward(dhs, dhn, gates.clone(), ghn, hs, w_hh, lens,
+                                        reverse=reverse, path=path, dot_precision="tf32",
+                                        overwrite_gates=overwrite)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gru_kernels, "_resident_plan", lambda *args, **kwargs: None)
+        streamed = backward(False)
+    monkeypatch.setattr(gru_kernels.gru_bwd_kernel, "run", recording_run)
+    resident = backward(True)
+    assert resident_runs and all(resident_runs)
+    for name, got, expected in zip(["dgx", "dghn", "dh_direct"], resident, streamed,
+                                   strict=True):
+        assert_close(got, expected, what=name)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("path,batch,hidden", [("per_step", 5, 48), ("per_step", 19, 16),
                                                ("grid_sync", 13, 16)],
                          ids=["per_step-B5-H48", "per_step-B19-H16", "grid_sync-B13-H16"])
@@ -286,19 +335,22 @@ def test_stacked_gates_match_the_three_products(path, batch, hidden, reverse, mo
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("kernel", ["fwd", "bwd"])
 @pytest.mark.parametrize("batch,hidden,split", [(5, 48, 4), (3, 130, 8), (17, 250, 8)],
                          ids=["B5-H48", "B3-H130", "B17-H250"])
-def test_split_k_matches_the_whole_product(batch, hidden, split, reverse, monkeypatch):
-    """SPLIT_K: the forward holds its resident W_hh slice cut along K, one slice per warp,
-    and sums the slices' batched products. Against the same resident launch without it
-    (per_step, whose programs own one chunk each here): a slice taken from the wrong columns
-    of W_hh or h, or a partial sum dropped, changes every output. K is H rounded up to a
-    power of two, so the last slice is partly (H = 48: wholly) past H; resident_config
-    gives at most one slice per 16 of K (H = 48: 4); lengths end rows early."""
+def test_split_k_matches_the_whole_product(batch, hidden, split, kernel, reverse, monkeypatch):
+    """SPLIT_K: one kernel (the forward, or the backward) holds its resident W_hh slice cut
+    along K, one slice per warp, and sums the slices' batched products (the backward's three
+    gates into one sum). Against the same resident launches without it (per_step, whose
+    programs own one chunk each here): a slice taken from the wrong rows or columns of W_hh,
+    h or the gate gradients, or a partial sum dropped, changes every output after it. K is
+    H rounded up to a power of two, so the last slice is partly (H = 48: wholly) past H;
+    resident_config gives at most one slice per 16 of K (H = 48: 4); lengths end rows
+    early."""
     T, H = 6, hidden
     lens = torch.tensor(([T, 3, 1] * batch)[:batch], dtype=torch.int32, device=DEVICE)
     whole = _kernel_run(T, batch, H, hidden, lens, reverse, "per_step", "tf32")
-    runs = force_resident_form(monkeypatch, SPLIT_K=8)
+    runs = force_resident_form(monkeypatch, kernel, SPLIT_K=8)
     split_k = _kernel_run(T, batch, H, hidden, lens, reverse, "per_step", "tf32")
     assert runs and set(runs) == {(True, False, split)}
     for name, got, expected in zip(_KERNEL_RUN_NAMES, split_k, whole, strict=True):
