@@ -95,10 +95,12 @@ def _resident(cfg: dict, H: int, dtype: str, one_chunk_each: bool) -> dict | Non
     return resident_config(cfg, H, BYTES[dtype], 227 * 1024)
 
 
-def smem_reads(cfg: dict, H: int, itemsize: int, arch: int = 90) -> float:
+def smem_reads(cfg: dict, H: int, itemsize: int, arch: int = 90, row_operands: int = 1) -> float:
     """Bytes one program reads from shared memory per step for its resident product, as the
     compiled kernels do it (the kernel report's ``dot_smem_bytes`` checks it for every
-    resident forward configuration; sm_90 = H100, sm_80 = A100).
+    resident grid_sync configuration; sm_90 = H100, sm_80 = A100). row_operands: 1 for the
+    forward (h), 3 for the backward (the gate gradients d_r, d_z, d_gh_n, each (BLOCK_B, K)
+    against its own gate's columns).
 
     Three (BLOCK_B, BLOCK_H) = 16 × 16 gate products: the MMA layout puts every warp on the
     same 16 rows, so each warp runs the whole product and reads the whole slice and h tile
@@ -109,7 +111,7 @@ def smem_reads(cfg: dict, H: int, itemsize: int, arch: int = 90) -> float:
     of the four warps along the rows reads its rows and all of h. SPLIT_K: each warp reads
     its K slice of the three gates and of h, so the slice and h are read once a step."""
     k = max(16, 1 << (H - 1).bit_length())
-    h_tile = cfg["BLOCK_B"] * k * itemsize
+    h_tile = row_operands * cfg["BLOCK_B"] * k * itemsize
     if cfg.get("SPLIT_K", 1) > 1:
         return 3 * cfg["BLOCK_H"] * k * itemsize + h_tile
     if cfg.get("STACKED_GATES"):
