@@ -108,7 +108,12 @@ for stage in "${stages[@]}"; do
         done
         ;;
     variants)
-        run_grid_sync_tests && run 240 python3 bench/variants.py --out "$out/variants.json"
+        # Not the tiles and warps that bench/results/nvidia-h200-2026-11-25/variants.json
+        # measured already: the forms the launcher does not pick yet, then the streamed
+        # chunk loop's levers (B 64 at H 1024, H 2048).
+        run_grid_sync_tests && run 240 python3 bench/variants.py --out "$out/variants.json" \
+            --variant launcher --variant "split K" --variant stacked --variant "K 128" \
+            --variant "3 stages" --variant "K 128, 3 stages"
         ;;
     variants-bwd)
         # The levers that apply to the backward, most promising first (a time-boxed run

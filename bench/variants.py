@@ -71,6 +71,24 @@ def grid_sync_config(overrides: dict, kernel: str = "fwd"):
         gru_kernels.recurrence_config, gru_kernels.resident_config = real_config, real_resident
 
 
+def summarize(records) -> str:
+    """A line per shape: the variants timed, fastest first, each as µs/step and its speed-up
+    over the launcher's own config ("launcher"), which is what decides a change to
+    recurrence_config. Variants that failed or differed from nn.GRU are named apart."""
+    lines = []
+    for B, H in dict.fromkeys((r["B"], r["H"]) for r in records):
+        mine = [r for r in records if (r["B"], r["H"]) == (B, H)]
+        timed = sorted((r for r in mine if r["us_per_step"] is not None),
+                       key=lambda r: r["us_per_step"])
+        base = next((r["us_per_step"] for r in timed if r["variant"] == "launcher"), None)
+        cells = [f"{r['variant']} {r['us_per_step']:.2f}"
+                 + (f" ({base / r['us_per_step']:.2f}x)" if base else "") for r in timed]
+        failed = [r["variant"] for r in mine if r["us_per_step"] is None]
+        lines.append(f"B={B} H={H}: " + ", ".join(cells)
+                     + (f"; not timed: {', '.join(failed)}" if failed else ""))
+    return "\n".join(lines)
+
+
 def _run(module, x, grad, op):
     """The timed call: forward without grad, or forward + backward (returns output, dx)."""
     if op == "fwd":
@@ -147,6 +165,8 @@ def main(argv=None) -> int:
                                            torch=torch.__version__, triton=triton.__version__,
                                            date=str(datetime.date.today()), records=records),
                                       indent=1) + "\n")
+    print("Fastest first, speed-up over the launcher's config:")
+    print(summarize(records))
     return 0
 
 

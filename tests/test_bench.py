@@ -301,7 +301,23 @@ def test_variants_are_picked_by_name():
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 6 and set(asked) <= names, asked
+    assert len(asked) == 12 and set(asked) <= names, asked
+
+
+def test_variants_summary_ranks_against_the_launcher():
+    """The summary a GPU session reads to decide a launcher change: per shape, fastest first,
+    with the speed-up over the launcher's config; a variant that was not timed (failed, or
+    differed from nn.GRU) is named, not ranked."""
+    import variants
+
+    records = [dict(B=16, H=1024, variant="launcher", us_per_step=6.4),
+               dict(B=16, H=1024, variant="split K", us_per_step=3.2),
+               dict(B=16, H=1024, variant="stacked", us_per_step=None),
+               dict(B=64, H=256, variant="split K", us_per_step=4.0)]
+    lines = variants.summarize(records).splitlines()
+    assert lines == ["B=16 H=1024: split K 3.20 (2.00x), launcher 6.40 (1.00x); "
+                     "not timed: stacked",
+                     "B=64 H=256: split K 4.00"]
 
 
 def test_memory_breakdown_names_what_is_live_at_the_peak():
