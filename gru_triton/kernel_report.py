@@ -306,11 +306,22 @@ def to_markdown(rows) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs", help="folder for kernel-report.md / .json")
-    args = parser.parse_args()
-    rows = build_report()
+    parser.add_argument("--hidden-sizes", default=None,
+                        help="comma-separated H to compile (default: all of HIDDEN_SIZES)")
+    parser.add_argument("--variants", default=None,
+                        help="comma-separated variants to compile (default: all of VARIANTS); "
+                             "a subset, for checking another triton release quickly")
+    args = parser.parse_args(argv)
+    hidden_sizes = (HIDDEN_SIZES if args.hidden_sizes is None
+                    else tuple(int(h) for h in args.hidden_sizes.split(",")))
+    variants = tuple(VARIANTS) if args.variants is None else tuple(args.variants.split(","))
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    rows = build_report(hidden_sizes=hidden_sizes, variants=variants)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "kernel-report.json").write_text(json.dumps(rows, indent=1) + "\n")

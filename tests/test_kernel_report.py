@@ -193,3 +193,11 @@ def test_split_k_rows(report):
                               "gru_bwd_kernel", 512)
         assert half_split["dot_smem_bytes"] == (3 * 16 + 3 * 16) * 512 * 2, half_split
         assert half["dot_smem_bytes"] >= 8 * half_split["dot_smem_bytes"], half
+
+
+def test_a_subset_names_known_variants():
+    """--variants compiles a subset (to check another triton release quickly,
+    docs/performance.md); a misspelt variant is refused before anything compiles."""
+    with pytest.raises(SystemExit) as refused:
+        kernel_report.main(["--variants", "grid_sync+resident+split_k", "--out", "/nonexistent"])
+    assert refused.value.code == 2
