@@ -112,14 +112,16 @@ for stage in "${stages[@]}"; do
         # measured already: the forms the launcher does not pick yet, then the streamed
         # chunk loop's levers (B 64 at H 1024, H 2048).
         run_grid_sync_tests && run 240 python3 bench/variants.py --out "$out/variants.json" \
-            --variant launcher --variant "split K" --variant stacked --variant "K 128" \
+            --variant launcher --variant "split K" --variant "16 rows, 32 wide, split K" \
+            --variant stacked --variant "K 128" \
             --variant "3 stages" --variant "K 128, 3 stages"
         ;;
     variants-bwd)
         # The levers that apply to the backward, most promising first (a time-boxed run
         # keeps what it timed): its resident forms, then the streamed chunk loop's.
         run_grid_sync_tests && run 200 python3 bench/variants.py --kernel bwd --op fwdbwd \
-            --variant launcher --variant "split K" --variant "16 rows, split K" \
+            --variant launcher --variant "split K" --variant "16 rows, 32 wide, split K" \
+            --variant "16 rows, split K" \
             --variant "16 rows" --variant "K 128" --variant "3 stages" \
             --out "$out/variants-bwd.json"
         ;;

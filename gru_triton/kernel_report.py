@@ -69,6 +69,11 @@ VARIANTS = {
     # (bench/variants.py's "split K"; not picked yet either).
     "grid_sync+resident+split_k+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
                                                GRID_SYNC=True, W_RESIDENT=True, SPLIT_K=8),
+    # The same with 32-wide hidden chunks, whose grid is half as wide (bench/variants.py's
+    # "16 rows, 32 wide, split K": B 64 at H 1024 with a chunk per program).
+    "grid_sync+resident+split_k+wide+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
+                                                    GRID_SYNC=True, W_RESIDENT=True, SPLIT_K=8,
+                                                    BLOCK_H=32),
 }
 # Flags only the forward kernel has.
 FORWARD_ONLY_FLAGS = ("STACKED_GATES",)
@@ -182,7 +187,7 @@ def configs(variant: str, hidden_size: int, kernel_name: str = "gru_bwd_kernel")
     if flags.get("W_RESIDENT"):
         path = "grid_sync" if flags["GRID_SYNC"] else "per_step"
         cfg = gru_kernels.recurrence_config(hidden_size, path, 16, forward=forward)
-        for flag in PLAN_FLAGS:
+        for flag in (*PLAN_FLAGS, "BLOCK_H"):
             if flags.get(flag):
                 cfg = dict(cfg, **{flag: flags[flag]})
         return [cfg]

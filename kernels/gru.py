@@ -1056,7 +1056,11 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     fp32) and, unaligned, at any warp count from K = 512 at 16 bits, so it takes 8 warps
     there and runs only where H is a multiple of 16. ``cfg["SPLIT_K"]`` (not with the
     stacked product): the slice cut along K into that many slices, at most one per 16 of K,
-    one warp each (no spills at 8 warps up to K = 1024 on either target). The split backward
+    one warp each (no spills at 8 warps up to K = 1024 on either target). With 32-wide
+    hidden chunks (BLOCK_H 32: half the programs, so B 64 at H 1024 has one chunk per
+    program on 132 SMs) it spills wherever H is not a multiple of 16 (kernel report: 8-184
+    bytes from K = 64; at K = 1024 80 bytes forward, 1744 backward on sm_90), so there it
+    is not split. The split backward
     stages its three operands one after another (shared memory as for one), so its slice stays
     on chip up to K = 1024 in 16 bits (129 KiB, an A100 included) and 512 in TF32; an H that
     is not a multiple of 16 spills it at K = 1024 (104 bytes on sm_90), so there the backward
@@ -1068,12 +1072,16 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
         cfg, stacked = dict(cfg, STACKED_GATES=False), False
     # SPLIT_K: one K slice per warp, each at least a dot's 16 deep.
     split = 1 if stacked else min(cfg.get("SPLIT_K", 1), k_full // 16)
-    if split > 1 and row_operands > 1 and hidden_size % 16 and k_full >= 1024:
+    if split > 1 and hidden_size % 16 and (row_operands > 1 and k_full >= 1024
+                                           or cfg["BLOCK_H"] > 16):
         split = 1
     # The split backward takes its three operands one at a time, each spread over the warps.
     rows = (1 if split > 1 else row_operands) * cfg["BLOCK_B"]
     gate_rows = (4 if stacked else 3) * cfg["BLOCK_H"]
-    need = (gate_rows + rows) * k_full * itemsize + 4096
+    # Beyond the tiles, the kernel report's resident rows take up to 4.5 KiB of shared
+    # memory (K >= 256), the split ones up to 3 KiB: 3 KiB lets the split forward hold a
+    # 32-wide chunk at K = 1024 in 16 bits on an H100 (225 KiB compiled, of 227).
+    need = (gate_rows + rows) * k_full * itemsize + (3072 if split > 1 else 4096)
     # The whole backward product's operands, loaded unvectorised, spill at the limit.
     most = 24576 if split > 1 or row_operands == 1 or hidden_size % 16 == 0 else 16384
     if cfg["BLOCK_B"] != 16 or rows * k_full > most or need > smem_limit:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
@@ -287,6 +288,32 @@ def test_variants_override_one_kernels_grid_sync_config():
                                        1000, 2, 227 * 1024)["num_warps"] == 8
 
 
+@pytest.mark.parametrize("kernel", ["fwd", "bwd"])
+def test_wide_split_variant_holds_the_slice_at_b64_h1024(kernel, monkeypatch):
+    """bench/variants.py's "16 rows, 32 wide, split K" is meant for B 64 at H 1024 on a
+    132-SM GPU, where the launcher's grid cannot give every program one 16-wide chunk: with
+    it, 4 tiles × 32 chunks = 128 programs, and each plans its slice on chip (an H100's
+    shared memory), split along K."""
+    from types import SimpleNamespace
+
+    import variants
+    from gru_triton.kernels import gru as gru_kernels
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: SimpleNamespace(multi_processor_count=132,
+                                                       shared_memory_per_block_optin=227 * 1024))
+    overrides = dict(variants.VARIANTS)["16 rows, 32 wide, split K"]
+    w_hh = SimpleNamespace(shape=(3 * 1024, 1024), dtype=torch.bfloat16,
+                           device=torch.device("cuda"), element_size=lambda: 2)
+    with variants.grid_sync_config(overrides, kernel):
+        grid, launches, grid_sync, cfg = gru_kernels._launch_plan(
+            64, 1024, "grid_sync", torch.device("cuda"), True, forward=kernel == "fwd")
+        plan = gru_kernels._resident_plan(cfg, grid, w_hh, "ieee", True,
+                                          1 if kernel == "fwd" else 3)
+    assert (grid, launches, grid_sync) == ((4, 32), 1, True)
+    assert (plan["BLOCK_H"], plan["BLOCK_K"], plan["SPLIT_K"], plan["num_warps"]) == (32, 1024, 8, 8)
+
+
 def test_variants_are_picked_by_name():
     """A GPU session times a chosen few variants (bench/gpu_session.sh's variants-bwd stage):
     a name that is not a variant is refused up front, before anything runs, rather than
@@ -301,7 +328,7 @@ def test_variants_are_picked_by_name():
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 12 and set(asked) <= names, asked
+    assert len(asked) == 14 and set(asked) <= names, asked
 
 
 def test_variants_summary_ranks_against_the_launcher():

@@ -263,3 +263,11 @@ def test_grid_sync_forward_plan_owns_one_chunk_per_program_where_it_fits(monkeyp
     assert (got["SPLIT_K"], got["BLOCK_K"]) == (8, 512)
     assert gru_kernels.resident_config(dict(back, SPLIT_K=8), 1024, 4, 227 * 1024,
                                        row_operands=3) is None
+    # 32-wide chunks, split: B 64 at H 1024 in 16 bits holds its slice on an H100 (both
+    # kernels; 225 KiB compiled), not on an A100, and not where H is not a multiple of 16.
+    for kernel_cfg, operands in ((cfg, 1), (back, 3)):
+        wide = dict(kernel_cfg, BLOCK_H=32, SPLIT_K=8)
+        got = gru_kernels.resident_config(wide, 1024, 2, 227 * 1024, row_operands=operands)
+        assert (got["SPLIT_K"], got["BLOCK_H"], got["num_warps"]) == (8, 32, 8)
+        assert gru_kernels.resident_config(wide, 1024, 2, 163 * 1024, row_operands=operands) is None
+        assert gru_kernels.resident_config(wide, 1000, 2, 227 * 1024, row_operands=operands) is None

@@ -168,13 +168,14 @@ def test_stacked_gates_store_the_same_16_bit_states(dtype, monkeypatch):
 def test_split_k_stores_the_same_16_bit_states(dtype, monkeypatch):
     """The split-K forward (SPLIT_K, bench/variants.py's "split K") with 16-bit weights: its
     slices hold the weights' dtype and read the rounded h_{t-1}, and the exact fp32 state
-    it carries from step to step is the one the emulation carries. H = 100: K = 128, eight
-    slices of 16, the last partly past H; per_step, so each step starts from the state its
-    previous launch stored."""
+    it carries from step to step is the one the emulation carries. H = 112: K = 128, eight
+    slices of 16, the last wholly past H (per_step's 32-wide chunks split only where H is
+    a multiple of 16); per_step, so each step starts from the state its previous launch
+    stored."""
     from gru_triton.kernels import gru_forward
 
     runs = force_resident_form(monkeypatch, SPLIT_K=8)
-    gates, w_hh, b_hh, h0 = _layer_operands(7, 5, 100, dtype, seed=5)
+    gates, w_hh, b_hh, h0 = _layer_operands(7, 5, 112, dtype, seed=5)
     hs, _ = gru_forward(gates.clone(), w_hh, b_hh, h0, reverse=True, save=False,
                         path="per_step")
     assert runs and set(runs) == {(True, False, 8)}

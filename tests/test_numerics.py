@@ -336,9 +336,11 @@ def test_stacked_gates_match_the_three_products(path, batch, hidden, reverse, mo
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
-@pytest.mark.parametrize("batch,hidden,split", [(5, 48, 4), (3, 130, 8), (17, 250, 8)],
-                         ids=["B5-H48", "B3-H130", "B17-H250"])
-def test_split_k_matches_the_whole_product(batch, hidden, split, kernel, reverse, monkeypatch):
+@pytest.mark.parametrize("batch,hidden,width,split", [(5, 48, 32, 4), (4, 144, 32, 8),
+                                                      (3, 130, 16, 8), (17, 250, 16, 8)],
+                         ids=["B5-H48-wide", "B4-H144-wide", "B3-H130", "B17-H250"])
+def test_split_k_matches_the_whole_product(batch, hidden, width, split, kernel, reverse,
+                                           monkeypatch):
     """SPLIT_K: one kernel (the forward, or the backward) holds its resident W_hh slice cut
     along K, one slice per warp, and sums the slices' batched products (the backward's three
     gates into one sum). Against the same resident launches without it (per_step, whose
@@ -346,12 +348,23 @@ def test_split_k_matches_the_whole_product(batch, hidden, split, kernel, reverse
     h or the gate gradients, or a partial sum dropped, changes every output after it. K is
     H rounded up to a power of two, so the last slice is partly (H = 48: wholly) past H;
     resident_config gives at most one slice per 16 of K (H = 48: 4); lengths end rows
-    early."""
+    early. Hidden chunks 32 wide (per_step's own, and the "32 wide" variant's: split there
+    only where H is a multiple of 16) and 16 wide (grid_sync's, any H)."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    real_config = gru_kernels.recurrence_config
+
+    def config(hidden_size, path="persistent", *args, **kwargs):
+        cfg = real_config(hidden_size, path, *args, **kwargs)
+        return dict(cfg, BLOCK_H=width) if path == "per_step" else cfg
+
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
     T, H = 6, hidden
     lens = torch.tensor(([T, 3, 1] * batch)[:batch], dtype=torch.int32, device=DEVICE)
     whole = _kernel_run(T, batch, H, hidden, lens, reverse, "per_step", "tf32")
     runs = force_resident_form(monkeypatch, kernel, SPLIT_K=8)
     split_k = _kernel_run(T, batch, H, hidden, lens, reverse, "per_step", "tf32")
     assert runs and set(runs) == {(True, False, split)}
+    assert gru_kernels._launch_plan(batch, H, "per_step", DEVICE)[3]["BLOCK_H"] == width
     for name, got, expected in zip(_KERNEL_RUN_NAMES, split_k, whole, strict=True):
         assert_close(got, expected, what=name)
