@@ -395,10 +395,9 @@ def _hidden_bias(b_hh_ptr, gate, offs_j, mask_j, H, acc_dtype):
 
 @triton.jit
 def _three_gates(gate_rows, offs_j, mask, H, acc_dtype):
-    """The r, z and n tiles at (gate_rows[b] + g * H + offs_j[j]) (the forward's x-side
-    pre-activations, the backward's saved activations), (BLOCK_B, BLOCK_H) each in acc_dtype,
-    from one load of all three: three loads would each be followed by the layout conversion
-    that waits for it, three round trips in a row."""
+    """The x-side pre-activations of r, z and n at (gate_rows[b] + g * H + offs_j[j]),
+    (BLOCK_B, BLOCK_H) each in acc_dtype, from one load of all three: three loads would each
+    be followed by the layout conversion that waits for it, three round trips in a row."""
     g = tl.arange(0, 4)
     p = gate_rows[:, None, None] + offs_j[None, :, None] + (g * H)[None, None, :]
     x = tl.load(p, mask=mask[:, :, None] & (g < 3)[None, None, :], other=0.0).to(acc_dtype)
@@ -680,24 +679,24 @@ def _bwd_slots(step, T, REVERSE: tl.constexpr):
 @triton.jit
 def _bwd_step_inputs(dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, t, prev_slot, out_slot, rows_b,
                      offs_j, mask, B, H, acc_dtype, HAS_DHS: tl.constexpr,
-                     RESET_AFTER: tl.constexpr, GATES_AT_ONCE: tl.constexpr):
+                     RESET_AFTER: tl.constexpr):
     """What backward step t reads besides the W_hh product, (BLOCK_B, BLOCK_H) tiles in
     acc_dtype: dL/dh_t from the output (dhs; 0.0 without HAS_DHS), the saved r, z, n, gh_n
-    (reset-after; n again otherwise, unused) and h_{t-1}. GATES_AT_ONCE: r, z and n as one
-    load (``_three_gates``); the streamed step's wide tiles spill with it (kernel report:
-    64-row tiles, fp32 and fp64, 64-88 bytes on sm_90), so they load the three apart."""
+    (reset-after; n again otherwise, unused) and h_{t-1}.
+
+    r, z and n are three loads, not the forward's one (``_three_gates``): loaded as one,
+    the streamed step's 64-row tiles spilled (fp32 and fp64, 64-88 bytes on sm_90) and the
+    resident step at K = 512 took 18 more registers (spilling 72 bytes on sm_90 where H is
+    not a multiple of 16). The resident grid_sync step loads them while it waits at the
+    barrier, where their round trips overlap it anyway."""
     p_bh = rows_b[:, None] * H + offs_j[None, :]
     d_out = 0.0
     if HAS_DHS:
         d_out = tl.load(dhs_ptr + out_slot * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
-    gate_rows = gates_ptr + (t * B + rows_b) * (3 * H)
-    if GATES_AT_ONCE:
-        r, z, n = _three_gates(gate_rows, offs_j, mask, H, acc_dtype)
-    else:
-        p_gate = gate_rows[:, None] + offs_j[None, :]
-        r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
-        z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
-        n = tl.load(p_gate + 2 * H, mask=mask, other=0.0).to(acc_dtype)
+    p_gate = gates_ptr + (t * B + rows_b)[:, None] * (3 * H) + offs_j[None, :]
+    r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
+    z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
+    n = tl.load(p_gate + 2 * H, mask=mask, other=0.0).to(acc_dtype)
     gh_n = n
     if RESET_AFTER:
         gh_n = tl.load(ghn_ptr + t * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
@@ -773,7 +772,7 @@ def gru_bwd_kernel(
             first_t, _, first_prev, first_out = _bwd_slots(step_begin, T, REVERSE)
             d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
                 dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, first_t, first_prev, first_out, rows_b,
-                offs_j, mask, B, H, acc_dtype, HAS_DHS, True, True)
+                offs_j, mask, B, H, acc_dtype, HAS_DHS, True)
     for step in range(step_begin, step_begin + n_steps):
         t, t_next, prev_slot, out_slot = _bwd_slots(step, T, REVERSE)
         if HAS_LENGTHS:
@@ -804,7 +803,7 @@ def gru_bwd_kernel(
             if not GRID_SYNC:
                 d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
                     dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, t, prev_slot, out_slot, rows_b, offs_j,
-                    mask, B, H, acc_dtype, HAS_DHS, True, True)
+                    mask, B, H, acc_dtype, HAS_DHS, True)
             d_r, d_z, d_n, d_ghn, carry = gru_cell_backward(dh + d_out + carry, h_prev, r, z, n,
                                                             gh_n, True)
             _store_gate_grads(dgx_rows[:, None] + offs_j[None, :],
@@ -817,7 +816,7 @@ def gru_bwd_kernel(
                 more = tl.full(mask.shape, step + 1, tl.int32) < step_begin + n_steps
                 d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
                     dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, after_t, after_prev, after_out, rows_b,
-                    offs_j, mask & more, B, H, acc_dtype, HAS_DHS, True, True)
+                    offs_j, mask & more, B, H, acc_dtype, HAS_DHS, True)
             tl.store(carry_out[:, None] + offs_j[None, :], carry, mask=mask)
             if GRID_SYNC:
                 _grid_wait(sync_ptr, step - step_begin + 1)
@@ -836,7 +835,7 @@ def gru_bwd_kernel(
                                                 DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
                 d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
                     dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, t, prev_slot, out_slot, rows_b, offs_j,
-                    mask, B, H, acc_dtype, HAS_DHS, RESET_AFTER, False)
+                    mask, B, H, acc_dtype, HAS_DHS, RESET_AFTER)
                 dh += d_out + tl.load(carry_in[:, None] + offs_j[None, :], mask=mask, other=0.0)
                 d_r, d_z, d_n, d_ghn, dh_direct = gru_cell_backward(dh, h_prev, r, z, n, gh_n,
                                                                     RESET_AFTER)
@@ -1037,10 +1036,8 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     it: the three gates' (K, BLOCK_H) slices (four with ``cfg["STACKED_GATES"]``, whose
     fourth is padding) and those operands in shared memory, plus a few KiB of the kernel's
     own. The operands also pass through registers, and past 24576 elements they spill (the
-    backward at H = 1024: 3 × 16 × 1024, 8-16 bytes), at 24576 already where H is not a
-    multiple of 16 (the backward at K = 512 in 16 bits on sm_90: 72 bytes, since its step
-    carries its gradient and next step's inputs in registers across the product). Only
-    16-row batch tiles: with 32 rows the forward spills on sm_80. The whole register file
+    backward at H = 1024: 3 × 16 × 1024, 8-16 bytes). Only 16-row batch tiles: with 32
+    rows the forward spills on sm_80. The whole register file
     too (``maxnreg`` 255, as grid_sync's programs have): at 168 registers per_step's 16×32
     tile spilled 8 bytes at H = 512 on sm_90.
 
@@ -1063,7 +1060,7 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     is not split. The split backward
     stages its three operands one after another (shared memory as for one), so its slice stays
     on chip up to K = 1024 in 16 bits (129 KiB, an A100 included) and 512 in TF32; an H that
-    is not a multiple of 16 spills it at K = 1024 (104 bytes on sm_90), so there the backward
+    is not a multiple of 16 spills it at K = 1024 (112 bytes on sm_90), so there the backward
     is not split, and with three operands of K = 1024 not resident.
     """
     k_full = max(16, triton.next_power_of_2(hidden_size))
@@ -1082,8 +1079,10 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     # memory (K >= 256), the split ones up to 3 KiB: 3 KiB lets the split forward hold a
     # 32-wide chunk at K = 1024 in 16 bits on an H100 (225 KiB compiled, of 227).
     need = (gate_rows + rows) * k_full * itemsize + (3072 if split > 1 else 4096)
-    # The whole backward product's operands, loaded unvectorised, spill at the limit.
-    most = 24576 if split > 1 or row_operands == 1 or hidden_size % 16 == 0 else 16384
+    # per_step's 32-wide backward chunk, H not a multiple of 16 (scalar operand loads),
+    # spills at K = 512 (8 bytes on sm_90): its operands stay under 24576 elements there.
+    most = (16384 if split == 1 and row_operands > 1 and cfg["BLOCK_H"] > 16
+            and hidden_size % 16 else 24576)
     if cfg["BLOCK_B"] != 16 or rows * k_full > most or need > smem_limit:
         return None
     warps = cfg["num_warps"]

@@ -254,11 +254,15 @@ def test_grid_sync_forward_plan_owns_one_chunk_per_program_where_it_fits(monkeyp
     # ... except where H is not a multiple of 16 at K = 1024 (it spills there): not resident.
     assert gru_kernels.resident_config(dict(back, SPLIT_K=8), 1000, 2, 227 * 1024,
                                        row_operands=3) is None
-    # The whole backward product at K = 512 holds its slice where H is a multiple of 16; not
-    # where it is not (its unvectorised operands spill there); split, either way.
+    # The whole backward product holds its slice up to K = 512, H a multiple of 16 or not;
+    # per_step's 32-wide chunks only where it is (they spill otherwise).
     assert gru_kernels.resident_config(back, 512, 2, 227 * 1024, row_operands=3) is not None
-    assert gru_kernels.resident_config(back, 504, 2, 227 * 1024, row_operands=3) is None
-    assert gru_kernels.resident_config(back, 248, 2, 227 * 1024, row_operands=3) is not None
+    assert gru_kernels.resident_config(back, 504, 2, 227 * 1024, row_operands=3) is not None
+    per_step = gru_kernels.recurrence_config(504, "per_step")
+    assert per_step["BLOCK_H"] == 32
+    assert gru_kernels.resident_config(per_step, 512, 2, 227 * 1024, row_operands=3) is not None
+    assert gru_kernels.resident_config(per_step, 504, 2, 227 * 1024, row_operands=3) is None
+    assert gru_kernels.resident_config(per_step, 248, 2, 227 * 1024, row_operands=3) is not None
     got = gru_kernels.resident_config(dict(back, SPLIT_K=8), 500, 4, 227 * 1024, row_operands=3)
     assert (got["SPLIT_K"], got["BLOCK_K"]) == (8, 512)
     assert gru_kernels.resident_config(dict(back, SPLIT_K=8), 1024, 4, 227 * 1024,
