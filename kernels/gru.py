@@ -1056,7 +1056,7 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     one warp each (no spills at 8 warps up to K = 1024 on either target). With 32-wide
     hidden chunks (BLOCK_H 32: half the programs, so B 64 at H 1024 has one chunk per
     program on 132 SMs) it spills wherever H is not a multiple of 16 (kernel report: 8-184
-    bytes from K = 64; at K = 1024 80 bytes forward, 1744 backward on sm_90), so there it
+    bytes from K = 64; at K = 1024 80 bytes forward, 1688 backward on sm_90), so there it
     is not split. The split backward
     stages its three operands one after another (shared memory as for one), so its slice stays
     on chip up to K = 1024 in 16 bits (129 KiB, an A100 included) and 512 in TF32; an H that
