@@ -29,6 +29,9 @@ from .kernels import gru as gru_kernels
 
 # 16 stands for every H <= 16, which gets the 16-wide tiles; the rest share the 32-wide ones.
 HIDDEN_SIZES = (16, 64, 128, 256, 512, 1024)
+# The split-K forms at H = 2048 too: there a 16-bit slice of K = 2048 stays on an H100 with h
+# staged two K pieces at a time (K_PIECES); the other forms' code at 2048 is that at 1024.
+EXTRA_HIDDEN_SIZES = {"grid_sync+resident+split_k+lengths": (2048,)}
 ARCHS = (80, 90)
 # (weight dtype, fp32 dot precision); the recurrence carries its state in fp32 ("acc"), or
 # fp64 for fp64 weights, and the gate and state buffers ("st": storage dtype) are the weights'
@@ -113,6 +116,7 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
         flags.setdefault("STACKED_GATES", False)
     # As resident_config gives it: at most one slice per 16 of K.
     flags["SPLIT_K"] = cfg.get("SPLIT_K", 1)
+    flags["K_PIECES"] = cfg.get("K_PIECES", 1)
     signature, constexprs = {}, {}
     for spec in pointers:
         name, kind = spec.split(":")
@@ -232,11 +236,11 @@ def _compile_key(key):
     return compile_one(kernel_name, variant, dtype, precision, dict(cfg), arch, aligned)
 
 
-def build_report(hidden_sizes=HIDDEN_SIZES, archs=ARCHS, precisions=PRECISIONS,
+def build_report(hidden_sizes=None, archs=ARCHS, precisions=PRECISIONS,
                  variants=tuple(VARIANTS), workers=None):
     """One row per (kernel, variant, H, tile configuration, dtype, precision, arch,
     alignment); identical compiles are done once, on ``workers`` processes (default: one per
-    CPU)."""
+    CPU). hidden_sizes: None for HIDDEN_SIZES and each variant's EXTRA_HIDDEN_SIZES."""
     if not isinstance(gru_kernels.gru_fwd_kernel, triton.JITFunction):
         raise RuntimeError("the kernel report compiles for real GPUs: run it with TRITON_INTERPRET unset")
     planned = []
@@ -245,7 +249,9 @@ def build_report(hidden_sizes=HIDDEN_SIZES, archs=ARCHS, precisions=PRECISIONS,
             if kernel_name != "gru_fwd_kernel" and any(VARIANTS[variant].get(flag)
                                                        for flag in FORWARD_ONLY_FLAGS):
                 continue
-            for H, tile in [(h, cfg) for h in hidden_sizes
+            sizes = (HIDDEN_SIZES + EXTRA_HIDDEN_SIZES.get(variant, ())
+                     if hidden_sizes is None else hidden_sizes)
+            for H, tile in [(h, cfg) for h in sizes
                             for cfg in configs(variant, h, kernel_name)]:
                 for dtype, precision in precisions:
                     for arch in archs:
@@ -304,7 +310,8 @@ def to_markdown(rows) -> str:
         lines.append(
             f"| {r['kernel']} | {r['variant']} | {r['H']} | {'yes' if r['aligned'] else 'no'} "
             f"| {r['dtype']} | {r['dot_precision']} "
-            f"| {r['arch']} | {r['BLOCK_B']}×{r['BLOCK_H']}×{r['BLOCK_K']} "
+            f"| {r['arch']} | {r['BLOCK_B']}×{r['BLOCK_H']}×{r['BLOCK_K']}"
+            f"{f' in {pieces} K pieces' if (pieces := r.get('K_PIECES', 1)) > 1 else ''} "
             f"| {r['num_warps']}/{r['num_stages']}/{r['maxnreg']} "
             f"| {r['registers']} | {r['stack_bytes'] + r['local_bytes']} | {r['shared_bytes']} "
             f"| {r['programs_per_sm']} | {tc} |")
@@ -315,12 +322,13 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs", help="folder for kernel-report.md / .json")
     parser.add_argument("--hidden-sizes", default=None,
-                        help="comma-separated H to compile (default: all of HIDDEN_SIZES)")
+                        help="comma-separated H to compile (default: HIDDEN_SIZES, and "
+                             "EXTRA_HIDDEN_SIZES for the variants that have them)")
     parser.add_argument("--variants", default=None,
                         help="comma-separated variants to compile (default: all of VARIANTS); "
                              "a subset, for checking another triton release quickly")
     args = parser.parse_args(argv)
-    hidden_sizes = (HIDDEN_SIZES if args.hidden_sizes is None
+    hidden_sizes = (None if args.hidden_sizes is None
                     else tuple(int(h) for h in args.hidden_sizes.split(",")))
     variants = tuple(VARIANTS) if args.variants is None else tuple(args.variants.split(","))
     unknown = sorted(set(variants) - set(VARIANTS))

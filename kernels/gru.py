@@ -216,13 +216,13 @@ def _stacked_gates_times_hidden(w_stack, h_rows, mask_b, H, acc_dtype, w_dtype,
 
 @triton.jit
 def _split_k_slices(w_hh_ptr, offs_j, mask_j, H, w_dtype, TRANSPOSED: tl.constexpr,
-                    SPLIT_K: tl.constexpr, BLOCK_K: tl.constexpr):
-    """The r, z, n gates' tiles of W_hh over all of K (BLOCK_K >= H), cut along K into
+                    K_BEGIN: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The r, z, n gates' tiles of W_hh over K_BEGIN + [0, BLOCK_K), cut along K into
     SPLIT_K slices: (SPLIT_K, BLOCK_K // SPLIT_K, len(offs_j)) each, tile [s, k, j] holding
-    the gate's W_hh[g*H + j, s*KC + k] (TRANSPOSED: the forward's rows @ W_hhᵀ) or
-    W_hh[g*H + s*KC + k, j] (the backward's gradients @ W_hh)."""
+    the gate's W_hh[g*H + j, K_BEGIN + s*KC + k] (TRANSPOSED: the forward's rows @ W_hhᵀ) or
+    W_hh[g*H + K_BEGIN + s*KC + k, j] (the backward's gradients @ W_hh)."""
     KC: tl.constexpr = BLOCK_K // SPLIT_K
-    offs_k = (tl.arange(0, SPLIT_K) * KC)[:, None, None] + tl.arange(0, KC)[None, :, None]
+    offs_k = (K_BEGIN + tl.arange(0, SPLIT_K) * KC)[:, None, None] + tl.arange(0, KC)[None, :, None]
     if TRANSPOSED:
         p_w = w_hh_ptr + offs_j[None, None, :].to(tl.int64) * H + offs_k
     else:
@@ -232,35 +232,65 @@ def _split_k_slices(w_hh_ptr, offs_j, mask_j, H, w_dtype, TRANSPOSED: tl.constex
 
 
 @triton.jit
-def _split_k_rows(rows, mask_b, H, w_dtype, LOAD_CACHE: tl.constexpr, SPLIT_K: tl.constexpr,
-                  BLOCK_K: tl.constexpr):
-    """The (BLOCK_B, K) row operand at rows[b] + k, cut along K as ``_split_k_slices`` cuts
-    the slice: (SPLIT_K, BLOCK_B, BLOCK_K // SPLIT_K), in w_dtype."""
+def _split_k_pieces(w_hh_ptr, offs_j, mask_j, H, w_dtype, TRANSPOSED: tl.constexpr,
+                    SPLIT_K: tl.constexpr, K_PIECES: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The resident slice of a split-K program (BLOCK_K >= H), cut along K into K_PIECES
+    pieces: for the r, z and n gates, a tuple of ``_split_k_slices`` per piece, each
+    (SPLIT_K, BLOCK_K // (K_PIECES * SPLIT_K), len(offs_j))."""
+    KP: tl.constexpr = BLOCK_K // K_PIECES
+    ws_r, ws_z, ws_n = (), (), ()
+    for p in tl.static_range(K_PIECES):
+        w_r, w_z, w_n = _split_k_slices(w_hh_ptr, offs_j, mask_j, H, w_dtype, TRANSPOSED,
+                                        p * KP, SPLIT_K, KP)
+        ws_r, ws_z, ws_n = ws_r + (w_r,), ws_z + (w_z,), ws_n + (w_n,)
+    return ws_r, ws_z, ws_n
+
+
+@triton.jit
+def _split_k_rows(rows, mask_b, H, w_dtype, LOAD_CACHE: tl.constexpr, K_BEGIN: tl.constexpr,
+                  SPLIT_K: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The (BLOCK_B, BLOCK_K) row operand at rows[b] + K_BEGIN + k, cut along K as
+    ``_split_k_slices`` cuts the slice: (SPLIT_K, BLOCK_B, BLOCK_K // SPLIT_K), in w_dtype."""
     KC: tl.constexpr = BLOCK_K // SPLIT_K
-    offs_k = (tl.arange(0, SPLIT_K) * KC)[:, None, None] + tl.arange(0, KC)[None, None, :]
+    offs_k = (K_BEGIN + tl.arange(0, SPLIT_K) * KC)[:, None, None] + tl.arange(0, KC)[None, None, :]
     return tl.load(rows[None, :, None] + offs_k, mask=mask_b[None, :, None] & (offs_k < H),
                    other=0.0, cache_modifier=LOAD_CACHE).to(w_dtype)
 
 
 @triton.jit
-def _split_k_hidden_times_w_hh_t(h_rows, mask_b, H, w_r, w_z, w_n, acc_dtype, w_dtype,
+def _split_k_hidden_times_w_hh_t(h_rows, mask_b, H, ws_r, ws_z, ws_n, acc_dtype, w_dtype,
                                  DOT_PRECISION: tl.constexpr, LOAD_CACHE: tl.constexpr,
-                                 SPLIT_K: tl.constexpr, BLOCK_K: tl.constexpr):
+                                 SPLIT_K: tl.constexpr, K_PIECES: tl.constexpr,
+                                 BLOCK_K: tl.constexpr):
     """rows[b, :] @ W_hh[g*H + j, :]ᵀ for the three gates, with K cut into SPLIT_K slices
-    (w_r/z/n from ``_split_k_slices``, TRANSPOSED): one batched product per gate, (SPLIT_K, BLOCK_B,
-    BLOCK_H), summed over the slices. Returns the r, z, n tiles, (BLOCK_B, BLOCK_H) each,
-    in acc_dtype.
+    (ws_r/z/n from ``_split_k_pieces``, TRANSPOSED): one batched product per gate and K
+    piece, (SPLIT_K, BLOCK_B, BLOCK_H), summed over the slices. Returns the r, z, n tiles,
+    (BLOCK_B, BLOCK_H) each, in acc_dtype.
 
     Why: a gate's 16 × 16 tile is one warp's MMA tile, so in ``_hidden_times_w_hh_t`` every
     warp runs the whole product and reads the whole slice from shared memory each step. A
     batched product gives each warp its own K slice (Triton lays a 3-d dot's warps along the
     batch axis), so each step reads the slice and h from shared memory once, and the warps
     add their partial tiles (through shared memory, 3 × SPLIT_K × BLOCK_B × BLOCK_H values).
-    """
-    b_h = _split_k_rows(h_rows, mask_b, H, w_dtype, LOAD_CACHE, SPLIT_K, BLOCK_K)
-    acc_r = tl.sum(tl.dot(b_h, w_r, input_precision=DOT_PRECISION, out_dtype=acc_dtype), axis=0)
-    acc_z = tl.sum(tl.dot(b_h, w_z, input_precision=DOT_PRECISION, out_dtype=acc_dtype), axis=0)
-    acc_n = tl.sum(tl.dot(b_h, w_n, input_precision=DOT_PRECISION, out_dtype=acc_dtype), axis=0)
+    K_PIECES > 1: h is staged for the dots a piece of K at a time, so shared memory holds the
+    slice and one piece of h, and registers one piece's operands (``resident_config``: what
+    keeps a K = 2048 slice in 16 bits, or 1024 in TF32, on an H100)."""
+    KP: tl.constexpr = BLOCK_K // K_PIECES
+    acc_r, acc_z, acc_n = 0.0, 0.0, 0.0
+    for p in tl.static_range(K_PIECES):
+        b_h = _split_k_rows(h_rows, mask_b, H, w_dtype, LOAD_CACHE, p * KP, SPLIT_K, KP)
+        # Each piece's partial tiles are summed across the warps before the next piece: summed
+        # once over both, ptxas held every gate's operands at once and spilled (K = 2048).
+        part_r = tl.sum(tl.dot(b_h, ws_r[p], input_precision=DOT_PRECISION, out_dtype=acc_dtype),
+                        axis=0)
+        part_z = tl.sum(tl.dot(b_h, ws_z[p], input_precision=DOT_PRECISION, out_dtype=acc_dtype),
+                        axis=0)
+        part_n = tl.sum(tl.dot(b_h, ws_n[p], input_precision=DOT_PRECISION, out_dtype=acc_dtype),
+                        axis=0)
+        if p == 0:
+            acc_r, acc_z, acc_n = part_r, part_z, part_n
+        else:
+            acc_r, acc_z, acc_n = acc_r + part_r, acc_z + part_z, acc_n + part_n
     return acc_r, acc_z, acc_n
 
 
@@ -312,25 +342,32 @@ def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j
 
 
 @triton.jit
-def _split_k_grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, H, w_r, w_z, w_n, acc_dtype,
+def _split_k_grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, H, ws_r, ws_z, ws_n, acc_dtype,
                                    w_dtype, DOT_PRECISION: tl.constexpr,
                                    LOAD_CACHE: tl.constexpr, SPLIT_K: tl.constexpr,
-                                   BLOCK_K: tl.constexpr):
+                                   K_PIECES: tl.constexpr, BLOCK_K: tl.constexpr):
     """[d_r | d_z][b, :] @ W_hh[:2H, j] + d_gh_n[b, :] @ W_hn[:, j] with K cut into SPLIT_K
-    slices (w_r/z/n from ``_split_k_slices``, not TRANSPOSED): the three gates' batched
-    products accumulate in one (SPLIT_K, BLOCK_B, BLOCK_H) tile, summed over the slices once.
-    Returns (BLOCK_B, BLOCK_H) in acc_dtype.
+    slices (ws_r/z/n from ``_split_k_pieces``, not TRANSPOSED): the three gates' batched
+    products, per K piece, accumulate in one (SPLIT_K, BLOCK_B, BLOCK_H) tile, summed over
+    the slices once. Returns (BLOCK_B, BLOCK_H) in acc_dtype.
 
     Why, as for the forward (``_split_k_hidden_times_w_hh_t``): each warp multiplies its own
     K slice instead of repeating the whole product, so a step reads the slice and the three
     operand rows from shared memory once; and the operands, (BLOCK_B, K) each, are spread
-    over the warps, which lets them stay in registers at K = 1024 (kernel report)."""
-    acc = tl.dot(_split_k_rows(dgx_rows, mask_b, H, w_dtype, LOAD_CACHE, SPLIT_K, BLOCK_K), w_r,
-                 input_precision=DOT_PRECISION, out_dtype=acc_dtype)
-    acc = tl.dot(_split_k_rows(dgx_rows + H, mask_b, H, w_dtype, LOAD_CACHE, SPLIT_K, BLOCK_K),
-                 w_z, acc, input_precision=DOT_PRECISION, out_dtype=acc_dtype)
-    acc = tl.dot(_split_k_rows(dghn_rows, mask_b, H, w_dtype, LOAD_CACHE, SPLIT_K, BLOCK_K),
-                 w_n, acc, input_precision=DOT_PRECISION, out_dtype=acc_dtype)
+    over the warps, which lets them stay in registers at K = 1024 (kernel report). They are
+    staged one at a time, a piece of K at a time."""
+    KP: tl.constexpr = BLOCK_K // K_PIECES
+    acc = tl.zeros((SPLIT_K, dgx_rows.shape[0], ws_r[0].shape[2]), dtype=acc_dtype)
+    for p in tl.static_range(K_PIECES):
+        acc = tl.dot(_split_k_rows(dgx_rows, mask_b, H, w_dtype, LOAD_CACHE, p * KP, SPLIT_K,
+                                   KP), ws_r[p], acc, input_precision=DOT_PRECISION,
+                     out_dtype=acc_dtype)
+        acc = tl.dot(_split_k_rows(dgx_rows + H, mask_b, H, w_dtype, LOAD_CACHE, p * KP,
+                                   SPLIT_K, KP), ws_z[p], acc, input_precision=DOT_PRECISION,
+                     out_dtype=acc_dtype)
+        acc = tl.dot(_split_k_rows(dghn_rows, mask_b, H, w_dtype, LOAD_CACHE, p * KP, SPLIT_K,
+                                   KP), ws_n[p], acc, input_precision=DOT_PRECISION,
+                     out_dtype=acc_dtype)
     return tl.sum(acc, axis=0)
 
 
@@ -450,7 +487,7 @@ def gru_fwd_kernel(
     REVERSE: tl.constexpr, SAVE: tl.constexpr, GRID_SYNC: tl.constexpr, F32_STATE: tl.constexpr,
     W_RESIDENT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    STACKED_GATES: tl.constexpr = False, SPLIT_K: tl.constexpr = 1,
+    STACKED_GATES: tl.constexpr = False, SPLIT_K: tl.constexpr = 1, K_PIECES: tl.constexpr = 1,
 ):
     """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc).
 
@@ -487,7 +524,8 @@ def gru_fwd_kernel(
 
     SPLIT_K (with W_RESIDENT, not STACKED_GATES): the slice is held cut along K into SPLIT_K
     slices, one per warp, and each gate's product is a batched dot summed over them
-    (``_split_k_hidden_times_w_hh_t``, which says why).
+    (``_split_k_hidden_times_w_hh_t``, which says why); K_PIECES 2: each slice in two pieces
+    along K, with h staged for the dots a piece at a time (``resident_config`` says where).
     """
     acc_dtype = hf_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -497,7 +535,8 @@ def gru_fwd_kernel(
     pid_h = tl.program_id(1)
     num_h_programs = tl.num_programs(1)
     w_dtype = tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty
-    w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0  # only the plain and split-K resident use them
+    # Only the plain resident form (tiles) and the split-K one (tuples of pieces) use them.
+    w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0
     if W_RESIDENT:
         # The one hidden chunk this program owns for the whole launch.
         offs_j = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -506,8 +545,8 @@ def gru_fwd_kernel(
         if STACKED_GATES:
             w_stack = _stacked_w_hh(w_hh_ptr, pid_h * BLOCK_H, H, w_dtype, BLOCK_H, BLOCK_K)
         elif SPLIT_K > 1:
-            w_res_r, w_res_z, w_res_n = _split_k_slices(w_hh_ptr, offs_j, mask_j, H, w_dtype,
-                                                        True, SPLIT_K, BLOCK_K)
+            w_res_r, w_res_z, w_res_n = _split_k_pieces(
+                w_hh_ptr, offs_j, mask_j, H, w_dtype, True, SPLIT_K, K_PIECES, BLOCK_K)
         else:
             w_res_r, w_res_z, w_res_n = _w_hh_t_tiles(
                 w_hh_ptr, offs_j, mask_j, tl.arange(0, BLOCK_K), H, w_dtype, True, True)
@@ -553,7 +592,7 @@ def gru_fwd_kernel(
                 elif SPLIT_K > 1:
                     acc_r, acc_z, acc_n = _split_k_hidden_times_w_hh_t(
                         dot_rows, mask_b, H, w_res_r, w_res_z, w_res_n, acc_dtype, w_dtype,
-                        DOT_PRECISION, LOAD_CACHE, SPLIT_K, BLOCK_K)
+                        DOT_PRECISION, LOAD_CACHE, SPLIT_K, K_PIECES, BLOCK_K)
                 else:
                     acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
                         dot_rows, dot_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z,
@@ -722,7 +761,7 @@ def gru_bwd_kernel(
     GRID_SYNC: tl.constexpr, W_RESIDENT: tl.constexpr,
     DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    SPLIT_K: tl.constexpr = 1,
+    SPLIT_K: tl.constexpr = 1, K_PIECES: tl.constexpr = 1,
 ):
     """Backward steps [step_begin, step_begin + n_steps), counted from the last forward step.
 
@@ -744,7 +783,7 @@ def gru_bwd_kernel(
     gradients, which the other programs read next, are stored before this program arrives,
     and the next step's saved activations are loaded while it waits. SPLIT_K (with
     W_RESIDENT): the slice is held cut along K into SPLIT_K slices, one per warp
-    (``_split_k_grad_gates_times_w_hh``, which says why).
+    (``_split_k_grad_gates_times_w_hh``, which says why), in K_PIECES pieces along K.
     """
     acc_dtype = dcarry_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -754,15 +793,16 @@ def gru_bwd_kernel(
     pid_h = tl.program_id(1)
     num_h_programs = tl.num_programs(1)
     w_dtype = tl.float32 if DOT_IN_FP32 else w_hh_ptr.dtype.element_ty
-    w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0  # only the resident form uses them
+    # Only the resident forms use them (split K: tuples of pieces).
+    w_res_r, w_res_z, w_res_n = 0.0, 0.0, 0.0
     if W_RESIDENT:
         # As in gru_fwd_kernel: one hidden chunk per program, its W_hh columns kept on chip.
         offs_j = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
         mask_j = offs_j < H
         mask = mask_b[:, None] & mask_j[None, :]
         if SPLIT_K > 1:
-            w_res_r, w_res_z, w_res_n = _split_k_slices(w_hh_ptr, offs_j, mask_j, H, w_dtype,
-                                                        False, SPLIT_K, BLOCK_K)
+            w_res_r, w_res_z, w_res_n = _split_k_pieces(
+                w_hh_ptr, offs_j, mask_j, H, w_dtype, False, SPLIT_K, K_PIECES, BLOCK_K)
         else:
             w_res_r, w_res_z, w_res_n = _w_hh_tiles(w_hh_ptr, tl.arange(0, BLOCK_K), offs_j,
                                                     mask_j, H, w_dtype, True, True)
@@ -794,7 +834,8 @@ def gru_bwd_kernel(
                 if SPLIT_K > 1:
                     dh = _split_k_grad_gates_times_w_hh(
                         dgx_next_rows, dghn_next_rows, mask_b, H, w_res_r, w_res_z, w_res_n,
-                        acc_dtype, w_dtype, DOT_PRECISION, LOAD_CACHE, SPLIT_K, BLOCK_K)
+                        acc_dtype, w_dtype, DOT_PRECISION, LOAD_CACHE, SPLIT_K, K_PIECES,
+                        BLOCK_K)
                 else:
                     dh = _grad_gates_times_w_hh(dgx_next_rows, dghn_next_rows, mask_b, w_hh_ptr,
                                                 offs_j, mask_j, H, dh, w_res_r, w_res_z, w_res_n,
@@ -1062,6 +1103,13 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     on chip up to K = 1024 in 16 bits (129 KiB, an A100 included) and 512 in TF32; an H that
     is not a multiple of 16 spills it at K = 1024 (112 bytes on sm_90), so there the backward
     is not split, and with three operands of K = 1024 not resident.
+
+    ``K_PIECES`` 2 (split only, asked for by ``cfg`` or given where the whole row operand
+    does not fit): the row operands are staged for the dots half of K at a time, so shared
+    memory holds the slice and half an operand. That keeps a K = 2048 slice in 16 bits, or
+    1024 in TF32, on an H100 (kernel report: 225 KiB, 241-255 registers, no spills, H a
+    multiple of 16; the forward spills 40 bytes at K = 2048 otherwise, so there it is not
+    split). Its grid, a 16-wide chunk per program, fits 132 SMs up to H = 2048 at B <= 16.
     """
     k_full = max(16, triton.next_power_of_2(hidden_size))
     stacked = cfg.get("STACKED_GATES", False) and row_operands == 1
@@ -1070,7 +1118,7 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     # SPLIT_K: one K slice per warp, each at least a dot's 16 deep.
     split = 1 if stacked else min(cfg.get("SPLIT_K", 1), k_full // 16)
     if split > 1 and hidden_size % 16 and (row_operands > 1 and k_full >= 1024
-                                           or cfg["BLOCK_H"] > 16):
+                                           or cfg["BLOCK_H"] > 16 or k_full >= 2048):
         split = 1
     # The split backward takes its three operands one at a time, each spread over the warps.
     rows = (1 if split > 1 else row_operands) * cfg["BLOCK_B"]
@@ -1078,12 +1126,20 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     # Beyond the tiles, the kernel report's resident rows take up to 4.5 KiB of shared
     # memory (K >= 256), the split ones up to 3 KiB: 3 KiB lets the split forward hold a
     # 32-wide chunk at K = 1024 in 16 bits on an H100 (225 KiB compiled, of 227).
-    need = (gate_rows + rows) * k_full * itemsize + (3072 if split > 1 else 4096)
+    slack = 3072 if split > 1 else 4096
+    # K_PIECES 2 (split only): the row operand staged half of K at a time, where the whole
+    # of it does not fit beside the slice (or its registers would spill).
+    pieces = 1
+    if split > 1 and k_full >= 64 and (
+            cfg.get("K_PIECES", 1) > 1 or rows * k_full > 24576
+            or (gate_rows + rows) * k_full * itemsize + slack > smem_limit):
+        pieces, split = 2, min(split, k_full // 32)
+    need = (gate_rows * k_full + rows * k_full // pieces) * itemsize + slack
     # per_step's 32-wide backward chunk, H not a multiple of 16 (scalar operand loads),
     # spills at K = 512 (8 bytes on sm_90): its operands stay under 24576 elements there.
     most = (16384 if split == 1 and row_operands > 1 and cfg["BLOCK_H"] > 16
             and hidden_size % 16 else 24576)
-    if cfg["BLOCK_B"] != 16 or rows * k_full > most or need > smem_limit:
+    if cfg["BLOCK_B"] != 16 or rows * k_full // pieces > most or need > smem_limit:
         return None
     warps = cfg["num_warps"]
     if split > 1:
@@ -1096,7 +1152,12 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     # would load the next step's h before the grid barrier that makes it ready.
     out = dict(cfg, BLOCK_K=k_full, maxnreg=255, num_warps=warps, num_stages=1)
     out.pop("SPLIT_K", None)
-    return dict(out, SPLIT_K=split) if split > 1 else out
+    out.pop("K_PIECES", None)
+    if split > 1:
+        out["SPLIT_K"] = split
+    if pieces > 1:
+        out["K_PIECES"] = pieces
+    return out
 
 
 def _resident_plan(cfg: dict, grid: tuple, w_hh: torch.Tensor, dot_precision: str,

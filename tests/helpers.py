@@ -33,9 +33,10 @@ def assert_close(actual, expected, dtype=torch.float32, what="", tol=None):
 
 def force_resident_form(monkeypatch, kernel: str = "fwd", **form) -> list:
     """Makes every resident plan of one kernel ("fwd": gru_fwd_kernel, "bwd": gru_bwd_kernel)
-    ask for ``form`` (STACKED_GATES=True, forward only, or SPLIT_K=n, which the launchers do
-    not pick yet) and records, per launch of that kernel, (W_RESIDENT, STACKED_GATES,
-    SPLIT_K) as launched: the list returned, filled as the kernel runs."""
+    ask for ``form`` (STACKED_GATES=True, forward only, or SPLIT_K=n, with K_PIECES=2 or
+    not, which the launchers do not pick yet) and records, per launch of that kernel,
+    (W_RESIDENT, STACKED_GATES, SPLIT_K, K_PIECES) as launched: the list returned, filled as
+    the kernel runs."""
     from gru_triton.kernels import gru as gru_kernels
 
     launched = gru_kernels.gru_fwd_kernel if kernel == "fwd" else gru_kernels.gru_bwd_kernel
@@ -49,7 +50,7 @@ def force_resident_form(monkeypatch, kernel: str = "fwd", **form) -> list:
 
     def recording_run(*args, **kwargs):
         runs.append((kwargs["W_RESIDENT"], kwargs.get("STACKED_GATES", False),
-                     kwargs.get("SPLIT_K", 1)))
+                     kwargs.get("SPLIT_K", 1), kwargs.get("K_PIECES", 1)))
         return real_run(*args, **kwargs)
 
     monkeypatch.setattr(gru_kernels, "resident_config", asking)

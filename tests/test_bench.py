@@ -314,6 +314,41 @@ def test_wide_split_variant_holds_the_slice_at_b64_h1024(kernel, monkeypatch):
     assert (plan["BLOCK_H"], plan["BLOCK_K"], plan["SPLIT_K"], plan["num_warps"]) == (32, 1024, 8, 8)
 
 
+@pytest.mark.parametrize("kernel", ["fwd", "bwd"])
+@pytest.mark.parametrize("hidden,dtype", [(2048, torch.bfloat16), (1024, torch.float32)],
+                         ids=["bf16-H2048", "tf32-H1024"])
+def test_split_variant_holds_the_slice_in_k_pieces(hidden, dtype, kernel, monkeypatch):
+    """bench/variants.py's "split K" at B 16 where a slice row takes 4 KiB (bf16 H 2048, the
+    launcher's streamed shape at 43 µs/step against cuDNN's 13.7 on the H200; TF32 H 1024):
+    each of the 128 programs plans its 16-wide slice on an H100's chip, h staged half of K
+    at a time (K_PIECES 2), where the whole of h would not fit beside it."""
+    from types import SimpleNamespace
+
+    import variants
+    from gru_triton.kernels import gru as gru_kernels
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: SimpleNamespace(multi_processor_count=132,
+                                                       shared_memory_per_block_optin=227 * 1024))
+    overrides = dict(variants.VARIANTS)["split K"]
+    itemsize = dtype.itemsize
+    w_hh = SimpleNamespace(shape=(3 * hidden, hidden), dtype=dtype, device=torch.device("cuda"),
+                           element_size=lambda: itemsize)
+    precision = "tf32" if dtype == torch.float32 else "ieee"
+    plans = []
+    for asked in ({}, overrides):
+        with variants.grid_sync_config(asked, kernel):
+            grid, launches, grid_sync, cfg = gru_kernels._launch_plan(
+                16, hidden, "grid_sync", torch.device("cuda"), True, forward=kernel == "fwd")
+            plans.append(gru_kernels._resident_plan(cfg, grid, w_hh, precision, True,
+                                                    1 if kernel == "fwd" else 3))
+    assert (grid, launches, grid_sync) == ((1, hidden // 16), 1, True)
+    launcher, split = plans
+    assert launcher is None
+    assert (split["BLOCK_K"], split["SPLIT_K"], split["K_PIECES"], split["num_warps"]) == (
+        hidden, 8, 2, 8)
+
+
 def test_variants_are_picked_by_name():
     """A GPU session times a chosen few variants (bench/gpu_session.sh's variants-bwd stage):
     a name that is not a variant is refused up front, before anything runs, rather than

@@ -68,21 +68,36 @@ def _assert_as_close_to_fp64_as_cudnn(T, B, I, H, dtype, path):
         assert ours_err <= 2 * torch_err + 4 * torch.finfo(dtype).eps * e.abs().max().item()
 
 
-@pytest.mark.parametrize("kernel,form", [("fwd", {"SPLIT_K": 8}), ("bwd", {"SPLIT_K": 8}),
-                                         ("fwd", {"STACKED_GATES": True})],
-                         ids=["fwd-split_k", "bwd-split_k", "fwd-stacked"])
-@pytest.mark.parametrize("H", [512, 1024])
-def test_resident_forms_not_yet_picked_match_fp64(kernel, form, H, monkeypatch):
+_SPLIT, _STACKED = {"SPLIT_K": 8}, {"STACKED_GATES": True}
+
+
+@pytest.mark.parametrize("kernel,form,H,dtype,pieces", [
+    *[(kernel, form, H, torch.bfloat16, 1) for H in (512, 1024)
+      for kernel, form in (("fwd", _SPLIT), ("bwd", _SPLIT), ("fwd", _STACKED))],
+    *[(kernel, _SPLIT, H, dtype, 2) for H, dtype in ((2048, torch.bfloat16), (1024, torch.float32))
+      for kernel in ("fwd", "bwd")]],
+    ids=[*[f"{kernel}-{name}-H{H}" for H in (512, 1024)
+           for kernel, name in (("fwd", "split_k"), ("bwd", "split_k"), ("fwd", "stacked"))],
+         *[f"{kernel}-split_k-pieces-{name}" for name in ("bf16-H2048", "tf32-H1024")
+           for kernel in ("fwd", "bwd")]])
+def test_resident_forms_not_yet_picked_match_fp64(kernel, form, H, dtype, pieces, monkeypatch):
     """The resident forms the launchers do not pick until a GPU has timed them (bench/
     variants.py), natively, grid-synchronised over many programs (the interpreter runs
-    one): bf16 at B = 16, where every program owns one hidden chunk, against an fp64
-    nn.GRU, within what cuDNN's bf16 GRU gets. At H = 1024 the split backward is the only
-    resident one (the launcher streams W_hh there)."""
+    one): at B = 16, where every program owns one hidden chunk, against an fp64 nn.GRU,
+    within what cuDNN's GRU gets in the same dtype (fp32: TF32, cuDNN's default). At
+    bf16 H = 1024 the split backward is the only resident one (the launcher streams W_hh
+    there); at bf16 H = 2048 and TF32 H = 1024 the split forms hold the slice with h staged
+    in two K pieces, on an H100 or H200 only (an A100's shared memory is too small: skipped)."""
+    from gru_triton.kernels import gru as gru_kernels
+
     from tests.helpers import force_resident_form
 
+    if pieces > 1 and gru_kernels.shared_memory_limit(torch.device("cuda")) < 227 * 1024:
+        pytest.skip("the slice in K pieces needs an H100's 227 KiB of shared memory a block")
     runs = force_resident_form(monkeypatch, kernel, **form)
-    _assert_as_close_to_fp64_as_cudnn(48, 16, H, H, torch.bfloat16, "grid_sync")
-    assert runs and all(run[0] and (run[1] or run[2] > 1) for run in runs), runs
+    _assert_as_close_to_fp64_as_cudnn(48, 16, H, H, dtype, "grid_sync")
+    assert runs and all(run[0] and (run[1] or run[2] > 1) and run[3] == pieces
+                        for run in runs), runs
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -265,8 +265,27 @@ def test_grid_sync_forward_plan_owns_one_chunk_per_program_where_it_fits(monkeyp
     assert gru_kernels.resident_config(per_step, 248, 2, 227 * 1024, row_operands=3) is not None
     got = gru_kernels.resident_config(dict(back, SPLIT_K=8), 500, 4, 227 * 1024, row_operands=3)
     assert (got["SPLIT_K"], got["BLOCK_K"]) == (8, 512)
-    assert gru_kernels.resident_config(dict(back, SPLIT_K=8), 1024, 4, 227 * 1024,
-                                       row_operands=3) is None
+    # K pieces: where the whole row operand does not fit beside the slice, split forms stage
+    # it half of K at a time: TF32 at K = 1024 and 16 bits at K = 2048 stay on an H100 (225
+    # KiB compiled), not on an A100; not where H is not a multiple of 16 at K = 2048 (the
+    # forward spills 40 bytes there) or without split K.
+    for kernel_cfg, operands in ((cfg, 1), (back, 3)):
+        for hidden, itemsize in ((1024, 4), (2048, 2)):
+            got = gru_kernels.resident_config(dict(kernel_cfg, SPLIT_K=8), hidden, itemsize,
+                                              227 * 1024, row_operands=operands)
+            assert (got["SPLIT_K"], got["K_PIECES"], got["BLOCK_K"]) == (8, 2, hidden), got
+            assert gru_kernels.resident_config(dict(kernel_cfg, SPLIT_K=8), hidden, itemsize,
+                                               163 * 1024, row_operands=operands) is None
+        assert gru_kernels.resident_config(dict(kernel_cfg, SPLIT_K=8), 2040, 2, 227 * 1024,
+                                           row_operands=operands) is None
+        assert gru_kernels.resident_config(kernel_cfg, 2048, 2, 227 * 1024,
+                                           row_operands=operands) is None
+        # Where the whole operand fits, one piece; asked for, two (at most 16 deep a slice).
+        assert "K_PIECES" not in gru_kernels.resident_config(dict(kernel_cfg, SPLIT_K=8), 1024,
+                                                             2, 227 * 1024, row_operands=operands)
+        got = gru_kernels.resident_config(dict(kernel_cfg, SPLIT_K=8, K_PIECES=2), 100, 4,
+                                          227 * 1024, row_operands=operands)
+        assert (got["SPLIT_K"], got["K_PIECES"], got["num_warps"]) == (4, 2, 4)
     # 32-wide chunks, split: B 64 at H 1024 in 16 bits holds its slice on an H100 (both
     # kernels; 225 KiB compiled), not on an A100, and not where H is not a multiple of 16.
     for kernel_cfg, operands in ((cfg, 1), (back, 3)):

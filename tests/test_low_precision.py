@@ -160,7 +160,7 @@ def test_stacked_gates_store_the_same_16_bit_states(dtype, monkeypatch):
     gates, w_hh, b_hh, h0 = _layer_operands(7, 5, 48, dtype, seed=4)
     hs, _ = gru_forward(gates.clone(), w_hh, b_hh, h0, reverse=False, save=False,
                         path="per_step")
-    assert runs and set(runs) == {(True, True, 1)}
+    assert runs and set(runs) == {(True, True, 1, 1)}
     _assert_emulated(hs[1:].double(), gates, w_hh, b_hh, h0, False)
 
 
@@ -178,7 +178,7 @@ def test_split_k_stores_the_same_16_bit_states(dtype, monkeypatch):
     gates, w_hh, b_hh, h0 = _layer_operands(7, 5, 112, dtype, seed=5)
     hs, _ = gru_forward(gates.clone(), w_hh, b_hh, h0, reverse=True, save=False,
                         path="per_step")
-    assert runs and set(runs) == {(True, False, 8)}
+    assert runs and set(runs) == {(True, False, 8, 1)}
     _assert_emulated(hs[:-1].double(), gates, w_hh, b_hh, h0, True)
 
 
@@ -196,5 +196,5 @@ def test_resident_grid_sync_carries_the_fp32_state(dtype, reverse, monkeypatch):
     gates, w_hh, b_hh, h0 = _layer_operands(T, 5, 16, dtype, seed=6)
     hs, _ = gru_forward(gates.clone(), w_hh, b_hh, h0, reverse=reverse, save=False,
                         path="grid_sync")
-    assert runs == [(True, False, 1)]
+    assert runs == [(True, False, 1, 1)]
     _assert_emulated((hs[:T] if reverse else hs[1:]).double(), gates, w_hh, b_hh, h0, reverse)

@@ -329,17 +329,19 @@ def test_stacked_gates_match_the_three_products(path, batch, hidden, reverse, mo
     plain = _kernel_run(T, batch, H, hidden, lens, reverse, path, "tf32")
     stacked_runs = force_resident_form(monkeypatch, STACKED_GATES=True)
     stacked = _kernel_run(T, batch, H, hidden, lens, reverse, path, "tf32")
-    assert stacked_runs and set(stacked_runs) == {(True, True, 1)}
+    assert stacked_runs and set(stacked_runs) == {(True, True, 1, 1)}
     for name, got, expected in zip(_KERNEL_RUN_NAMES, stacked, plain, strict=True):
         assert_close(got, expected, what=name)
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
-@pytest.mark.parametrize("batch,hidden,width,split", [(5, 48, 32, 4), (4, 144, 32, 8),
-                                                      (3, 130, 16, 8), (17, 100, 16, 8)],
-                         ids=["B5-H48-wide", "B4-H144-wide", "B3-H130", "B17-H100"])
-def test_split_k_matches_the_whole_product(batch, hidden, width, split, kernel, reverse,
+@pytest.mark.parametrize("batch,hidden,width,split,pieces",
+                         [(5, 48, 32, 4, 1), (4, 144, 32, 8, 1), (3, 130, 16, 8, 1),
+                          (17, 100, 16, 8, 1), (6, 100, 16, 4, 2), (4, 144, 32, 8, 2)],
+                         ids=["B5-H48-wide", "B4-H144-wide", "B3-H130", "B17-H100",
+                              "B6-H100-pieces", "B4-H144-wide-pieces"])
+def test_split_k_matches_the_whole_product(batch, hidden, width, split, pieces, kernel, reverse,
                                            monkeypatch):
     """SPLIT_K: one kernel (the forward, or the backward) holds its resident W_hh slice cut
     along K, one slice per warp, and sums the slices' batched products (the backward's three
@@ -349,7 +351,10 @@ def test_split_k_matches_the_whole_product(batch, hidden, width, split, kernel, 
     H rounded up to a power of two, so the last slice is partly (H = 48: wholly) past H;
     resident_config gives at most one slice per 16 of K (H = 48: 4); lengths end rows
     early. Hidden chunks 32 wide (per_step's own, and the "32 wide" variant's: split there
-    only where H is a multiple of 16) and 16 wide (grid_sync's, any H)."""
+    only where H is a multiple of 16) and 16 wide (grid_sync's, any H). K_PIECES 2 (as an
+    H100 holds a K = 2048 slice): the row operands are taken half of K at a time, so a
+    piece taken from the wrong half of K, or one piece's products dropped, shows too; each
+    half has at least a 16-deep slice per warp, so K = 128 gives 4 slices."""
     from gru_triton.kernels import gru as gru_kernels
 
     real_config = gru_kernels.recurrence_config
@@ -362,9 +367,9 @@ def test_split_k_matches_the_whole_product(batch, hidden, width, split, kernel, 
     T, H = 6, hidden
     lens = torch.tensor(([T, 3, 1] * batch)[:batch], dtype=torch.int32, device=DEVICE)
     whole = _kernel_run(T, batch, H, hidden, lens, reverse, "per_step", "tf32")
-    runs = force_resident_form(monkeypatch, kernel, SPLIT_K=8)
+    runs = force_resident_form(monkeypatch, kernel, SPLIT_K=8, K_PIECES=pieces)
     split_k = _kernel_run(T, batch, H, hidden, lens, reverse, "per_step", "tf32")
-    assert runs and set(runs) == {(True, False, split)}
+    assert runs and set(runs) == {(True, False, split, pieces)}
     assert gru_kernels._launch_plan(batch, H, "per_step", DEVICE)[3]["BLOCK_H"] == width
     for name, got, expected in zip(_KERNEL_RUN_NAMES, split_k, whole, strict=True):
         assert_close(got, expected, what=name)
