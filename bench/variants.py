@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
                                              "variants.json"))
-    parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
+    parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "tf32"),
+                        help="tf32: fp32 models with nn.GRU's fp32 flag (and so ours) on TF32")
     parser.add_argument("--kernel", default="fwd", choices=("fwd", "bwd"),
                         help="whose grid_sync config the variants change")
     parser.add_argument("--op", default="fwd", choices=("fwd", "fwdbwd"))
@@ -126,14 +127,26 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("No CUDA GPU here: nothing was timed.")
         return 0
+    from gru_triton import dispatch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32}[args.dtype]
+    records = []
+    # cuDNN's RNN flag, which gru_triton follows: TF32 dots for fp32 models only under "tf32".
+    with dispatch.rnn_fp32_precision("tf32" if args.dtype == "tf32" else "ieee"):
+        _time_shapes(args, wanted, dtype, records)
+    print("Fastest first, speed-up over the launcher's config:")
+    print(summarize(records))
+    return 0
+
+
+def _time_shapes(args, wanted, dtype, records) -> None:
+    """Times every shape's wanted variants into ``records``, rewriting ``args.out`` after each."""
     import triton
     import triton.testing
 
     import gru_triton
     from gru_triton import dispatch
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    records = []
     for B, H in SHAPES:
         torch.manual_seed(0)
         ref = torch.nn.GRU(H, H).cuda().to(dtype)
@@ -172,9 +185,6 @@ def main(argv=None) -> int:
                                            torch=torch.__version__, triton=triton.__version__,
                                            date=str(datetime.date.today()), records=records),
                                       indent=1) + "\n")
-    print("Fastest first, speed-up over the launcher's config:")
-    print(summarize(records))
-    return 0
 
 
 if __name__ == "__main__":
