@@ -11,10 +11,10 @@ a CUDA graph.
 
 Memory kept for backward per layer and direction, besides the layer input x, all in the
 model's dtype: the gate activations r, z, n (3 T·B·H), in PyTorch's reset-after form the
-hidden-side candidate pre-activation (T·B·H), and the hidden states ((T+1)·B·H), whose slice
-is the layer's output (so, as with cuDNN's nn.GRU, modifying that output in place makes
-backward refuse). Per (t, b, h): 20 bytes for fp32 models, 10 for bf16/fp16 ones. Nothing is
-kept when no input needs a gradient.
+hidden-side candidate pre-activation (T·B·H), and the hidden states (T·B·H), which are the
+layer's output itself (so, as with cuDNN's nn.GRU, modifying that output in place makes
+backward refuse), besides h0. Per (t, b, h): 20 bytes for fp32 models, 10 for bf16/fp16
+ones. Nothing is kept when no input needs a gradient.
 """
 
 
@@ -42,9 +42,9 @@ def gru_layer_op(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor
 
     x: (T, B, I); h0: (B, H); w_ih: (3H, I); w_hh: (3H, H); b_ih / b_hh: (3H,) or None, all
     one dtype (fp16, bf16, fp32 or fp64). lengths: (B,) int32 on x's device, or None.
-    Returns, all in that dtype: hs (T+1, B, H), the states by slot (layout:
-    ``gru_triton.kernels.gru``; the output sequence is a slice of it); h_n (B, H), a copy of
-    the last slot, apart so that its gradient needs no (T+1, B, H) buffer; and when ``save``
+    Returns, all in that dtype: hs (T, B, H), h_t at row t in either direction: the output
+    sequence itself, whose gradient reaches backward as it is; h_n (B, H), a copy of the last
+    step's row, apart so that its gradient needs no (T, B, H) buffer; and when ``save``
     the activations (T, B, 3H) and, reset-after form only, the candidate's hidden-side
     pre-activation (T, B, H) for backward; empty tensors otherwise.
     """
@@ -57,7 +57,7 @@ def gru_layer_op(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor
                           h0.to(acc).contiguous(), lengths, reverse=reverse, save=save,
                           path=path, reset_after=reset_after,
                           dot_precision=dot_precision)
-    h_n = hs[0 if reverse else T].clone()
+    h_n = hs[0 if reverse else T - 1].clone()
     if not save:
         return hs, h_n, gates.new_empty(0), gates.new_empty(0)
     return hs, h_n, gates, (ghn if reset_after else gates.new_empty(0))
@@ -69,7 +69,7 @@ def _gru_layer_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after
     T, B, _ = x.shape
     H = w_hh.shape[1]
     storage = storage_dtype_for(w_hh.dtype)
-    hs = x.new_empty((T + 1, B, H), dtype=storage)
+    hs = x.new_empty((T, B, H), dtype=storage)
     h_n = x.new_empty((B, H), dtype=storage)
     if not save:
         return hs, h_n, x.new_empty(0, dtype=storage), x.new_empty(0, dtype=storage)
@@ -78,11 +78,12 @@ def _gru_layer_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after
             x.new_empty(ghn_shape, dtype=storage))
 
 
-def _layer_backward(d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after,
-                    path, dot_precision, has_bias, need_input, need_weights, *,
+def _layer_backward(d_hs, d_h_n, x, h0, w_ih, w_hh, hs, gates, ghn, lengths, reverse,
+                    reset_after, path, dot_precision, has_bias, need_input, need_weights, *,
                     overwrite_gates):
-    """Backward of ``gru_layer`` given d_hs (T+1, B, H) = dL/d(hs) and d_h_n (B, H) =
-    dL/d(h_n), in the model's dtype, either None where nothing flowed back.
+    """Backward of ``gru_layer`` given d_hs (T, B, H) = dL/d(hs), the output's gradient, and
+    d_h_n (B, H) = dL/d(h_n), in the model's dtype, either None where nothing flowed back;
+    h0 (B, H) the layer's initial state, in the model's dtype.
 
     Returns dx (T, B, I), dh0 (B, H), dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,) in the
     model's dtype; dx is empty unless ``need_input``, the weight and bias gradients are empty
@@ -94,7 +95,8 @@ def _layer_backward(d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse
     acc = acc_dtype_for(w_hh.dtype)
     dgx, dghn, dh_direct = gru_backward(None if d_hs is None else d_hs.contiguous(), d_h_n,
                                         gates, ghn if reset_after else None, hs,
-                                        w_hh.contiguous(), lengths, reverse=reverse, path=path,
+                                        h0.contiguous(), w_hh.contiguous(), lengths,
+                                        reverse=reverse, path=path,
                                         reset_after=reset_after, dot_precision=dot_precision,
                                         overwrite_gates=overwrite_gates)
     dgx2d, dghn2d = dgx.view(T * B, 3 * H), dghn.view(T * B, H)
@@ -116,13 +118,23 @@ def _layer_backward(d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse
         if need_weights:
             x2d = x.reshape(T * B, -1)
             dw_ih = dgx2d.t() @ x2d
-            h_prev = (hs[1:] if reverse else hs[:T]).reshape(T * B, H)
+            # h_{t-1} is hs's row before t (after it, reversed), and h0 at the first step:
+            # each product is taken over the later steps, then the first step's is added, so
+            # no (T, B, H) operand is put together.
+            later = slice(B, T * B) if not reverse else slice(0, (T - 1) * B)
+            before = slice(0, (T - 1) * B) if not reverse else slice(B, T * B)
+            h_prev = hs.reshape(T * B, H)[before]
             # W_hn multiplies h_{t-1} (reset after) or r ⊙ h_{t-1} (reset before).
-            n_operand = h_prev if reset_after else gates[:, :, :H].reshape(T * B, H) * h_prev
+            n_later, n_first = h_prev, h0
+            if not reset_after:
+                n_later = gates[:, :, :H].reshape(T * B, H)[later] * h_prev
+                n_first = gates[first, :, :H] * h0
             # Each part straight into its rows: no second (3H, H) buffer for a cat.
             dw_hh = w_hh.new_empty(w_hh.shape)
-            torch.mm(dgx2d[:, :2 * H].t(), h_prev, out=dw_hh[:2 * H])
-            torch.mm(dghn2d.t(), n_operand, out=dw_hh[2 * H:])
+            torch.mm(dgx2d[later, :2 * H].t(), h_prev, out=dw_hh[:2 * H])
+            dw_hh[:2 * H].addmm_(dgx[first, :, :2 * H].t(), h0)
+            torch.mm(dghn2d[later].t(), n_later, out=dw_hh[2 * H:])
+            dw_hh[2 * H:].addmm_(dghn[first].t(), n_first)
     if need_weights and has_bias:
         # The r and z parts of the hidden-side bias gradient are the input side's.
         db_ih = dgx2d.sum(0, dtype=acc)
@@ -132,7 +144,7 @@ def _layer_backward(d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse
 
 
 _BACKWARD_SCHEMA = (
-    "(Tensor? d_hs, Tensor? d_h_n, Tensor x, Tensor w_ih, Tensor w_hh, Tensor hs, "
+    "(Tensor? d_hs, Tensor? d_h_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor hs, "
     "Tensor{gates} gates, Tensor ghn, Tensor? lengths, bool reverse, bool reset_after, "
     "str path, str dot_precision, bool has_bias, bool need_input, bool need_weights) "
     "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
@@ -150,7 +162,7 @@ gru_layer_backward_consuming_op = torch.library.custom_op(
 
 @gru_layer_backward_op.register_fake
 @gru_layer_backward_consuming_op.register_fake
-def _gru_layer_backward_fake(d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse,
+def _gru_layer_backward_fake(d_hs, d_h_n, x, h0, w_ih, w_hh, hs, gates, ghn, lengths, reverse,
                              reset_after, path, dot_precision, has_bias, need_input,
                              need_weights):
     B, H = hs.shape[1], w_hh.shape[1]
@@ -165,7 +177,7 @@ def _setup_context(ctx, inputs, output):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, path, precision, save = inputs
     hs, _, gates, ghn = output
     if save:
-        ctx.save_for_backward(x, w_ih, w_hh, hs, gates, ghn, lengths)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, hs, gates, ghn, lengths)
     ctx.config = (reverse, reset_after, path, precision, b_ih is not None, save)
     # gates and ghn are what backward reads, never a result anyone differentiates: without
     # this autograd would hand backward zero-filled gradients for them, (T, B, 4H) in the
@@ -179,14 +191,14 @@ def _backward(ctx, d_hs, d_h_n, _d_gates, _d_ghn):
     if not save:
         raise RuntimeError("gru_triton: this GRU ran without saving for backward (no input "
                            "required grad when it ran)")
-    x, w_ih, w_hh, hs, gates, ghn, lengths = ctx.saved_tensors
+    x, h0, w_ih, w_hh, hs, gates, ghn, lengths = ctx.saved_tensors
     need = ctx.needs_input_grad
     op = gru_layer_backward_op
     if reset_after and not _graph_kept(gates):
         op = gru_layer_backward_consuming_op
     # d_hs / d_h_n unmaterialised (None): nothing flowed back into the output, or into h_n.
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = op(
-        d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after, path,
+        d_hs, d_h_n, x, h0, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after, path,
         precision, has_bias, need[0], any(need[2:6]))
     pick = lambda grad, wanted: grad if wanted else None
     return (pick(dx, need[0]), pick(dh0, need[1]), pick(dw_ih, need[2]), pick(dw_hh, need[3]),
@@ -236,9 +248,9 @@ def _layer_triton(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths=None, reset_af
         t is not None and t.requires_grad for t in (x, h0, w_ih, w_hh, b_ih, b_hh))
     hs, h_n, _, _ = gru_layer_op(x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh,
                                  lengths, reverse, reset_after, path, precision, save)
-    # A view of what backward reads: as with cuDNN's nn.GRU (which saves its output too),
-    # modifying it in place makes backward refuse instead of computing wrong gradients.
-    output = hs[:T] if reverse else hs[1:]
+    # What backward reads: as with cuDNN's nn.GRU (which saves its output too), modifying it
+    # in place makes backward refuse instead of computing wrong gradients.
+    output = hs
     if lengths is not None:
         inside = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)
         output = torch.where(inside.unsqueeze(2), output, 0.0)

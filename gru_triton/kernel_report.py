@@ -45,9 +45,9 @@ _SIGNATURES = {
                         "rh_ptr:acc", "hf_ptr:acc", "lengths_ptr:i32", "sync_ptr:i32"],
                        dict(HAS_BIAS=True, REVERSE=False, SAVE=True)),
     "gru_bwd_kernel": (gru_kernels.gru_bwd_kernel,
-                       ["dhs_ptr:st", "gates_ptr:st", "ghn_ptr:st", "hs_ptr:st", "w_hh_ptr:w",
-                        "lengths_ptr:i32", "sync_ptr:i32", "dgx_ptr:st", "dghn_ptr:st",
-                        "dcarry_ptr:acc"],
+                       ["dhs_ptr:st", "gates_ptr:st", "ghn_ptr:st", "hs_ptr:st", "h0_ptr:st",
+                        "w_hh_ptr:w", "lengths_ptr:i32", "sync_ptr:i32", "dgx_ptr:st",
+                        "dghn_ptr:st", "dcarry_ptr:acc"],
                        dict(REVERSE=False, HAS_DHS=True)),
 }
 # The constexpr flags that change the code: PyTorch's GRU on full-length rows, with per-row

@@ -25,13 +25,16 @@ GEMMs done by the caller before and after the recurrence, never per step.
 Storage conventions (all contiguous, row-major):
   gates   (T, B, 3H)  storage dtype: in: x-side gate pre-activations [r | z | n];
                       out (when SAVE): the activations r, z, n, kept for backward
-  hs      (T+1, B, H) storage dtype: hidden states by "slot". Forward direction: h0 in slot
-                      0 and h_t in slot t+1; reverse direction: h_t in slot t and h0 in slot T.
-                      Either way the output sequence is a contiguous slice and h_{t-1} of a
-                      step is one slot away. The layer returns its slice as the output and
-                      backward reads it, so it is the one copy of the states (16-bit weights:
-                      rounded, as the output is; the recurrence itself carries the state in
-                      the acc dtype, see F32_STATE).
+  hs      (T, B, H)   storage dtype: h_t at row t, in either direction: the layer's output
+                      itself, which backward reads, so it is the one copy of the states
+                      (16-bit weights: rounded, as the output is; the recurrence itself
+                      carries the state in the acc dtype, see F32_STATE). The forward writes
+                      it into a (T+1)-row buffer whose row T holds h0, h_{t-1} of the first
+                      step (t = 0, or T - 1 reversed), and returns the first T rows as a
+                      tensor of their own; the backward takes h0 apart (``_state_base``).
+                      So the output is a whole tensor, not a slice: its gradient reaches
+                      backward as it is, where for a slice of a (T+1)-row tensor autograd
+                      would build a zero-filled (T+1, B, H) gradient and copy into it.
   ghn     (T, B, H)   storage dtype, reset-after form only: the candidate's hidden-side
                       pre-activation W_hn h_{t-1} + b_hn, the one thing backward needs that the
                       activations do not give back (the reset-before backward needs nothing
@@ -375,7 +378,7 @@ def _split_k_grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, H, ws_r, ws_z, w
 def _batch_tile(B, BLOCK_B: tl.constexpr):
     """This program's batch rows: (mask, int64 row indices)."""
     offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    # int64 before multiplying: (slot * B + b) * 3H passes 2^31 at long, wide, large-batch shapes.
+    # int64 before multiplying: (t * B + b) * 3H passes 2^31 at long, wide, large-batch shapes.
     return offs_b < B, offs_b.to(tl.int64)
 
 
@@ -466,17 +469,24 @@ def _save_activations(p_gate, p_ghn, r, z, n, gh_n, mask, H, SAVE_GHN: tl.conste
 
 
 @triton.jit
-def _slots(step, T, REVERSE: tl.constexpr):
-    """(t, slot of h_{t-1}, slot of h_t) in hs of a forward step (module doc), int64."""
+def _steps(step, T, REVERSE: tl.constexpr):
+    """(t, row of h_{t-1}) of forward step ``step`` in the forward's states buffer, whose
+    row T holds h0 (module doc), int64. Arithmetic, not a select: selecting h0's pointer at
+    the first step cost the 4-warp resident step at K = 1024 some 15 registers and spills."""
     if REVERSE:
         t = tl.cast(T - 1 - step, tl.int64)
-        prev_slot = t + 1
-        out_slot = t
+        return t, t + 1
     else:
         t = tl.cast(step, tl.int64)
-        prev_slot = t
-        out_slot = t + 1
-    return t, prev_slot, out_slot
+        return t, (t + T) % (T + 1)
+
+
+@triton.jit
+def _state_base(hs_ptr, h0_ptr, t_prev, T, B, H):
+    """For the backward: where h_{t-1}, whose time is t_prev, starts: hs row t_prev, or h0
+    where t_prev is -1 or T (module doc). Its batch row b is H * b further on either way."""
+    initial = (t_prev < 0) | (t_prev >= T)
+    return tl.where(initial, h0_ptr, hs_ptr + t_prev * B * H)
 
 
 @triton.jit
@@ -552,23 +562,23 @@ def gru_fwd_kernel(
                 w_hh_ptr, offs_j, mask_j, tl.arange(0, BLOCK_K), H, w_dtype, True, True)
         if HAS_LENGTHS:
             row_len = tl.load(lengths_ptr + rows_b, mask=mask_b, other=0)[:, None]
-        first_t, first_slot, _ = _slots(step_begin, T, REVERSE)
+        first_t, first_prev = _steps(step_begin, T, REVERSE)
         if F32_STATE:
             first_rows = hf_ptr + ((step_begin % 2) * B + rows_b) * H
         else:
-            first_rows = hs_ptr + (first_slot * B + rows_b) * H
+            first_rows = hs_ptr + (first_prev * B + rows_b) * H
         h_state = tl.load(first_rows[:, None] + offs_j[None, :], mask=mask, other=0.0).to(acc_dtype)
         if GRID_SYNC:
             gx_r, gx_z, gx_n = _three_gates(gates_ptr + (first_t * B + rows_b) * (3 * H),
                                             offs_j, mask, H, acc_dtype)
     for step in range(step_begin, step_begin + n_steps):
-        t, prev_slot, out_slot = _slots(step, T, REVERSE)
+        t, prev_row = _steps(step, T, REVERSE)
         if HAS_LENGTHS:
             tile_active = t < tile_len
         else:
             tile_active: tl.constexpr = True
-        dot_rows = hs_ptr + (prev_slot * B + rows_b) * H
-        h_out_rows = hs_ptr + (out_slot * B + rows_b) * H
+        dot_rows = hs_ptr + (prev_row * B + rows_b) * H
+        h_out_rows = hs_ptr + (t * B + rows_b) * H
         if F32_STATE:
             # The barrier after each step orders every read of one slot before its rewrite.
             h_prev_rows = hf_ptr + ((step % 2) * B + rows_b) * H
@@ -704,24 +714,24 @@ def gru_fwd_kernel(
 
 
 @triton.jit
-def _bwd_slots(step, T, REVERSE: tl.constexpr):
-    """(t, t_next, slot of h_{t-1}, slot of h_t) of backward step ``step``, int64: it undoes
-    forward step t; t_next is the forward step undone just before it (module doc: slots)."""
+def _bwd_steps(step, T, REVERSE: tl.constexpr):
+    """(t, t_next, t_prev) of backward step ``step``, int64: it undoes forward step t; t_next
+    is the forward step undone just before it, t_prev the time of h_{t-1} (``_state_base``)."""
     if REVERSE:
         t = tl.cast(step, tl.int64)
-        return t, t - 1, t + 1, t
+        return t, t - 1, t + 1
     else:
         t = tl.cast(T - 1 - step, tl.int64)
-        return t, t + 1, t, t + 1
+        return t, t + 1, t - 1
 
 
 @triton.jit
-def _bwd_step_inputs(dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, t, prev_slot, out_slot, rows_b,
-                     offs_j, mask, B, H, acc_dtype, HAS_DHS: tl.constexpr,
+def _bwd_step_inputs(dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, h0_ptr, t, t_prev, rows_b, offs_j,
+                     mask, T, B, H, acc_dtype, HAS_DHS: tl.constexpr,
                      RESET_AFTER: tl.constexpr):
     """What backward step t reads besides the W_hh product, (BLOCK_B, BLOCK_H) tiles in
-    acc_dtype: dL/dh_t from the output (dhs; 0.0 without HAS_DHS), the saved r, z, n, gh_n
-    (reset-after; n again otherwise, unused) and h_{t-1}.
+    acc_dtype: dL/dh_t from the output (dhs row t; 0.0 without HAS_DHS), the saved r, z, n,
+    gh_n (reset-after; n again otherwise, unused) and h_{t-1} (time t_prev, ``_state_base``).
 
     r, z and n are three loads, not the forward's one (``_three_gates``): loaded as one,
     the streamed step's 64-row tiles spilled (fp32 and fp64, 64-88 bytes on sm_90) and the
@@ -731,7 +741,7 @@ def _bwd_step_inputs(dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, t, prev_slot, out_slot
     p_bh = rows_b[:, None] * H + offs_j[None, :]
     d_out = 0.0
     if HAS_DHS:
-        d_out = tl.load(dhs_ptr + out_slot * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
+        d_out = tl.load(dhs_ptr + t * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
     p_gate = gates_ptr + (t * B + rows_b)[:, None] * (3 * H) + offs_j[None, :]
     r = tl.load(p_gate, mask=mask, other=0.0).to(acc_dtype)
     z = tl.load(p_gate + H, mask=mask, other=0.0).to(acc_dtype)
@@ -739,7 +749,8 @@ def _bwd_step_inputs(dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, t, prev_slot, out_slot
     gh_n = n
     if RESET_AFTER:
         gh_n = tl.load(ghn_ptr + t * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
-    h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask, other=0.0).to(acc_dtype)
+    h_prev = tl.load(_state_base(hs_ptr, h0_ptr, t_prev, T, B, H) + p_bh, mask=mask,
+                     other=0.0).to(acc_dtype)
     return d_out, r, z, n, gh_n, h_prev
 
 
@@ -754,8 +765,8 @@ def _store_gate_grads(p_dgx, p_dghn, d_r, d_z, d_n, d_ghn, mask, H):
 
 @triton.jit
 def gru_bwd_kernel(
-    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, w_hh_ptr, lengths_ptr, sync_ptr, dgx_ptr, dghn_ptr,
-    dcarry_ptr, T, B, H, step_begin, n_steps,
+    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, h0_ptr, w_hh_ptr, lengths_ptr, sync_ptr, dgx_ptr,
+    dghn_ptr,    dcarry_ptr, T, B, H, step_begin, n_steps,
     HAS_DHS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr,
     REVERSE: tl.constexpr,
     GRID_SYNC: tl.constexpr, W_RESIDENT: tl.constexpr,
@@ -765,10 +776,11 @@ def gru_bwd_kernel(
 ):
     """Backward steps [step_begin, step_begin + n_steps), counted from the last forward step.
 
-    dhs (T+1, B, H), any float dtype: dL/d(hs), by slot (read only when HAS_DHS; otherwise no
-    output slot has a gradient). dcarry (2, B, H), acc dtype: ping-pong buffer of the part of
-    dL/dh_{t-1} that does not pass through W_hh, handed from one backward step to the next;
-    slot 1 holds dL/dh_n on entry (the gradient that enters the last forward step's output
+    dhs (T, B, H), any float dtype: dL/d(hs), the output's gradient (read only when HAS_DHS;
+    otherwise the output has none). hs, h0: the states, as the forward left them (module
+    doc). dcarry (2, B, H), acc dtype: ping-pong buffer of the part of dL/dh_{t-1} that does
+    not pass through W_hh, handed from one backward step to the next; slot 1 holds dL/dh_n
+    on entry (the gradient that enters the last forward step's output
     besides dhs). Writes dgx (T, B, 3H) = [d_r | d_z | d_n] and dghn (T, B, H) =
     dL/d(gh_n), both in the storage dtype (the next step's products round them to the
     weights' dtype anyway). Rows past their lengths need no special case here: their saved
@@ -809,12 +821,12 @@ def gru_bwd_kernel(
         carry = tl.load(dcarry_ptr + (((step_begin + 1) % 2) * B + rows_b)[:, None] * H
                         + offs_j[None, :], mask=mask, other=0.0)
         if GRID_SYNC:
-            first_t, _, first_prev, first_out = _bwd_slots(step_begin, T, REVERSE)
+            first_t, _, first_prev = _bwd_steps(step_begin, T, REVERSE)
             d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
-                dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, first_t, first_prev, first_out, rows_b,
-                offs_j, mask, B, H, acc_dtype, HAS_DHS, True)
+                dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, h0_ptr, first_t, first_prev, rows_b, offs_j,
+                mask, T, B, H, acc_dtype, HAS_DHS, True)
     for step in range(step_begin, step_begin + n_steps):
-        t, t_next, prev_slot, out_slot = _bwd_slots(step, T, REVERSE)
+        t, t_next, t_prev = _bwd_steps(step, T, REVERSE)
         if HAS_LENGTHS:
             tile_active = t < tile_len
             next_active = (step > 0) & (t_next < tile_len)
@@ -843,8 +855,8 @@ def gru_bwd_kernel(
                                                 DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
             if not GRID_SYNC:
                 d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
-                    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, t, prev_slot, out_slot, rows_b, offs_j,
-                    mask, B, H, acc_dtype, HAS_DHS, True)
+                    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, h0_ptr, t, t_prev, rows_b, offs_j, mask,
+                    T, B, H, acc_dtype, HAS_DHS, True)
             d_r, d_z, d_n, d_ghn, carry = gru_cell_backward(dh + d_out + carry, h_prev, r, z, n,
                                                             gh_n, True)
             _store_gate_grads(dgx_rows[:, None] + offs_j[None, :],
@@ -853,11 +865,11 @@ def gru_bwd_kernel(
                 _grid_arrive(sync_ptr)
                 # The next step's inputs do not wait on the other programs: loaded now, their
                 # round trip overlaps the barrier instead of following the next product.
-                after_t, _, after_prev, after_out = _bwd_slots(step + 1, T, REVERSE)
+                after_t, _, after_prev = _bwd_steps(step + 1, T, REVERSE)
                 more = tl.full(mask.shape, step + 1, tl.int32) < step_begin + n_steps
                 d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
-                    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, after_t, after_prev, after_out, rows_b,
-                    offs_j, mask & more, B, H, acc_dtype, HAS_DHS, True)
+                    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, h0_ptr, after_t, after_prev, rows_b,
+                    offs_j, mask & more, T, B, H, acc_dtype, HAS_DHS, True)
             tl.store(carry_out[:, None] + offs_j[None, :], carry, mask=mask)
             if GRID_SYNC:
                 _grid_wait(sync_ptr, step - step_begin + 1)
@@ -875,8 +887,8 @@ def gru_bwd_kernel(
                                                 True, RESET_AFTER, False,
                                                 DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
                 d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
-                    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, t, prev_slot, out_slot, rows_b, offs_j,
-                    mask, B, H, acc_dtype, HAS_DHS, RESET_AFTER)
+                    dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, h0_ptr, t, t_prev, rows_b, offs_j, mask,
+                    T, B, H, acc_dtype, HAS_DHS, RESET_AFTER)
                 dh += d_out + tl.load(carry_in[:, None] + offs_j[None, :], mask=mask, other=0.0)
                 d_r, d_z, d_n, d_ghn, dh_direct = gru_cell_backward(dh, h_prev, r, z, n, gh_n,
                                                                     RESET_AFTER)
@@ -891,7 +903,6 @@ def gru_bwd_kernel(
                     offs_j = j * BLOCK_H + tl.arange(0, BLOCK_H)
                     mask_j = offs_j < H
                     mask = mask_b[:, None] & mask_j[None, :]
-                    p_bh = rows_b[:, None] * H + offs_j[None, :]
                     d_rh = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
                     if tile_active:
                         d_rh = _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr,
@@ -900,7 +911,8 @@ def gru_bwd_kernel(
                                                       DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
                     r = tl.load(gate_rows[:, None] + offs_j[None, :], mask=mask,
                                 other=0.0).to(acc_dtype)
-                    h_prev = tl.load(hs_ptr + prev_slot * B * H + p_bh, mask=mask,
+                    h_prev = tl.load(_state_base(hs_ptr, h0_ptr, t_prev, T, B, H)
+                                     + rows_b[:, None] * H + offs_j[None, :], mask=mask,
                                      other=0.0).to(acc_dtype)
                     d_r, dh_via_r = gru_reset_gate_backward(d_rh, h_prev, r)
                     tl.store(dgx_rows[:, None] + offs_j[None, :], d_r, mask=mask)
@@ -1212,7 +1224,7 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     h0: (B, H), acc dtype.
     lengths: (B,) int32 on the same device, each in [1, T] (the launcher does not read them:
         that would synchronise with the GPU), or None for full-length rows. A row past its
-        length keeps its state, so the slot after the last step holds each row's final state.
+        length keeps its state, so the last step's row of hs holds each row's final state.
     path: "persistent": one launch walks all T steps, one program per batch tile owning all
         hidden units; "per_step": one launch per step, hidden units split across programs;
         "grid_sync": one launch, hidden units split across co-resident programs that meet at
@@ -1220,10 +1232,10 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
         co-resident).
     reset_after: PyTorch's GRU (True) or the reset-before form (False; persistent only).
     dot_precision: ``tl.dot`` input precision for fp32 weights ("ieee" or "tf32").
-    Returns hs (T+1, B, H) storage dtype (slot layout in the module doc; for 16-bit weights
-    the states rounded to their dtype, which is what the layer outputs and backward reads)
-    and ghn (T, B, H) storage dtype, or None when not ``save`` or in the reset-before form
-    (which needs none).
+    Returns hs (T, B, H) storage dtype, h_t at row t (module doc; for 16-bit weights the
+    states rounded to their dtype, which is what the layer outputs and backward reads, with
+    h0 rounded the same way), and ghn (T, B, H) storage dtype, or None when not ``save`` or
+    in the reset-before form (which needs none).
     """
     _check(gates.dim() == 3, f"gates must be (T, B, 3H), got {tuple(gates.shape)}")
     T, B, three_h = gates.shape
@@ -1245,8 +1257,12 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     _check_contiguous(gates=gates, w_hh=w_hh, b_hh=b_hh, h0=h0)
     _check_lengths(lengths, B, gates.device)
 
-    hs = torch.empty((T + 1, B, H), dtype=storage, device=gates.device)
-    hs[T if reverse else 0] = h0
+    # The states' buffer, row T the first step's h_{t-1} as the products read it (module doc).
+    states = torch.empty((T + 1, B, H), dtype=storage, device=gates.device)
+    states[T] = h0
+    # Rows 0 to T - 1 as a tensor of their own (same storage, not a view): the layer's output.
+    hs = torch.empty(0, dtype=storage, device=gates.device).set_(
+        states.untyped_storage(), 0, (T, B, H))
     keep_ghn = save and reset_after
     ghn = torch.empty((T, B, H), dtype=storage, device=gates.device) if keep_ghn else hs
     # 16-bit weights: the exact state's ping-pong (F32_STATE in gru_fwd_kernel).
@@ -1265,24 +1281,26 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
                 RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save, F32_STATE=f32_state,
                 W_RESIDENT=resident is not None, DOT_PRECISION=dot_precision,
                 DOT_IN_FP32=_dot_in_fp32(w_hh), **(resident or cfg))
-    head = (gates, w_hh, b_hh if b_hh is not None else w_hh, hs, ghn, rh, hf,
+    head = (gates, w_hh, b_hh if b_hh is not None else w_hh, states, ghn, rh, hf,
             lengths if lengths is not None else hs)
     _launch(gru_fwd_kernel, grid, head, (T, B, H), T, launches, grid_sync, meta, gates.device)
     return hs, (ghn if keep_ghn else None)
 
 
 def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torch.Tensor,
-                 ghn: torch.Tensor | None, hs: torch.Tensor, w_hh: torch.Tensor,
-                 lengths: torch.Tensor | None = None, *, reverse: bool, path: str,
+                 ghn: torch.Tensor | None, hs: torch.Tensor, h0: torch.Tensor,
+                 w_hh: torch.Tensor, lengths: torch.Tensor | None = None, *, reverse: bool,
+                 path: str,
                  reset_after: bool = True, dot_precision: str = "ieee",
                  overwrite_gates: bool = False):
     """Reverse-time pass of one GRU layer and direction.
 
-    dhs: (T+1, B, H) storage dtype, dL/d(hs) by slot (the output's gradient), or None for
-        none. dhn: (B, H), any float dtype, dL/dh_n, the gradient of a copy of the last
-        step's state (slot T, or 0 reversed) made apart from hs, or None for none. gates,
+    dhs: (T, B, H) storage dtype, dL/d(hs) (the output's gradient), or None for none.
+        dhn: (B, H), any float dtype, dL/dh_n, the gradient of a copy of the last step's
+        state (row T - 1 of hs, or 0 reversed) made apart from hs, or None for none. gates,
         ghn, hs: what ``gru_forward(..., save=True)`` left (ghn None in the reset-before
-        form); w_hh: (3H, H); lengths, reverse, path, reset_after: as for ``gru_forward``.
+        form); h0: (B, H) storage dtype, the initial state as the forward rounded it;
+        w_hh: (3H, H); lengths, reverse, path, reset_after: as for ``gru_forward``.
     overwrite_gates (reset-after form): dgx is written over ``gates``, which then no longer
         holds the activations: one (T, B, 3H) buffer less, for a caller that will not read
         them again. Each gradient is computed from the activation at its own place (d_r from
@@ -1294,18 +1312,19 @@ def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torc
     the hidden-side pre-activation (the r and z parts equal dgx's); dh_direct (B, H): the part
     of dL/dh0 that does not pass through W_hh of the first step. Then
     dL/dh0 = dh_direct + [d_r | d_z]_first @ W_hh[:2H] (+ dghn_first @ W_hn in the
-    reset-after form) (+ dhs[h0 slot], which this pass does not read).
+    reset-after form).
     """
     _check(gates.dim() == 3 and w_hh.dim() == 2, "gates must be (T, B, 3H), w_hh (3H, H)")
     (T, B, _), H = gates.shape, w_hh.shape[1]
     acc, storage = acc_dtype_for(w_hh.dtype), storage_dtype_for(w_hh.dtype)
     _check((ghn is None) == (not reset_after),
            "ghn is saved by the reset-after form only: pass it exactly then")
-    for name, x, shape, dtype in (("dhs", dhs, (T + 1, B, H), storage),
+    for name, x, shape, dtype in (("dhs", dhs, (T, B, H), storage),
                                   ("dhn", dhn, (B, H), None),
                                   ("gates", gates, (T, B, 3 * H), storage),
                                   ("ghn", ghn, (T, B, H), storage),
-                                  ("hs", hs, (T + 1, B, H), storage),
+                                  ("hs", hs, (T, B, H), storage),
+                                  ("h0", h0, (B, H), storage),
                                   ("w_hh", w_hh, (3 * H, H), w_hh.dtype)):
         if x is None:
             continue
@@ -1316,7 +1335,7 @@ def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torc
            "the reset-before GRU runs on the persistent path only")
     _check(reset_after or not overwrite_gates,
            "the reset-before backward reads r after writing d_r: it cannot overwrite gates")
-    _check_contiguous(dhs=dhs, gates=gates, ghn=ghn, hs=hs, w_hh=w_hh)
+    _check_contiguous(dhs=dhs, gates=gates, ghn=ghn, hs=hs, h0=h0, w_hh=w_hh)
     _check_lengths(lengths, B, hs.device)
 
     dgx = gates if overwrite_gates else torch.empty((T, B, 3 * H), dtype=storage,
@@ -1335,8 +1354,8 @@ def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torc
                 RESET_AFTER=reset_after, REVERSE=reverse, W_RESIDENT=resident is not None,
                 DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh),
                 **(resident or cfg))
-    head = (dhs if dhs is not None else hs, gates, ghn if ghn is not None else hs, hs, w_hh,
-            lengths if lengths is not None else hs)
+    head = (dhs if dhs is not None else hs, gates, ghn if ghn is not None else hs, hs, h0,
+            w_hh, lengths if lengths is not None else hs)
     _launch(gru_bwd_kernel, grid, head, (dgx, dghn, dcarry, T, B, H), T, launches, grid_sync,
             meta, hs.device)
     return dgx, dghn, dcarry[(T - 1) % 2]

@@ -38,7 +38,7 @@ def test_opcheck_gru_layer_backward(grads, triton_backend):
                                                          False, True, "persistent", "ieee", True)
     d_hs = None if grads == "h_n_only" else torch.randn_like(hs)
     d_h_n = None if grads == "output_only" else torch.randn_like(h_n)
-    args = (d_hs, d_h_n, x, w_ih, w_hh, hs, gates, ghn, None, False, True,
+    args = (d_hs, d_h_n, x, h0, w_ih, w_hh, hs, gates, ghn, None, False, True,
             "persistent", "ieee", True, True, True)
     torch.library.opcheck(torch.ops.gru_triton.gru_layer_backward.default, args)
     # The variant that writes the gate gradients over the activations it reads (declared).

@@ -131,14 +131,20 @@ LAUNCHER_CASES = {
                                                  torch.zeros(3, 4), reverse=False, save=False,
                                                  path="persistent", dot_precision="tf64"),
     "bwd_wrong_dhs": lambda: kernels.gru_backward(
-        torch.zeros(2, 3, 4), None, torch.zeros(2, 3, 12), torch.zeros(2, 3, 4),
-        torch.zeros(3, 3, 4), torch.zeros(12, 4), reverse=False, path="persistent"),
+        torch.zeros(3, 3, 4), None, torch.zeros(2, 3, 12), torch.zeros(2, 3, 4),
+        torch.zeros(2, 3, 4), torch.zeros(3, 4), torch.zeros(12, 4), reverse=False,
+        path="persistent"),
+    "bwd_wrong_h0": lambda: kernels.gru_backward(
+        None, None, torch.zeros(2, 3, 12), torch.zeros(2, 3, 4), torch.zeros(2, 3, 4),
+        torch.zeros(2, 4), torch.zeros(12, 4), reverse=False, path="persistent"),
     "bwd_overwrite_reset_before": lambda: kernels.gru_backward(
-        None, None, torch.zeros(2, 3, 12), None, torch.zeros(3, 3, 4), torch.zeros(12, 4),
-        reverse=False, path="persistent", reset_after=False, overwrite_gates=True),
+        None, None, torch.zeros(2, 3, 12), None, torch.zeros(2, 3, 4), torch.zeros(3, 4),
+        torch.zeros(12, 4), reverse=False, path="persistent", reset_after=False,
+        overwrite_gates=True),
     "bwd_wrong_dhn": lambda: kernels.gru_backward(
         None, torch.zeros(2, 4), torch.zeros(2, 3, 12), torch.zeros(2, 3, 4),
-        torch.zeros(3, 3, 4), torch.zeros(12, 4), reverse=False, path="persistent"),
+        torch.zeros(2, 3, 4), torch.zeros(3, 4), torch.zeros(12, 4), reverse=False,
+        path="persistent"),
     "lengths_not_int32": lambda: kernels.gru_forward(
         torch.zeros(2, 3, 12), torch.zeros(12, 4), None, torch.zeros(3, 4),
         torch.tensor([2, 1, 1]), reverse=False, save=False, path="persistent"),

@@ -194,11 +194,11 @@ def _kernel_run(T, B, H, seed, lengths, reverse, path, precision):
     w_hh = (torch.randn(3 * H, H, generator=g) / H ** 0.5).to(DEVICE)
     b_hh = torch.randn(3 * H, generator=g).to(DEVICE)
     h0 = torch.randn(B, H, generator=g).to(DEVICE)
-    dhs = torch.randn(T + 1, B, H, generator=g).to(DEVICE)
+    dhs = torch.randn(T, B, H, generator=g).to(DEVICE)
     dhn = torch.randn(B, H, generator=g).to(DEVICE)
     hs, ghn = gru_kernels.gru_forward(gates, w_hh, b_hh, h0, lengths, reverse=reverse,
                                       save=True, path=path, dot_precision=precision)
-    grads = gru_kernels.gru_backward(dhs, dhn, gates, ghn, hs, w_hh, lengths, reverse=reverse,
+    grads = gru_kernels.gru_backward(dhs, dhn, gates, ghn, hs, h0, w_hh, lengths, reverse=reverse,
                                      path=path, dot_precision=precision)
     return [hs, gates, ghn, *grads]
 
@@ -286,7 +286,7 @@ def test_resident_backward_carries_and_prefetches(path, hidden, gradients, rever
     w_hh = (torch.randn(3 * H, H, generator=g) / H ** 0.5).to(DEVICE)
     b_hh = torch.randn(3 * H, generator=g).to(DEVICE)
     h0 = torch.randn(B, H, generator=g).to(DEVICE)
-    dhs = torch.randn(T + 1, B, H, generator=g).to(DEVICE) if gradients != "h_n" else None
+    dhs = torch.randn(T, B, H, generator=g).to(DEVICE) if gradients != "h_n" else None
     dhn = torch.randn(B, H, generator=g).to(DEVICE) if gradients != "output" else None
     lens = torch.tensor([T, 5, 1, T, 2, 6], dtype=torch.int32, device=DEVICE)
     hs, ghn = gru_kernels.gru_forward(gates, w_hh, b_hh, h0, lens, reverse=reverse, save=True,
@@ -299,7 +299,7 @@ def test_resident_backward_carries_and_prefetches(path, hidden, gradients, rever
         return real_run(*args, **kwargs)
 
     def backward(overwrite):
-        return gru_kernels.gru_backward(dhs, dhn, gates.clone(), ghn, hs, w_hh, lens,
+        return gru_kernels.gru_backward(dhs, dhn, gates.clone(), ghn, hs, h0, w_hh, lens,
                                         reverse=reverse, path=path, dot_precision="tf32",
                                         overwrite_gates=overwrite)
 
