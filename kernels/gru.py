@@ -1119,7 +1119,7 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     ``K_PIECES`` 2 (split only, asked for by ``cfg`` or given where the whole row operand
     does not fit): the row operands are staged for the dots half of K at a time, so shared
     memory holds the slice and half an operand. That keeps a K = 2048 slice in 16 bits, or
-    1024 in TF32, on an H100 (kernel report: 225 KiB, 241-255 registers, no spills, H a
+    1024 in TF32, on an H100 (kernel report: 225 KiB, 232-252 registers, no spills, H a
     multiple of 16; the forward spills 40 bytes at K = 2048 otherwise, so there it is not
     split). Its grid, a 16-wide chunk per program, fits 132 SMs up to H = 2048 at B <= 16.
     """
