@@ -1,6 +1,7 @@
 """What a training step holds at its peak on a GPU, allocation by allocation.
 
     python bench/memory_breakdown.py --dtypes bf16,tf32 --B 16 --H 256,1024 --T 256 --out m.json
+    python bench/memory_breakdown.py --cpu --dtypes bf16 --B 1,16 --H 64 --T 256
 
 For gru_triton (each path asked for) and nn.GRU (cuDNN) at each shape, runs the step the
 benchmark times (forward, then backward of the output with a given gradient), with the CUDA
@@ -9,13 +10,23 @@ above what was allocated before the step and the allocations live at that moment
 bytes per (t, b, h), and where in our code (or torch's) each was made. The benchmark's
 ``peak_mem_bytes`` is the same peak; this says what it is made of. With no GPU it says so
 and exits 0.
+
+``--cpu`` counts the same step on the CPU instead, gru_triton only, its kernels in the
+Triton interpreter: every tensor the ops return, the custom ops' insides included
+(``LiveBytes``), named by the op that made it. At T 256, B 1 that count equals the H200's
+allocator's, give or take its 512-byte rounding; at B 16 the GPU allocated about 22 B per
+(t, b, h) more (docs/performance.md, "Memory"). It takes minutes at H 256.
 """
 
 import argparse
+import contextlib
+import gc
 import itertools
 import json
 import os
 import sys
+import warnings
+import weakref
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -28,13 +39,27 @@ DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
 _OURS = ("gru_triton/", "kernels/gru.py", "bench/")
 
 
+# C++ frames (recorded with stacks="all") that name what allocated: the innermost one of
+# these, past the allocator's own.
+_NATIVE = ("at::native::", "at::cuda::", "torch::autograd::")
+
+
 def _where(frames: list) -> str:
+    """Our innermost frame (or autograd's), as "file:line function", and with C++ frames the
+    innermost ATen or autograd function under it, in brackets."""
+    ours = None
     for frame in frames:
         name = frame.get("filename", "")
         if any(part in name for part in _OURS) or "torch/autograd" in name:
-            return f"{os.path.basename(name)}:{frame.get('line')} {frame.get('name')}"
-    return "(no Python frame: inside torch)" if not frames else (
-        f"{os.path.basename(frames[0].get('filename', '?'))}:{frames[0].get('line')}")
+            ours = f"{os.path.basename(name)}:{frame.get('line')} {frame.get('name')}"
+            break
+    native = next((frame["name"] for frame in frames
+                   if any(part in frame.get("name", "") for part in _NATIVE)), None)
+    if ours is None:
+        python = [f for f in frames if f.get("filename", "").endswith(".py")]
+        ours = ("(no Python frame: inside torch)" if not python else
+                f"{os.path.basename(python[0]['filename'])}:{python[0].get('line')}")
+    return ours if native is None else f"{ours} [{native.split('(')[0]}]"
 
 
 def peak_composition(events: list) -> tuple[int, list]:
@@ -56,31 +81,152 @@ def peak_composition(events: list) -> tuple[int, list]:
     return peak, sorted(at_peak, key=lambda item: -item[0])
 
 
-def breakdown(impl: str, dtype_name: str, B: int, H: int, T: int) -> dict:
+def live_tensors() -> list:
+    """Every tensor alive now: those Python holds, and their ``.grad`` (held by autograd,
+    which gives it a Python object only when asked)."""
+    with warnings.catch_warnings():
+        # isinstance on some of torch's module-level objects warns that they are deprecated.
+        warnings.simplefilter("ignore")
+        tensors = [obj for obj in gc.get_objects() if isinstance(obj, torch.Tensor)]
+    return tensors + [t.grad for t in tensors if t.grad is not None]
+
+
+class LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
+    """The peak of the bytes held by tensors that ops called inside the block return (each
+    storage once, released when it is freed), as a GPU's caching allocator counts them, and
+    what was live at that peak (``at_peak``: (bytes, which op made it) pairs). Use it
+    through ``counting_live_bytes``.
+
+    The kernels' custom ops run their Python bodies under the mode, so what they allocate
+    inside (the backward's gate gradients) is counted; a kernel launch's insides are not
+    (under the interpreter those are its own scratch). An op's own temporaries are not
+    either (the CPU's sum(dtype=fp32) of a 16-bit tensor copies it first, CUDA's does not).
+    Storages that exist when counting begins are not counted, as the allocator's count
+    starts above them: a custom op's body runs below autograd, where a view (the input's
+    ``reshape``, a slice of a weight) is not marked as one, and its storage would otherwise
+    be counted as new."""
+
+    def __init__(self):
+        from torch._library.custom_ops import CustomOpDef
+
+        from gru_triton import functional
+
+        super().__init__()
+        self.live, self.now, self.peak, self.at_peak = {}, 0, 0, []
+        self.before = set()
+        for t in live_tensors():
+            try:
+                storage = t.untyped_storage()
+            except (RuntimeError, NotImplementedError):  # sparse, or a tensor with no storage
+                continue
+            if storage.nbytes():
+                self.before.add(storage.data_ptr())
+                weakref.finalize(storage, self.before.discard, storage.data_ptr())
+        # Every custom op of ours, found rather than listed: one left out (as the consuming
+        # backward once was) runs as a black box whose temporaries go uncounted.
+        ops = [op for op in vars(functional).values() if isinstance(op, CustomOpDef)]
+        registered = {name for name in torch._C._dispatch_get_all_op_names()
+                      if name.startswith("gru_triton::")}
+        assert {f"gru_triton::{op._name}" for op in ops} == registered, registered
+        self.bodies = {getattr(torch.ops.gru_triton, op._name).default: op._init_fn
+                       for op in ops}
+
+    def _free(self, key):
+        self.now -= self.live.pop(key, (0, None))[0]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        body = self.bodies.get(func)
+        if body is None:
+            out = func(*args, **(kwargs or {}))
+        else:
+            with self:
+                out = body(*args, **(kwargs or {}))
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor) and not t._is_view():
+                storage = t.untyped_storage()
+                key = storage.data_ptr()
+                if key in self.live or key in self.before or not storage.nbytes():
+                    continue
+                what = f"{func} {tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+                self.live[key] = (storage.nbytes(), what)
+                self.now += storage.nbytes()
+                if self.now > self.peak:
+                    self.peak, self.at_peak = self.now, list(self.live.values())
+                weakref.finalize(storage, self._free, key)
+        return out
+
+
+@contextlib.contextmanager
+def counting_live_bytes():
+    """A ``LiveBytes`` counting inside the block (CPU tensors; the kernels in the Triton
+    interpreter, whose launches run uncounted)."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    real = gru_kernels._launch
+
+    def launch(*args, **kwargs):
+        with torch._C._DisableTorchDispatch():
+            return real(*args, **kwargs)
+
+    gru_kernels._launch = launch
+    try:
+        with LiveBytes() as mode:
+            yield mode
+    finally:
+        gru_kernels._launch = real
+
+
+def _module_and_step(impl: str, dtype, B: int, H: int, T: int, device):
+    """The benchmark's training step (forward, backward of the output with a gradient the
+    caller keeps), run once so that the gradients are allocated as a timed run leaves them."""
     import gru_triton
     from gru_triton import dispatch
 
-    device = torch.device("cuda")
-    dtype = DTYPES[dtype_name]
+    torch.manual_seed(0)
+    ref = torch.nn.GRU(H, H).to(device, dtype)
+    module = ref
+    if impl != "cudnn":
+        module = gru_triton.GRU(H, H).to(device, dtype)
+        module.load_state_dict(ref.state_dict())
+    x = torch.randn(T, B, H, device=device, dtype=dtype, requires_grad=True)
+    grad_out = torch.randn(T, B, H, device=device, dtype=dtype)
+    path = None if impl in ("cudnn", "gru_triton") else impl.split("/")[1]
+
+    def step():
+        with dispatch.force_path(path):
+            module(x)[0].backward(grad_out)
+
+    step()
+    return step
+
+
+def cpu_breakdown(impl: str, dtype_name: str, B: int, H: int, T: int) -> dict:
+    """``breakdown``'s record, counted on the CPU by ``LiveBytes`` (gru_triton only)."""
+    import gru_triton
+
+    gru_triton.set_backend("triton")
+    step = _module_and_step(impl, DTYPES[dtype_name], B, H, T, torch.device("cpu"))
+    with counting_live_bytes() as counter:
+        step()
+    per = T * B * H
+    return dict(impl=impl, dtype=dtype_name, B=B, H=H, T=T, device="cpu (Triton interpreter)",
+                allocator_peak_bytes=None, traced_peak_bytes=counter.peak,
+                per_tbh=round(counter.peak / per, 3),
+                live_at_peak=[dict(bytes=size, per_tbh=round(size / per, 3), where=where)
+                              for size, where in sorted(counter.at_peak, key=lambda e: -e[0])])
+
+
+def breakdown(impl: str, dtype_name: str, B: int, H: int, T: int) -> dict:
+    from gru_triton import dispatch
+
     precision = dispatch.rnn_fp32_precision("tf32" if dtype_name == "tf32" else "ieee")
     with precision:
-        torch.manual_seed(0)
-        ref = torch.nn.GRU(H, H).to(device, dtype)
-        module = ref
-        if impl != "cudnn":
-            module = gru_triton.GRU(H, H).to(device, dtype)
-            module.load_state_dict(ref.state_dict())
-        x = torch.randn(T, B, H, device=device, dtype=dtype, requires_grad=True)
-        grad_out = torch.randn(T, B, H, device=device, dtype=dtype)
-        path = None if impl in ("cudnn", "gru_triton") else impl.split("/")[1]
-
-        def step():
-            with dispatch.force_path(path):
-                module(x)[0].backward(grad_out)
-
-        step()  # compile, and allocate the gradients as a timed run leaves them
+        step = _module_and_step(impl, DTYPES[dtype_name], B, H, T, torch.device("cuda"))
         torch.cuda.synchronize()
-        torch.cuda.memory._record_memory_history(max_entries=200000, stacks="python")
+        try:  # C++ frames too: which ATen op or autograd node made each block
+            torch.cuda.memory._record_memory_history(max_entries=200000, stacks="all")
+        except (RuntimeError, ValueError):
+            torch.cuda.memory._record_memory_history(max_entries=200000, stacks="python")
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         step()
@@ -100,25 +246,38 @@ def breakdown(impl: str, dtype_name: str, B: int, H: int, T: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dtypes", default="bf16", help=f"comma-separated, of {sorted(DTYPES)}")
-    parser.add_argument("--B", type=int, default=16)
+    parser.add_argument("--B", default="16", help="comma-separated batch sizes")
     parser.add_argument("--H", default="256", help="comma-separated hidden sizes (I = H)")
     parser.add_argument("--T", type=int, default=256)
     parser.add_argument("--impls", default="cudnn,gru_triton,gru_triton/grid_sync")
+    parser.add_argument("--cpu", action="store_true",
+                        help="count on the CPU (gru_triton's impls only, in the interpreter)")
     parser.add_argument("--out", default=None, help="write the breakdowns here as JSON")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
+    impls = args.impls.split(",")
+    if args.cpu:
+        if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+            parser.error("--cpu needs TRITON_INTERPRET=1 before triton is imported")
+        os.environ["TRITON_INTERPRET"] = "1"
+        impls = [impl for impl in impls if impl != "cudnn"]  # nn.GRU's CPU op is not cuDNN
+        measure = cpu_breakdown
+    elif not torch.cuda.is_available():
         print("No CUDA GPU here: nothing measured (the breakdown needs the CUDA caching "
-              "allocator's trace).")
+              "allocator's trace; --cpu counts on the CPU instead).")
         return 0
+    else:
+        measure = breakdown
     results = []
-    for dtype, H, impl in itertools.product(args.dtypes.split(","),
-                                            [int(h) for h in args.H.split(",")],
-                                            args.impls.split(",")):
-        result = breakdown(impl, dtype, args.B, H, args.T)
+    for dtype, B, H, impl in itertools.product(args.dtypes.split(","),
+                                               [int(b) for b in args.B.split(",")],
+                                               [int(h) for h in args.H.split(",")], impls):
+        result = measure(impl, dtype, B, H, args.T)
         results.append(result)
-        print(f"\n{impl} {dtype} B={args.B} H={H} T={args.T}: peak "
-              f"{result['traced_peak_bytes'] / 2**20:.1f} MiB = {result['per_tbh']} B per "
-              f"(t, b, h) (allocator: {result['allocator_peak_bytes'] / 2**20:.1f} MiB)")
+        allocator = ("" if result["allocator_peak_bytes"] is None else
+                     f" (allocator: {result['allocator_peak_bytes'] / 2**20:.1f} MiB)")
+        print(f"\n{impl} {dtype} B={B} H={H} T={args.T}: peak {result['traced_peak_bytes']} B "
+              f"= {result['traced_peak_bytes'] / 2**20:.1f} MiB = {result['per_tbh']} B per "
+              f"(t, b, h){allocator}")
         for entry in result["live_at_peak"][:12]:
             print(f"  {entry['bytes'] / 2**20:8.2f} MiB {entry['per_tbh']:7.2f}  {entry['where']}")
     if args.out:

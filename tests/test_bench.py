@@ -406,6 +406,44 @@ def test_memory_breakdown_names_what_is_live_at_the_peak():
     assert live[0][1] == "(no Python frame: inside torch)"
 
 
+def test_memory_breakdown_names_the_native_op_under_our_frame():
+    """With C++ frames recorded (stacks="all"), a block is named by our innermost Python
+    frame and the innermost ATen function that allocated it, past the allocator's frames;
+    one with no Python frame at all (autograd's own C++ nodes) says so, and names the op."""
+    import memory_breakdown
+
+    allocator = {"filename": "??", "line": 0, "name": "c10::cuda::CUDACachingAllocator::"
+                 "Native::DeviceCachingAllocator::malloc(signed char, unsigned long)"}
+    mm = {"filename": "??", "line": 0, "name": "at::native::mm_out_cuda(at::Tensor const&)"}
+    ours = {"filename": "/repo/gru_triton/functional.py", "line": 120, "name": "_layer_backward"}
+    zeros = {"filename": "??", "line": 0, "name": "at::native::slice_backward(at::Tensor)"}
+    caller = {"filename": "/repo/bench/bench_gru.py", "line": 7, "name": "run"}
+    assert (memory_breakdown._where([allocator, mm, ours, caller])
+            == "functional.py:120 _layer_backward [at::native::mm_out_cuda]")
+    assert (memory_breakdown._where([allocator, zeros])
+            == "(no Python frame: inside torch) [at::native::slice_backward]")
+
+
+def test_memory_breakdown_counts_on_the_cpu(tmp_path):
+    """--cpu: the benchmark's training step counted by LiveBytes, what is live at the peak
+    adding up to it, the saved activations (the input projection's (T, B, 3H) output) and
+    the states buffer ((T + 1, B, H): the output and h0's row) among it."""
+    T, B, H = 3, 2, 8
+    out = tmp_path / "m.json"
+    done = subprocess.run([sys.executable, str(BENCH / "memory_breakdown.py"), "--cpu",
+                           "--dtypes", "fp32", "--B", str(B), "--H", str(H), "--T", str(T),
+                           "--impls", "gru_triton", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    [record] = json.loads(out.read_text())
+    assert record["impl"] == "gru_triton" and record["allocator_peak_bytes"] is None
+    live = record["live_at_peak"]
+    assert sum(entry["bytes"] for entry in live) == record["traced_peak_bytes"] > 0
+    made = [(entry["bytes"], entry["where"].split(" ")[0]) for entry in live]
+    assert (T * B * 3 * H * 4, "aten.addmm.default") in made
+    assert ((T + 1) * B * H * 4, "aten.empty.memory_format") in made
+
+
 def test_memory_breakdown_measures_nothing_without_a_gpu():
     import torch
 
