@@ -23,13 +23,15 @@
 #   auto          bench_gru.py: auto against cuDNN around the table's grid_sync rows
 #   memory        tests/test_memory.py natively (the caching allocator's own peak), then
 #                 bench/memory_breakdown.py: what a training step holds at its peak, ours
-#                 against cuDNN (bf16 and tf32, B 16, H 256 and 1024)
+#                 against cuDNN (bf16 and tf32, B 16, H 256 and 1024), then ours at B 16
+#                 and B 1 with C++ frames (memory-cpp.json)
 #   pytest-bench  pytest bench/ --benchmark-only
 #
 # Output goes to $OUT (the device tool's folder; bench/results otherwise), at most 8 files:
 # session.log (every stage's output, versions, nvidia-smi), <gpu>-<date>/results.{json,md,png},
-# <gpu>-<date>/barrier.json, pytest-benchmark.json, variants*.json and memory.json (the
-# device tool brings back 8 files at most: pick stages to fit). GPU_SESSION_SECONDS (default 540)
+# <gpu>-<date>/barrier.json, pytest-benchmark.json, variants*.json, memory.json and
+# memory-cpp.json (the device tool brings back 8 files at most: pick stages to fit).
+# GPU_SESSION_SECONDS (default 540)
 # bounds the whole call, SUITE_SECONDS (default 150) the suite, and BENCH_IMPLS picks what
 # bench times besides cuDNN.
 set -uo pipefail
@@ -137,6 +139,10 @@ for stage in "${stages[@]}"; do
         run 120 python3 -m pytest -q -rA "${pytest_timeout[@]}" tests/test_memory.py
         run 150 python3 bench/memory_breakdown.py --dtypes bf16,tf32 --B 16 --H 256,1024 \
             --T 256 --out "$out/memory.json"
+        # The ~22 B per (t, b, h) the GPU allocated beyond the CPU's count at B 16 (and not
+        # at B 1): which ATen function made it (C++ frames; docs/performance.md, "Memory").
+        run 120 python3 bench/memory_breakdown.py --dtypes bf16 --B 16,1 --H 256 --T 256 \
+            --impls gru_triton --stacks all --out "$out/memory-cpp.json"
         ;;
     dispatch)
         # The shapes where the dispatcher's table chooses between the kernel paths and cuDNN.

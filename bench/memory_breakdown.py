@@ -200,7 +200,7 @@ def _module_and_step(impl: str, dtype, B: int, H: int, T: int, device):
     return step
 
 
-def cpu_breakdown(impl: str, dtype_name: str, B: int, H: int, T: int) -> dict:
+def cpu_breakdown(impl: str, dtype_name: str, B: int, H: int, T: int, stacks=None) -> dict:
     """``breakdown``'s record, counted on the CPU by ``LiveBytes`` (gru_triton only)."""
     import gru_triton
 
@@ -216,17 +216,17 @@ def cpu_breakdown(impl: str, dtype_name: str, B: int, H: int, T: int) -> dict:
                               for size, where in sorted(counter.at_peak, key=lambda e: -e[0])])
 
 
-def breakdown(impl: str, dtype_name: str, B: int, H: int, T: int) -> dict:
+def breakdown(impl: str, dtype_name: str, B: int, H: int, T: int, stacks="python") -> dict:
+    """The allocator's peak of the benchmark's training step, and what is live at it.
+    stacks: "python", or "all" to record C++ frames too (the ATen function that made each
+    block; symbolising them takes longer)."""
     from gru_triton import dispatch
 
     precision = dispatch.rnn_fp32_precision("tf32" if dtype_name == "tf32" else "ieee")
     with precision:
         step = _module_and_step(impl, DTYPES[dtype_name], B, H, T, torch.device("cuda"))
         torch.cuda.synchronize()
-        try:  # C++ frames too: which ATen op or autograd node made each block
-            torch.cuda.memory._record_memory_history(max_entries=200000, stacks="all")
-        except (RuntimeError, ValueError):
-            torch.cuda.memory._record_memory_history(max_entries=200000, stacks="python")
+        torch.cuda.memory._record_memory_history(max_entries=200000, stacks=stacks)
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         step()
@@ -252,7 +252,11 @@ def main(argv=None) -> int:
     parser.add_argument("--impls", default="cudnn,gru_triton,gru_triton/grid_sync")
     parser.add_argument("--cpu", action="store_true",
                         help="count on the CPU (gru_triton's impls only, in the interpreter)")
-    parser.add_argument("--out", default=None, help="write the breakdowns here as JSON")
+    parser.add_argument("--stacks", choices=("python", "all"), default="python",
+                        help="all: record C++ frames too, naming the ATen function behind "
+                             "each block (slower)")
+    parser.add_argument("--out", default=None,
+                        help="write the breakdowns here as JSON (after each one)")
     args = parser.parse_args(argv)
     impls = args.impls.split(",")
     if args.cpu:
@@ -271,8 +275,11 @@ def main(argv=None) -> int:
     for dtype, B, H, impl in itertools.product(args.dtypes.split(","),
                                                [int(b) for b in args.B.split(",")],
                                                [int(h) for h in args.H.split(",")], impls):
-        result = measure(impl, dtype, B, H, args.T)
+        result = measure(impl, dtype, B, H, args.T, stacks=args.stacks)
         results.append(result)
+        if args.out:  # so that a run cut off by its time box keeps what it measured
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
         allocator = ("" if result["allocator_peak_bytes"] is None else
                      f" (allocator: {result['allocator_peak_bytes'] / 2**20:.1f} MiB)")
         print(f"\n{impl} {dtype} B={B} H={H} T={args.T}: peak {result['traced_peak_bytes']} B "
@@ -280,9 +287,6 @@ def main(argv=None) -> int:
               f"(t, b, h){allocator}")
         for entry in result["live_at_peak"][:12]:
             print(f"  {entry['bytes'] / 2**20:8.2f} MiB {entry['per_tbh']:7.2f}  {entry['where']}")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
     return 0
 
 
