@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import sys
-import warnings
 import weakref
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -84,10 +83,9 @@ def peak_composition(events: list) -> tuple[int, list]:
 def live_tensors() -> list:
     """Every tensor alive now: those Python holds, and their ``.grad`` (held by autograd,
     which gives it a Python object only when asked)."""
-    with warnings.catch_warnings():
-        # isinstance on some of torch's module-level objects warns that they are deprecated.
-        warnings.simplefilter("ignore")
-        tensors = [obj for obj in gc.get_objects() if isinstance(obj, torch.Tensor)]
+    # type(), not isinstance: the latter asks objects for __class__, which some of torch's
+    # deprecated module-level objects answer with a warning.
+    tensors = [obj for obj in gc.get_objects() if issubclass(type(obj), torch.Tensor)]
     return tensors + [t.grad for t in tensors if t.grad is not None]
 
 
