@@ -86,7 +86,8 @@ def live_tensors() -> list:
     # type(), not isinstance: the latter asks objects for __class__, which some of torch's
     # deprecated module-level objects answer with a warning.
     tensors = [obj for obj in gc.get_objects() if issubclass(type(obj), torch.Tensor)]
-    return tensors + [t.grad for t in tensors if t.grad is not None]
+    # Only a leaf has a .grad (asking a non-leaf warns).
+    return tensors + [t.grad for t in tensors if t.is_leaf and t.grad is not None]
 
 
 class LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
@@ -115,11 +116,14 @@ class LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
         for t in live_tensors():
             try:
                 storage = t.untyped_storage()
-            except (RuntimeError, NotImplementedError):  # sparse, or a tensor with no storage
+                key = storage.data_ptr()
+            except (RuntimeError, NotImplementedError):
+                # No storage (sparse), or no memory behind it (a FakeTensor that
+                # torch.compile left behind): nothing an op could return a view of.
                 continue
             if storage.nbytes():
-                self.before.add(storage.data_ptr())
-                weakref.finalize(storage, self.before.discard, storage.data_ptr())
+                self.before.add(key)
+                weakref.finalize(storage, self.before.discard, key)
         # Every custom op of ours, found rather than listed: one left out (as the consuming
         # backward once was) runs as a black box whose temporaries go uncounted.
         ops = [op for op in vars(functional).values() if isinstance(op, CustomOpDef)]
