@@ -20,6 +20,7 @@ allocator's, give or take its 512-byte rounding; at B 16 the GPU allocated about
 
 import argparse
 import contextlib
+import functools
 import gc
 import itertools
 import json
@@ -202,7 +203,7 @@ def _module_and_step(impl: str, dtype, B: int, H: int, T: int, device):
     return step
 
 
-def cpu_breakdown(impl: str, dtype_name: str, B: int, H: int, T: int, stacks=None) -> dict:
+def cpu_breakdown(impl: str, dtype_name: str, B: int, H: int, T: int) -> dict:
     """``breakdown``'s record, counted on the CPU by ``LiveBytes`` (gru_triton only)."""
     import gru_triton
 
@@ -240,7 +241,7 @@ def breakdown(impl: str, dtype_name: str, B: int, H: int, T: int, stacks="python
     peak, live = peak_composition(events)
     per = T * B * H
     return dict(impl=impl, dtype=dtype_name, B=B, H=H, T=T, allocator_peak_bytes=allocator_peak,
-                traced_peak_bytes=peak, per_tbh=round(peak / per, 2),
+                traced_peak_bytes=peak, per_tbh=round(peak / per, 3),
                 live_at_peak=[dict(bytes=size, per_tbh=round(size / per, 3), where=where)
                               for size, where in live])
 
@@ -255,8 +256,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu", action="store_true",
                         help="count on the CPU (gru_triton's impls only, in the interpreter)")
     parser.add_argument("--stacks", choices=("python", "all"), default="python",
-                        help="all: record C++ frames too, naming the ATen function behind "
-                             "each block (slower)")
+                        help="on a GPU, all: record C++ frames too, naming the ATen "
+                             "function behind each block (slower)")
     parser.add_argument("--out", default=None,
                         help="write the breakdowns here as JSON (after each one)")
     args = parser.parse_args(argv)
@@ -272,12 +273,12 @@ def main(argv=None) -> int:
               "allocator's trace; --cpu counts on the CPU instead).")
         return 0
     else:
-        measure = breakdown
+        measure = functools.partial(breakdown, stacks=args.stacks)
     results = []
     for dtype, B, H, impl in itertools.product(args.dtypes.split(","),
                                                [int(b) for b in args.B.split(",")],
                                                [int(h) for h in args.H.split(",")], impls):
-        result = measure(impl, dtype, B, H, args.T, stacks=args.stacks)
+        result = measure(impl, dtype, B, H, args.T)
         results.append(result)
         if args.out:  # so that a run cut off by its time box keeps what it measured
             with open(args.out, "w") as f:
