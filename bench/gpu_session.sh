@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# What a lent GPU is spent on, in time-boxed stages (the device tool runs one command for at
-# most 600 s, a task gets about 15 minutes of device time in all, start included, and the
-# machine has torch and triton but no network, so each call installs afresh and must finish
-# inside its limit):
+# What a lent GPU is spent on, in time-boxed stages. The device tool runs one command for at
+# most 600 s and a task gets 15 minutes of device time in all, the machine's start (a minute
+# or more) included; the machine has torch and triton but no network, so each call installs
+# afresh and must finish inside its limit. So the default is one call, the most needed
+# stages first:
 #
-#   bash bench/gpu_session.sh                      # one call: gridsync, suite, bench (~9 min)
-#   bash bench/gpu_session.sh cuda pytest-bench    # a second call, if device time is left
+#   GPU_SESSION_SECONDS=540 bash bench/gpu_session.sh   # gridsync suite variants auto memory
+#   bash bench/gpu_session.sh variants-bwd variants-tf32 # a second call, if time is left
 #
 # Stages:
 #   gridsync      the grid-synchronised path's CUDA tests alone (a broken barrier hangs), then
@@ -27,12 +28,13 @@
 #                 and B 1 with C++ frames (memory-cpp.json)
 #   pytest-bench  pytest bench/ --benchmark-only
 #
-# Output goes to $OUT (the device tool's folder; bench/results otherwise), at most 8 files:
-# session.log (every stage's output, versions, nvidia-smi), <gpu>-<date>/results.{json,md,png},
+# Output goes to $OUT (the device tool's folder; bench/results otherwise): session.log
+# (every stage's output, versions, nvidia-smi), <gpu>-<date>/results.{json,md,png},
 # <gpu>-<date>/barrier.json, pytest-benchmark.json, variants*.json, memory.json and
-# memory-cpp.json (the device tool brings back 8 files at most: pick stages to fit).
-# GPU_SESSION_SECONDS (default 540)
-# bounds the whole call, SUITE_SECONDS (default 150) the suite, and BENCH_IMPLS picks what
+# memory-cpp.json. The device tool brings back at most 8 files, so under $OUT they are
+# packed at the end into session.tar.gz (bench/pack_results.sh), session.log kept beside it;
+# a call cut off before the end leaves them unpacked. GPU_SESSION_SECONDS (default 540)
+# bounds the whole call, SUITE_SECONDS (default 90) the suite, and BENCH_IMPLS picks what
 # bench times besides cuDNN.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +43,7 @@ mkdir -p "$out"
 log="$out/session.log"
 deadline=$((SECONDS + ${GPU_SESSION_SECONDS:-540}))
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite bench)
+[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants auto memory)
 grid_ok=0
 
 say() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$log"; }
@@ -94,7 +96,7 @@ for stage in "${stages[@]}"; do
     suite)
         # -v logs each result as it lands, so a suite cut off by its cap still says what passed.
         # The suite runs the grid_sync tests too: if it passes, grid_sync may be timed.
-        run "${SUITE_SECONDS:-150}" python3 -m pytest -v -rfE -n 12 "${pytest_timeout[@]}" tests \
+        run "${SUITE_SECONDS:-90}" python3 -m pytest -v -rfE -n 12 "${pytest_timeout[@]}" tests \
             --ignore=tests/test_kernel_report.py && grid_ok=1
         ;;
     cuda)
@@ -115,7 +117,7 @@ for stage in "${stages[@]}"; do
         # Not the tiles and warps that bench/results/nvidia-h200-2026-11-25/variants.json
         # measured already: the forms the launcher does not pick yet, then the streamed
         # chunk loop's levers (B 64 at H 1024, H 2048).
-        run_grid_sync_tests && run 240 python3 bench/variants.py --out "$out/variants.json" \
+        run_grid_sync_tests && run 120 python3 bench/variants.py --out "$out/variants.json" \
             --variant launcher --variant "split K" --variant "16 rows, 32 wide, split K" \
             --variant stacked --variant "K 128" \
             --variant "3 stages" --variant "K 128, 3 stages"
@@ -136,12 +138,12 @@ for stage in "${stages[@]}"; do
             --op fwdbwd --variant launcher --variant "split K" --out "$out/variants-tf32-bwd.json"
         ;;
     memory)
-        run 120 python3 -m pytest -q -rA "${pytest_timeout[@]}" tests/test_memory.py
-        run 150 python3 bench/memory_breakdown.py --dtypes bf16,tf32 --B 16 --H 256,1024 \
+        run 45 python3 -m pytest -q -rA "${pytest_timeout[@]}" tests/test_memory.py
+        run 75 python3 bench/memory_breakdown.py --dtypes bf16,tf32 --B 16 --H 256,1024 \
             --T 256 --out "$out/memory.json"
         # The ~22 B per (t, b, h) the GPU allocated beyond the CPU's count at B 16 (and not
         # at B 1): which ATen function made it (C++ frames; docs/performance.md, "Memory").
-        run 120 python3 bench/memory_breakdown.py --dtypes bf16 --B 16,1 --H 256 --T 256 \
+        run 75 python3 bench/memory_breakdown.py --dtypes bf16 --B 16,1 --H 256 --T 256 \
             --impls gru_triton --stacks all --out "$out/memory-cpp.json"
         ;;
     dispatch)
@@ -171,3 +173,7 @@ for stage in "${stages[@]}"; do
     esac
 done
 say "done"
+# Past the 8 files the device tool brings back, the rest would be lost: one archive instead.
+if [ -n "${OUT:-}" ]; then
+    bash bench/pack_results.sh "$out"
+fi

@@ -453,3 +453,35 @@ def test_memory_breakdown_measures_nothing_without_a_gpu():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "nothing measured" in done.stdout
+
+
+def test_gpu_session_output_is_packed_into_what_the_device_tool_brings_back(tmp_path):
+    """The device tool brings back at most 8 files, none more than 2 folders down: a full
+    session writes more (and deeper), so bench/pack_results.sh puts everything into one
+    archive, keeps session.log beside it, and refuses to run over an archive it made."""
+    import tarfile
+
+    out = tmp_path / "out"
+    written = {"session.log": "the log\n", "memory.json": "{}", "memory-cpp.json": "[]",
+               "variants.json": "[1]", "variants-bwd.json": "[2]", "barrier.json": "{}",
+               "gpu-2026/results.json": "[]", "gpu-2026/results.md": "| a |",
+               "auto/gpu-2026/results.json": "[3]", "auto/gpu-2026/results.md": "| b |",
+               "auto/gpu-2026/a name.png": "png"}
+    for name, text in written.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    script = BENCH / "pack_results.sh"
+    done = subprocess.run(["bash", str(script), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert left == ["session.log", "session.tar.gz"]
+    with tarfile.open(out / "session.tar.gz") as archive:
+        packed = {m.name: archive.extractfile(m).read().decode() for m in archive.getmembers()
+                  if m.isfile()}
+    assert packed == written
+    again = subprocess.run(["bash", str(script), str(out)], capture_output=True, text=True)
+    assert again.returncode == 1 and "exists already" in again.stderr
+    with tarfile.open(out / "session.tar.gz") as archive:
+        assert len(archive.getmembers()) == len(written)
+    session = (BENCH / "gpu_session.sh").read_text()
+    assert 'bash bench/pack_results.sh "$out"' in session
