@@ -88,7 +88,7 @@ def _layer_backward(d_hs, d_h_n, x, h0, w_ih, w_hh, hs, gates, ghn, lengths, rev
     Returns dx (T, B, I), dh0 (B, H), dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,) in the
     model's dtype; dx is empty unless ``need_input``, the weight and bias gradients are empty
     unless ``need_weights`` (biases: and ``has_bias``). ``overwrite_gates``: the gate
-    gradients are written over ``gates`` (``gru_backward``'s overwrite_gates).
+    gradients are written over ``gates`` and ``ghn`` (``gru_backward``'s overwrite_gates).
     """
     T, B, _ = gates.shape
     H = w_hh.shape[1]
@@ -145,19 +145,19 @@ def _layer_backward(d_hs, d_h_n, x, h0, w_ih, w_hh, hs, gates, ghn, lengths, rev
 
 _BACKWARD_SCHEMA = (
     "(Tensor? d_hs, Tensor? d_h_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor hs, "
-    "Tensor{gates} gates, Tensor ghn, Tensor? lengths, bool reverse, bool reset_after, "
+    "Tensor{gates} gates, Tensor{ghn} ghn, Tensor? lengths, bool reverse, bool reset_after, "
     "str path, str dot_precision, bool has_bias, bool need_input, bool need_weights) "
     "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
 gru_layer_backward_op = torch.library.custom_op(
     "gru_triton::gru_layer_backward", functools.partial(_layer_backward, overwrite_gates=False),
-    mutates_args=(), schema=_BACKWARD_SCHEMA.format(gates=""))
+    mutates_args=(), schema=_BACKWARD_SCHEMA.format(gates="", ghn=""))
 # The same, writing the gate gradients over the saved activations (reset-after form only):
 # for a backward after which autograd frees them, as cuDNN's backward consumes its reserve
 # space (PyTorch hands it a copy only when the graph is kept).
 gru_layer_backward_consuming_op = torch.library.custom_op(
     "gru_triton::gru_layer_backward_consuming",
-    functools.partial(_layer_backward, overwrite_gates=True), mutates_args=("gates",),
-    schema=_BACKWARD_SCHEMA.format(gates="(a!)"))
+    functools.partial(_layer_backward, overwrite_gates=True), mutates_args=("gates", "ghn"),
+    schema=_BACKWARD_SCHEMA.format(gates="(a!)", ghn="(b!)"))
 
 
 @gru_layer_backward_op.register_fake

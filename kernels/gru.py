@@ -1301,11 +1301,13 @@ def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torc
         ghn, hs: what ``gru_forward(..., save=True)`` left (ghn None in the reset-before
         form); h0: (B, H) storage dtype, the initial state as the forward rounded it;
         w_hh: (3H, H); lengths, reverse, path, reset_after: as for ``gru_forward``.
-    overwrite_gates (reset-after form): dgx is written over ``gates``, which then no longer
-        holds the activations: one (T, B, 3H) buffer less, for a caller that will not read
-        them again. Each gradient is computed from the activation at its own place (d_r from
-        r, d_z from z, d_n from n), so every read of a place comes before its write. The
-        reset-before backward reads r again after writing d_r, so it cannot.
+    overwrite_gates (reset-after form): dgx is written over ``gates`` and dghn over ``ghn``,
+        which then no longer hold the activations: no (T, B, 4H) buffer of gradients, for a
+        caller that will not read them again. Each gradient is computed by the program that
+        owns its place, from the activations at that place (d_r from r, d_z from z, d_n from
+        n, d_gh_n from gh_n), so every read of a place comes before its write, and what the
+        other programs read of a step is its gradients. The reset-before backward reads r
+        again after writing d_r, so it cannot.
     Returns (dgx, dghn, dh_direct), dgx and dghn in the storage dtype, dh_direct in the acc
     dtype: dgx (T, B, 3H) the gate pre-activation gradients
     [d_r | d_z | d_n] (= dL/d(x @ W_ihᵀ + b_ih)); dghn (T, B, H) = dL/d(gh_n), the n-part of
@@ -1340,7 +1342,7 @@ def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torc
 
     dgx = gates if overwrite_gates else torch.empty((T, B, 3 * H), dtype=storage,
                                                     device=hs.device)
-    dghn = torch.empty((T, B, H), dtype=storage, device=hs.device)
+    dghn = ghn if overwrite_gates else torch.empty((T, B, H), dtype=storage, device=hs.device)
     dcarry = torch.empty((2, B, H), dtype=acc, device=hs.device)
     # dL/dh_n enters with the carry: the first backward step adds slot 1 to its dh.
     if dhn is None:

@@ -299,7 +299,7 @@ def test_resident_backward_carries_and_prefetches(path, hidden, gradients, rever
         return real_run(*args, **kwargs)
 
     def backward(overwrite):
-        return gru_kernels.gru_backward(dhs, dhn, gates.clone(), ghn, hs, h0, w_hh, lens,
+        return gru_kernels.gru_backward(dhs, dhn, gates.clone(), ghn.clone(), hs, h0, w_hh, lens,
                                         reverse=reverse, path=path, dot_precision="tf32",
                                         overwrite_gates=overwrite)
 
