@@ -4,7 +4,8 @@ bidirectional GRU and the GRU cell built on them.
 Two custom ops, ``gru_triton::gru_layer`` and ``gru_triton::gru_layer_backward``, each do one
 layer and direction: input GEMM + recurrence kernel, and recurrence kernel + weight/input
 GEMMs (a third, ``gru_layer_backward_consuming``, is the backward writing its gate gradients
-over the saved activations, for a backward that frees them). They have fake (meta)
+over the saved activations, and dx over a spent one where I = H, for a backward that frees
+them). They have fake (meta)
 implementations, so ``torch.compile(fullgraph=True)`` traces
 through them without a graph break, and no host synchronisation, so they can be captured in
 a CUDA graph.
@@ -88,7 +89,9 @@ def _layer_backward(d_hs, d_h_n, x, h0, w_ih, w_hh, hs, gates, ghn, lengths, rev
     Returns dx (T, B, I), dh0 (B, H), dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,) in the
     model's dtype; dx is empty unless ``need_input``, the weight and bias gradients are empty
     unless ``need_weights`` (biases: and ``has_bias``). ``overwrite_gates``: the gate
-    gradients are written over ``gates`` and ``ghn`` (``gru_backward``'s overwrite_gates).
+    gradients are written over ``gates`` and ``ghn`` (``gru_backward``'s overwrite_gates),
+    and where ``_dx_over_ghn`` says so dx is written over ``ghn`` last, once nothing reads
+    the gradient it held, and returned empty: the caller takes ``ghn`` as dx.
     """
     T, B, _ = gates.shape
     H = w_hh.shape[1]
@@ -113,7 +116,8 @@ def _layer_backward(d_hs, d_h_n, x, h0, w_ih, w_hh, hs, gates, ghn, lengths, rev
         if reset_after:
             d_first = torch.cat([d_first, dghn[first]], dim=1)
         dh0 = dh_direct + (d_first @ w_hh[:d_first.shape[1]]).to(acc)
-        if need_input:
+        dx_over_ghn = overwrite_gates and _dx_over_ghn(x, ghn, need_input)
+        if need_input and not dx_over_ghn:
             dx = (dgx2d @ w_ih).view(T, B, -1)
         if need_weights:
             x2d = x.reshape(T * B, -1)
@@ -140,7 +144,19 @@ def _layer_backward(d_hs, d_h_n, x, h0, w_ih, w_hh, hs, gates, ghn, lengths, rev
         db_ih = dgx2d.sum(0, dtype=acc)
         db_hh = torch.cat([db_ih[:2 * H], dghn2d.sum(0, dtype=acc)]).to(w_hh.dtype)
         db_ih = db_ih.to(w_hh.dtype)
+    if dx_over_ghn:
+        # After the last read of dghn above (dh0, dw_hh, db_hh).
+        with dispatch.gemm_precision(x.device, dot_precision):
+            torch.mm(dgx2d, w_ih, out=dghn2d)
     return dx, dh0.to(x.dtype), dw_ih, dw_hh, db_ih, db_hh
+
+
+def _dx_over_ghn(x: Tensor, ghn: Tensor, need_input: bool) -> bool:
+    """Whether the consuming backward writes dx over ``ghn``'s (T, B, H) buffer, spent by
+    then: where dx is wanted and has that buffer's shape and dtype (I = H: every layer of a
+    unidirectional stack after the first). A training step then holds no (T, B, I) buffer
+    of its own for dx. A smaller I is left out: x.grad would keep the whole buffer alive."""
+    return need_input and x.shape == ghn.shape and x.dtype == ghn.dtype
 
 
 _BACKWARD_SCHEMA = (
@@ -160,17 +176,22 @@ gru_layer_backward_consuming_op = torch.library.custom_op(
     schema=_BACKWARD_SCHEMA.format(gates="(a!)", ghn="(b!)"))
 
 
-@gru_layer_backward_op.register_fake
-@gru_layer_backward_consuming_op.register_fake
 def _gru_layer_backward_fake(d_hs, d_h_n, x, h0, w_ih, w_hh, hs, gates, ghn, lengths, reverse,
                              reset_after, path, dot_precision, has_bias, need_input,
-                             need_weights):
+                             need_weights, *, overwrite_gates):
     B, H = hs.shape[1], w_hh.shape[1]
     bias_shape = (3 * H,) if need_weights and has_bias else (0,)
-    return (x.new_empty(x.shape if need_input else (0,)), x.new_empty((B, H)),
+    dx_returned = need_input and not (overwrite_gates and _dx_over_ghn(x, ghn, need_input))
+    return (x.new_empty(x.shape if dx_returned else (0,)), x.new_empty((B, H)),
             w_ih.new_empty(w_ih.shape if need_weights else (0,)),
             w_hh.new_empty(w_hh.shape if need_weights else (0,)),
             w_hh.new_empty(bias_shape), w_hh.new_empty(bias_shape))
+
+
+gru_layer_backward_op.register_fake(
+    functools.partial(_gru_layer_backward_fake, overwrite_gates=False))
+gru_layer_backward_consuming_op.register_fake(
+    functools.partial(_gru_layer_backward_fake, overwrite_gates=True))
 
 
 def _setup_context(ctx, inputs, output):
@@ -194,12 +215,15 @@ def _backward(ctx, d_hs, d_h_n, _d_gates, _d_ghn):
     x, h0, w_ih, w_hh, hs, gates, ghn, lengths = ctx.saved_tensors
     need = ctx.needs_input_grad
     op = gru_layer_backward_op
-    if reset_after and not _graph_kept(gates):
+    consuming = reset_after and not _graph_kept(gates)
+    if consuming:
         op = gru_layer_backward_consuming_op
     # d_hs / d_h_n unmaterialised (None): nothing flowed back into the output, or into h_n.
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = op(
         d_hs, d_h_n, x, h0, w_ih, w_hh, hs, gates, ghn, lengths, reverse, reset_after, path,
         precision, has_bias, need[0], any(need[2:6]))
+    if consuming and _dx_over_ghn(x, ghn, need[0]):
+        dx = ghn
     pick = lambda grad, wanted: grad if wanted else None
     return (pick(dx, need[0]), pick(dh0, need[1]), pick(dw_ih, need[2]), pick(dw_hh, need[3]),
             pick(db_ih, need[4] and has_bias), pick(db_hh, need[5] and has_bias),

@@ -31,9 +31,12 @@ def test_opcheck_gru_layer(variant, triton_backend, monkeypatch):
     torch.library.opcheck(torch.ops.gru_triton.gru_layer.default, args)
 
 
+@pytest.mark.parametrize("input_size", [3, 5], ids=["I3", "I=H"])
 @pytest.mark.parametrize("grads", ["both", "output_only", "h_n_only"])
-def test_opcheck_gru_layer_backward(grads, triton_backend):
-    x, h0, w_ih, w_hh, b_ih, b_hh, *_ = _layer_args(save=False)
+def test_opcheck_gru_layer_backward(grads, input_size, triton_backend):
+    """Both backward ops against their fake implementations; where I = H the consuming one
+    writes dx over the spent ghn buffer and returns it empty, and its fake must say so."""
+    x, h0, w_ih, w_hh, b_ih, b_hh, *_ = _layer_args(I=input_size, save=False)
     hs, h_n, gates, ghn = torch.ops.gru_triton.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, None,
                                                          False, True, "persistent", "ieee", True)
     d_hs = None if grads == "h_n_only" else torch.randn_like(hs)

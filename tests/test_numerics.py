@@ -148,14 +148,35 @@ def test_inference_saves_nothing_and_matches(triton_backend, launch_counter):
     assert launch_counter["fwd"] == 1 and launch_counter["bwd"] == 0
 
 
-def test_backward_twice_with_retain_graph(triton_backend):
-    _, ours = _pair(3, 18, 1, True, False, False)
-    x = torch.randn(4, 2, 3, device=DEVICE, requires_grad=True)
+@pytest.mark.parametrize("input_size,bidirectional", [(3, False), (18, False), (18, True)],
+                         ids=["I3", "I=H", "I=H-bi"])
+def test_backward_twice_with_retain_graph(input_size, bidirectional, triton_backend,
+                                          monkeypatch):
+    """The first backward keeps the graph, so it reads the saved activations and writes its
+    gradients apart; the second frees it, so it writes the gate gradients over the
+    activations and, where I = H, dx over the spent ghn buffer (both directions' dx then
+    summed by autograd): the same gradients, bit for bit."""
+    from gru_triton import functional
+
+    over_ghn = []
+    real = functional._dx_over_ghn
+
+    def recording(*args):
+        over_ghn.append(real(*args))
+        return over_ghn[-1]
+
+    monkeypatch.setattr(functional, "_dx_over_ghn", recording)
+    _, ours = _pair(input_size, 18, 1, True, False, bidirectional)
+    x = torch.randn(4, 2, input_size, device=DEVICE, requires_grad=True)
     out, _ = ours(x)
     loss = out.square().sum()
-    (g1,) = torch.autograd.grad(loss, x, retain_graph=True)
-    (g2,) = torch.autograd.grad(loss, x)
-    assert torch.equal(g1, g2)
+    wrt = [x, *ours.parameters()]
+    kept = torch.autograd.grad(loss, wrt, retain_graph=True)
+    assert not over_ghn  # the kept graph's backward does not consume
+    freed = torch.autograd.grad(loss, wrt)
+    for a, b in zip(kept, freed, strict=True):
+        assert torch.equal(a, b)
+    assert any(over_ghn) == (input_size == 18)
 
 
 def test_dropout_between_layers_matches_nn_gru(triton_backend):
