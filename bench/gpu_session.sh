@@ -2,11 +2,12 @@
 # What a lent GPU is spent on, in time-boxed stages. The device tool runs one command for at
 # most 600 s and a task gets 15 minutes of device time in all, the machine's start (a minute
 # or more) included; the machine has torch and triton but no network, so each call installs
-# afresh and must finish inside its limit. So the default is one call, the most needed
-# stages first:
+# afresh and must finish inside its limit. So the default is one call of 560 s (with the
+# tool's timeout_s at 600 and a start of up to ~3 minutes, inside the 15), the most needed
+# stages first, each capped so that the later ones still run:
 #
-#   GPU_SESSION_SECONDS=540 bash bench/gpu_session.sh   # gridsync suite variants auto memory
-#   bash bench/gpu_session.sh variants-bwd variants-tf32 # a second call, if time is left
+#   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd auto memory
+#   bash bench/gpu_session.sh variants-tf32 dispatch   # another lease's call
 #
 # Stages:
 #   gridsync      the grid-synchronised path's CUDA tests alone (a broken barrier hangs), then
@@ -33,7 +34,7 @@
 # <gpu>-<date>/barrier.json, pytest-benchmark.json, variants*.json, memory.json and
 # memory-cpp.json. The device tool brings back at most 8 files, so under $OUT they are
 # packed at the end into session.tar.gz (bench/pack_results.sh), session.log kept beside it;
-# a call cut off before the end leaves them unpacked. GPU_SESSION_SECONDS (default 540)
+# a call cut off before the end leaves them unpacked. GPU_SESSION_SECONDS (default 560)
 # bounds the whole call, SUITE_SECONDS (default 90) the suite, and BENCH_IMPLS picks what
 # bench times besides cuDNN.
 set -uo pipefail
@@ -41,9 +42,9 @@ cd "$(dirname "$0")/.."
 out="${OUT:-bench/results}"
 mkdir -p "$out"
 log="$out/session.log"
-deadline=$((SECONDS + ${GPU_SESSION_SECONDS:-540}))
+deadline=$((SECONDS + ${GPU_SESSION_SECONDS:-560}))
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants auto memory)
+[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd auto memory)
 grid_ok=0
 
 say() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$log"; }
@@ -117,7 +118,7 @@ for stage in "${stages[@]}"; do
         # Not the tiles and warps that bench/results/nvidia-h200-2026-11-25/variants.json
         # measured already: the forms the launcher does not pick yet, then the streamed
         # chunk loop's levers (B 64 at H 1024, H 2048).
-        run_grid_sync_tests && run 120 python3 bench/variants.py --out "$out/variants.json" \
+        run_grid_sync_tests && run 100 python3 bench/variants.py --out "$out/variants.json" \
             --variant launcher --variant "split K" --variant "16 rows, 32 wide, split K" \
             --variant stacked --variant "K 128" \
             --variant "3 stages" --variant "K 128, 3 stages"
@@ -125,7 +126,7 @@ for stage in "${stages[@]}"; do
     variants-bwd)
         # The levers that apply to the backward, most promising first (a time-boxed run
         # keeps what it timed): its resident forms, then the streamed chunk loop's.
-        run_grid_sync_tests && run 200 python3 bench/variants.py --kernel bwd --op fwdbwd \
+        run_grid_sync_tests && run 80 python3 bench/variants.py --kernel bwd --op fwdbwd \
             --variant launcher --variant "split K" --variant "16 rows, 32 wide, split K" \
             --variant "16 rows, split K" \
             --variant "16 rows" --variant "K 128" --variant "3 stages" \
