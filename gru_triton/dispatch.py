@@ -71,6 +71,14 @@ def force_path(path: str | None):
         _forced_path = saved
 
 
+# Where fp32 weights under nn.GRU's IEEE flag run their W_hh products as "tf32x3" (three TF32
+# tensor-core products, as accurate as IEEE fp32: docs/performance.md, "IEEE fp32 on tensor
+# cores") instead of IEEE FMAs on CUDA cores: (smallest H, largest H, largest B) where
+# grid_sync so beat cuDNN, measured; GRID_SYNC_WINS["tf32x3"] gives those shapes grid_sync.
+# None yet: not timed on a GPU (bench/variants.py --dtype fp32 and bench_gru.py's
+# "gru_triton/tf32x3" time it).
+TF32X3_WINS: tuple = ()
+
 # Where grid_sync beat nn.GRU (cuDNN) in the forward and in the forward + backward, per kind
 # of dot: (smallest H, largest H, largest B). Measured on an H200, T = 256, one layer, I = H,
 # µs per step, in bench/results/nvidia-h200-2026-11-25/: auto/ (the current kernels, H 256,
@@ -93,7 +101,25 @@ GRID_SYNC_WINS = {
     "tf32": ((256, 512, 64),),
     # IEEE fp32: cuDNN was faster at every shape timed (H 64-2048, B 1-64); fp64 not timed.
     "ieee": (),
+    # IEEE fp32 with the products as three TF32 ones: where they are chosen.
+    "tf32x3": TF32X3_WINS,
 }
+
+_forced_ieee_dots: str | None = None
+
+
+@contextlib.contextmanager
+def force_ieee_dots(dots: str | None):
+    """Run fp32 weights' W_hh products as ``dots`` ("ieee" or "tf32x3") wherever nn.GRU's
+    fp32 flag says IEEE (tests, benchmarks); None lets ``TF32X3_WINS`` choose."""
+    global _forced_ieee_dots
+    if dots is not None and dots not in ("ieee", "tf32x3"):
+        raise ValueError(f"dots must be 'ieee' or 'tf32x3', got {dots!r}")
+    saved, _forced_ieee_dots = _forced_ieee_dots, dots
+    try:
+        yield
+    finally:
+        _forced_ieee_dots = saved
 
 
 def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
@@ -101,7 +127,8 @@ def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
     """The way to run the recurrence for this shape: the one table of choices.
 
     ``lengths``: per-row lengths are given; ``dots``: how the W_hh products run, "16-bit"
-    (fp16/bf16 weights), "tf32" (fp32 weights, the cuDNN RNN flag says TF32) or "ieee" (fp32
+    (fp16/bf16 weights), "tf32" (fp32 weights, the cuDNN RNN flag says TF32), "tf32x3" (fp32
+    weights under the IEEE flag, as three TF32 products: ``dot_precision``) or "ieee" (fp32
     with IEEE dots, and fp64), which run on CUDA cores.
 
     | where                           | path       | why                                    |
@@ -148,10 +175,23 @@ def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
     return "grid_sync"
 
 
-def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
-    """``tl.dot`` input precision for weights of ``dtype``: fp32 follows cuDNN's RNN flag
-    (``fp32_dot_precision``); other dtypes have one precision ("ieee" names it)."""
-    return fp32_dot_precision(device) if dtype == torch.float32 else "ieee"
+def dot_precision(dtype: torch.dtype, device: torch.device, hidden_size: int = 0,
+                  batch: int = 0) -> str:
+    """``tl.dot`` input precision for weights of ``dtype`` at this shape: fp32 follows cuDNN's
+    RNN flag (``fp32_dot_precision``), and where that says IEEE, "tf32x3" runs the same
+    accuracy on tensor cores where ``TF32X3_WINS`` (or ``force_ieee_dots``) says so; other
+    dtypes have one precision ("ieee" names it)."""
+    if dtype != torch.float32:
+        return "ieee"
+    flag = fp32_dot_precision(device)
+    if flag != "ieee":
+        return flag
+    if _forced_ieee_dots is not None:
+        return _forced_ieee_dots
+    if device.type == "cuda" and any(low <= hidden_size <= high and batch <= most
+                                     for low, high, most in TF32X3_WINS):
+        return "tf32x3"
+    return "ieee"
 
 
 def _tf32_enabled_for_rnn() -> bool:
@@ -205,7 +245,8 @@ def gemm_precision(device: torch.device, dot_precision: str):
         yield
         return
     saved = matmul.fp32_precision
-    matmul.fp32_precision = dot_precision
+    # "tf32x3" is the recurrence's way to IEEE accuracy; the GEMMs have IEEE itself.
+    matmul.fp32_precision = "ieee" if dot_precision == "tf32x3" else dot_precision
     try:
         yield
     finally:

@@ -250,7 +250,7 @@ def _path(dtype, hidden_size, batch, device, *, lengths, reset_after) -> str:
     if dtype in (torch.float16, torch.bfloat16):
         dots = "16-bit"
     elif dtype == torch.float32:
-        dots = dispatch.dot_precision(dtype, device)
+        dots = dispatch.dot_precision(dtype, device, hidden_size, batch)
     else:
         dots = "ieee"
     return dispatch.recurrence_path(hidden_size, batch, device, reset_after=reset_after,
@@ -261,7 +261,7 @@ def _layer_triton(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths=None, reset_af
     """One layer and direction on the kernels; same signature and results as
     ``gru_layer_reference`` (lengths here: (B,) int32 on x's device)."""
     T, B, _ = x.shape
-    precision = dispatch.dot_precision(w_hh.dtype, x.device)
+    precision = dispatch.dot_precision(w_hh.dtype, x.device, w_hh.shape[1], B)
     path = _path(w_hh.dtype, w_hh.shape[1], B, x.device, lengths=lengths is not None,
                  reset_after=reset_after)
     if path == "cudnn":

@@ -36,8 +36,8 @@ ARCHS = (80, 90)
 # (weight dtype, fp32 dot precision); the recurrence carries its state in fp32 ("acc"), or
 # fp64 for fp64 weights, and the gate and state buffers ("st": storage dtype) are the weights'
 # dtype for fp16/bf16, else the acc one.
-PRECISIONS = (("bf16", "ieee"), ("fp16", "ieee"), ("fp32", "tf32"), ("fp32", "ieee"),
-              ("fp64", "ieee"))
+PRECISIONS = (("bf16", "ieee"), ("fp16", "ieee"), ("fp32", "tf32"), ("fp32", "tf32x3"),
+              ("fp32", "ieee"), ("fp64", "ieee"))
 
 _SIGNATURES = {
     "gru_fwd_kernel": (gru_kernels.gru_fwd_kernel,
@@ -202,7 +202,7 @@ def configs(variant: str, hidden_size: int, kernel_name: str = "gru_bwd_kernel")
 
 
 def _tensor_cores(dtype: str, dot_precision: str) -> bool:
-    return dtype in ("bf16", "fp16") or (dtype == "fp32" and dot_precision == "tf32")
+    return dtype in ("bf16", "fp16") or (dtype == "fp32" and dot_precision in ("tf32", "tf32x3"))
 
 
 def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype: str,
@@ -212,19 +212,23 @@ def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype
     (``gru_kernels.resident_config``; the backward stages three operands of rows, the
     forward one), with the warps it gives an H that is a multiple of 16 (``aligned``) or
     not (then ``hidden_size`` - 8, the same K). The stacked product runs aligned only.
-    grid_sync's forward without tensor cores keeps 8 warps."""
+    grid_sync's forward without tensor cores keeps 8 warps; with "tf32x3" dots its batch
+    tile stops at 32 rows where H is not a multiple of 16."""
     flags = VARIANTS[variant]
     tensor_cores = _tensor_cores(dtype, dot_precision)
     if not flags.get("W_RESIDENT"):
         if flags["GRID_SYNC"] and not tensor_cores:
             # As recurrence_config(..., tensor_cores=False) has it, for every tile compiled.
             return dict(cfg, num_warps=8)
+        if flags["GRID_SYNC"] and dot_precision == "tf32x3" and not aligned and cfg["BLOCK_B"] > 32:
+            return None  # recurrence_config(..., three_pass=True) stops at 32 rows there
         return cfg
     if not tensor_cores:
         return None
     planned = gru_kernels.resident_config(cfg, hidden_size if aligned else hidden_size - 8,
                                           _ITEMSIZE[dtype], SHARED_BYTES_PER_BLOCK[arch],
-                                          1 if kernel_name == "gru_fwd_kernel" else 3)
+                                          1 if kernel_name == "gru_fwd_kernel" else 3,
+                                          three_pass=dot_precision == "tf32x3")
     if planned is not None and any(bool(planned.get(flag)) != bool(flags.get(flag))
                                    for flag in PLAN_FLAGS):
         return None
@@ -284,7 +288,7 @@ def build_report(hidden_sizes=None, archs=ARCHS, precisions=PRECISIONS,
 
 def expects_tensor_cores(row: dict) -> bool:
     # fp64 uses the double-precision mma of sm_80/sm_90; IEEE fp32 has no tensor-core form.
-    return row["dtype"] in ("bf16", "fp16", "fp64") or row["dot_precision"] == "tf32"
+    return row["dtype"] in ("bf16", "fp16", "fp64") or row["dot_precision"] in ("tf32", "tf32x3")
 
 
 def to_markdown(rows) -> str:
@@ -327,14 +331,22 @@ def main(argv=None) -> None:
     parser.add_argument("--variants", default=None,
                         help="comma-separated variants to compile (default: all of VARIANTS); "
                              "a subset, for checking another triton release quickly")
+    parser.add_argument("--precisions", default=None,
+                        help="comma-separated dtype:dot pairs of PRECISIONS to compile (default: "
+                             "all), e.g. fp32:tf32x3")
     args = parser.parse_args(argv)
+    precisions = (PRECISIONS if args.precisions is None
+                  else tuple(tuple(pair.split(":", 1)) for pair in args.precisions.split(",")))
+    if set(precisions) - set(PRECISIONS):
+        parser.error(f"unknown precisions {sorted(set(precisions) - set(PRECISIONS))}; "
+                     f"known: {[':'.join(p) for p in PRECISIONS]}")
     hidden_sizes = (None if args.hidden_sizes is None
                     else tuple(int(h) for h in args.hidden_sizes.split(",")))
     variants = tuple(VARIANTS) if args.variants is None else tuple(args.variants.split(","))
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
-    rows = build_report(hidden_sizes=hidden_sizes, variants=variants)
+    rows = build_report(hidden_sizes=hidden_sizes, variants=variants, precisions=precisions)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "kernel-report.json").write_text(json.dumps(rows, indent=1) + "\n")

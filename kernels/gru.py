@@ -950,12 +950,14 @@ def storage_dtype_for(dtype: torch.dtype) -> torch.dtype:
 
 def recurrence_config(hidden_size: int, path: str = "persistent", batch: int = 16,
                       tensor_cores: bool = True, forward: bool = False,
-                      sms: int | None = None) -> dict:
+                      sms: int | None = None, three_pass: bool = False) -> dict:
     """Tile sizes, warps, pipeline stages and register budget of the recurrence kernels for
     one path ("persistent", "per_step" or "grid_sync"), batch size, and whether the dots run
     on tensor cores (fp16/bf16, and fp32 with TF32 dots; not IEEE fp32 or fp64).
     ``forward``: for gru_fwd_kernel (only grid_sync's differs); ``sms``: the GPU's SM count,
-    None where unknown.
+    None where unknown; ``three_pass``: fp32 weights with "tf32x3" dots (``resident_config``),
+    whose grid_sync batch tile stops at 32 rows where H is not a multiple of 16 (64 rows
+    spill 8 bytes on sm_80 there, kernel report).
 
     ``tl.dot`` needs every tile dimension >= 16.
 
@@ -990,7 +992,8 @@ def recurrence_config(hidden_size: int, path: str = "persistent", batch: int = 1
     """
     block = 32 if hidden_size > 16 else 16
     if path == "grid_sync":
-        rows = min(64 if tensor_cores else 16, max(16, triton.next_power_of_2(batch)))
+        most = 16 if not tensor_cores else 32 if three_pass and hidden_size % 16 else 64
+        rows = min(most, max(16, triton.next_power_of_2(batch)))
         warps = 8
         if forward and tensor_cores:
             if sms is not None and triton.cdiv(batch, 16) * triton.cdiv(hidden_size, 16) <= sms:
@@ -1013,9 +1016,22 @@ def _check_contiguous(**tensors) -> None:
             raise ValueError(f"{name} must be contiguous")
 
 
+# ``tl.dot`` input precisions for fp32 weights: "ieee" (CUDA-core FMAs), "tf32" (one
+# tensor-core product, 10-bit mantissas) and "tf32x3" (three: each operand split into a
+# TF32 part and a TF32 remainder, big·big + big·small + small·big, which gives back IEEE
+# fp32's accuracy; docs/performance.md, "IEEE fp32 on tensor cores").
+DOT_PRECISIONS = ("ieee", "tf32", "tf32x3")
+
+
 def _uses_tensor_cores(w_hh: torch.Tensor, dot_precision: str) -> bool:
     return w_hh.dtype in (torch.float16, torch.bfloat16) or (
-        w_hh.dtype == torch.float32 and dot_precision == "tf32")
+        w_hh.dtype == torch.float32 and dot_precision in ("tf32", "tf32x3"))
+
+
+def _three_pass(w_hh: torch.Tensor, dot_precision: str) -> bool:
+    """Whether the dots run as three TF32 products (fp32 weights only: the precision names
+    how fp32 operands are multiplied, and means nothing for the others)."""
+    return w_hh.dtype == torch.float32 and dot_precision == "tf32x3"
 
 
 def _dot_in_fp32(w_hh: torch.Tensor) -> bool:
@@ -1035,14 +1051,16 @@ def _sm_count(device: torch.device) -> int | None:
 
 
 def grid_sync_columns(batch: int, hidden_size: int, device: torch.device,
-                      tensor_cores: bool = True, forward: bool = False) -> int:
+                      tensor_cores: bool = True, forward: bool = False,
+                      three_pass: bool = False) -> int:
     """Programs per batch tile on the grid-synchronised path, or 0 where its grid cannot be
     resident all at once (it would deadlock): one program per SM (its ``maxnreg`` of 255 ×
     256 threads takes the whole register file), so tiles × columns must not exceed the SM
     count. The interpreter runs programs one after another, so there one column is the most
     that can pass a barrier."""
     sms = _sm_count(device)
-    cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores, forward, sms)
+    cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores, forward, sms,
+                            three_pass)
     tiles = triton.cdiv(batch, cfg["BLOCK_B"])
     chunks = triton.cdiv(hidden_size, cfg["BLOCK_H"])
     if sms is None:
@@ -1051,15 +1069,16 @@ def grid_sync_columns(batch: int, hidden_size: int, device: torch.device,
 
 
 def _launch_plan(batch: int, hidden_size: int, path: str, device: torch.device,
-                 tensor_cores: bool = True, forward: bool = False):
+                 tensor_cores: bool = True, forward: bool = False, three_pass: bool = False):
     """(grid, number of launches, grid-synchronised?, tile config) for a path and kernel
     (``forward``: gru_fwd_kernel); a grid-synchronised grid that cannot be co-resident falls
     back to one launch per step."""
     if path == "grid_sync":
-        columns = grid_sync_columns(batch, hidden_size, device, tensor_cores, forward)
+        columns = grid_sync_columns(batch, hidden_size, device, tensor_cores, forward,
+                                    three_pass)
         if columns >= 1:
             cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores, forward,
-                                    _sm_count(device))
+                                    _sm_count(device), three_pass)
             return (triton.cdiv(batch, cfg["BLOCK_B"]), columns), 1, True, cfg
         path = "per_step"
     cfg = recurrence_config(hidden_size, path, batch)
@@ -1080,7 +1099,7 @@ def shared_memory_limit(device: torch.device) -> int:
 
 
 def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
-                    row_operands: int = 1) -> dict | None:
+                    row_operands: int = 1, three_pass: bool = False) -> dict | None:
     """``cfg`` with BLOCK_K widened to all of K (W_RESIDENT), or None where the program's
     W_hh slice does not fit on chip.
 
@@ -1122,8 +1141,22 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     1024 in TF32, on an H100 (kernel report: 225 KiB, 232-252 registers, no spills, H a
     multiple of 16; the forward spills 40 bytes at K = 2048 otherwise, so there it is not
     split). Its grid, a 16-wide chunk per program, fits 132 SMs up to H = 2048 at B <= 16.
+
+    ``three_pass`` (fp32 weights with "tf32x3" dots): each dot splits both operands into a
+    TF32 part and a remainder and runs three products, so it holds twice the operands in
+    registers. The plain resident forms then spill kilobytes from K = 256 (kernel report:
+    1.3-5.8 KiB forward and backward; per_step's 32-wide chunk from K = 64), the split ones
+    do not up to K = 512 in the forward and 256 in the backward, with 16-wide chunks and an H
+    that is a multiple of 16 (48-272 bytes past that K, 40 at K = 512 unaligned, 224 with
+    32-wide chunks). So with three passes the slice is held only there, split along K
+    (SPLIT_K 8 unless ``cfg`` says otherwise); elsewhere the steps stream W_hh.
     """
     k_full = max(16, triton.next_power_of_2(hidden_size))
+    if three_pass:
+        if (k_full > (512 if row_operands == 1 else 256) or cfg["BLOCK_H"] != 16
+                or hidden_size % 16):
+            return None
+        cfg = dict(cfg, SPLIT_K=cfg.get("SPLIT_K", 8), STACKED_GATES=False)
     stacked = cfg.get("STACKED_GATES", False) and row_operands == 1
     if stacked and hidden_size % 16:
         cfg, stacked = dict(cfg, STACKED_GATES=False), False
@@ -1183,7 +1216,7 @@ def _resident_plan(cfg: dict, grid: tuple, w_hh: torch.Tensor, dot_precision: st
             and grid[1] == triton.cdiv(H, cfg["BLOCK_H"])):
         return None
     return resident_config(cfg, H, w_hh.element_size(), shared_memory_limit(w_hh.device),
-                           row_operands)
+                           row_operands, three_pass=_three_pass(w_hh, dot_precision))
 
 
 def _launch(kernel, grid, head, tail, T, launches, grid_sync, meta, device):
@@ -1231,7 +1264,7 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
         a grid barrier after every step (falls back to "per_step" where the grid cannot be
         co-resident).
     reset_after: PyTorch's GRU (True) or the reset-before form (False; persistent only).
-    dot_precision: ``tl.dot`` input precision for fp32 weights ("ieee" or "tf32").
+    dot_precision: ``tl.dot`` input precision for fp32 weights, one of ``DOT_PRECISIONS``.
     Returns hs (T, B, H) storage dtype, h_t at row t (module doc; for 16-bit weights the
     states rounded to their dtype, which is what the layer outputs and backward reads, with
     h0 rounded the same way), and ghn (T, B, H) storage dtype, or None when not ``save`` or
@@ -1249,7 +1282,7 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     _check(h0.dtype == acc, f"h0 must be {acc}")
     _check(b_hh is None or (tuple(b_hh.shape) == (3 * H,) and b_hh.dtype == w_hh.dtype),
            "b_hh must be (3H,) with the dtype of w_hh")
-    _check(dot_precision in ("ieee", "tf32"), f"unknown dot_precision {dot_precision!r}")
+    _check(dot_precision in DOT_PRECISIONS, f"unknown dot_precision {dot_precision!r}")
     _check(path in PATHS, f"path must be one of {PATHS}, got {path!r}")
     _check(path == "persistent" or reset_after,
            "the reset-before GRU runs on the persistent path only: its candidate needs all of "
@@ -1275,7 +1308,8 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
     rh = hf if reset_after else torch.empty((2, B, H), dtype=acc, device=gates.device)
     grid, launches, grid_sync, cfg = _launch_plan(B, H, path, gates.device,
                                                   _uses_tensor_cores(w_hh, dot_precision),
-                                                  forward=True)
+                                                  forward=True,
+                                                  three_pass=_three_pass(w_hh, dot_precision))
     resident = _resident_plan(cfg, grid, w_hh, dot_precision, reset_after, row_operands=1)
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
                 RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save, F32_STATE=f32_state,
@@ -1300,7 +1334,8 @@ def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torc
         state (row T - 1 of hs, or 0 reversed) made apart from hs, or None for none. gates,
         ghn, hs: what ``gru_forward(..., save=True)`` left (ghn None in the reset-before
         form); h0: (B, H) storage dtype, the initial state as the forward rounded it;
-        w_hh: (3H, H); lengths, reverse, path, reset_after: as for ``gru_forward``.
+        w_hh: (3H, H); lengths, reverse, path, reset_after, dot_precision: as for
+        ``gru_forward``.
     overwrite_gates (reset-after form): dgx is written over ``gates`` and dghn over ``ghn``,
         which then no longer hold the activations: no (T, B, 4H) buffer of gradients, for a
         caller that will not read them again. Each gradient is computed by the program that
@@ -1333,6 +1368,7 @@ def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torc
         _check(tuple(x.shape) == shape, f"{name} must be {shape}, got {tuple(x.shape)}")
         _check(x.dtype == (dtype or x.dtype), f"{name} must be {dtype}, got {x.dtype}")
     _check(path in PATHS, f"path must be one of {PATHS}, got {path!r}")
+    _check(dot_precision in DOT_PRECISIONS, f"unknown dot_precision {dot_precision!r}")
     _check(path == "persistent" or reset_after,
            "the reset-before GRU runs on the persistent path only")
     _check(reset_after or not overwrite_gates,
@@ -1350,7 +1386,8 @@ def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torc
     else:
         dcarry[1].copy_(dhn)
     grid, launches, grid_sync, cfg = _launch_plan(B, H, path, hs.device,
-                                                  _uses_tensor_cores(w_hh, dot_precision))
+                                                  _uses_tensor_cores(w_hh, dot_precision),
+                                                  three_pass=_three_pass(w_hh, dot_precision))
     resident = _resident_plan(cfg, grid, w_hh, dot_precision, reset_after, row_operands=3)
     meta = dict(HAS_DHS=dhs is not None, HAS_LENGTHS=lengths is not None,
                 RESET_AFTER=reset_after, REVERSE=reverse, W_RESIDENT=resident is not None,

@@ -43,10 +43,10 @@ def force_resident_form(monkeypatch, kernel: str = "fwd", **form) -> list:
     real_resident, real_run = gru_kernels.resident_config, launched.run
     runs = []
 
-    def asking(cfg, hidden_size, itemsize, smem_limit, row_operands=1):
+    def asking(cfg, hidden_size, itemsize, smem_limit, row_operands=1, **kwargs):
         if (row_operands == 1) == (kernel == "fwd"):
             cfg = dict(cfg, **form)
-        return real_resident(cfg, hidden_size, itemsize, smem_limit, row_operands)
+        return real_resident(cfg, hidden_size, itemsize, smem_limit, row_operands, **kwargs)
 
     def recording_run(*args, **kwargs):
         runs.append((kwargs["W_RESIDENT"], kwargs.get("STACKED_GATES", False),

@@ -199,6 +199,33 @@ def test_grid_sync_runs_many_programs_per_batch_tile(precision, batch, tol):
                 assert max_rel_err(out, ref(x)[0]) <= tol
 
 
+@pytest.mark.parametrize("hidden,batch", [(256, 16), (512, 64), (1024, 16), (1000, 64)],
+                         ids=["H256-B16", "H512-B64", "H1024-B16", "H1000-B64"])
+def test_tf32x3_keeps_ieee_accuracy(hidden, batch):
+    """fp32 under nn.GRU's IEEE flag with the W_hh products as three TF32 tensor-core
+    products ("tf32x3"): output, h_n and every gradient within the IEEE bound of nn.GRU's
+    own IEEE run, on grid_sync (a resident split slice at H 256/512, streamed at 1024, a
+    32-row tile at H 1000; the interpreter cannot tell, as it computes every dot exactly).
+    The same run with plain TF32 is ~1e-4 away (docs/performance.md), so this bound tells
+    the two apart."""
+    gru_triton.set_backend("triton")
+    with dispatch.rnn_fp32_precision("ieee"):
+        ref = torch.nn.GRU(hidden, hidden).cuda()
+        ours = gru_triton.GRU(hidden, hidden).cuda()
+        ours.load_state_dict(ref.state_dict())
+        x = torch.randn(64, batch, hidden, device="cuda")
+        grad = torch.randn(64, batch, hidden, device="cuda")
+        results = []
+        for module, dots in ((ref, None), (ours, "tf32x3")):
+            xi = x.clone().requires_grad_(True)
+            with dispatch.force_path("grid_sync"), dispatch.force_ieee_dots(dots):
+                out, h_n = module(xi)
+                out.backward(grad)
+            results.append([out, h_n, xi.grad, *(p.grad for p in module.parameters())])
+    for got, expected in zip(*results, strict=True):
+        assert max_rel_err(got, expected) <= 2e-5
+
+
 def test_packed_input_does_not_synchronise():
     from torch.nn.utils.rnn import pack_sequence
 

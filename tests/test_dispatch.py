@@ -201,6 +201,41 @@ def test_rnn_fp32_precision_sets_and_restores_the_flag_nn_gru_follows():
             pass
 
 
+def test_tf32x3_only_under_the_ieee_flag(monkeypatch):
+    """fp32 weights run "tf32x3" dots (IEEE accuracy on tensor cores) only where nn.GRU's flag
+    says IEEE, and then only where TF32X3_WINS (measured) or force_ieee_dots says; under the
+    TF32 flag they stay TF32, other dtypes have one precision; the input-projection and
+    weight-gradient GEMMs stay IEEE."""
+    from gru_triton.functional import _path
+
+    with dispatch.rnn_fp32_precision("ieee"):
+        assert dispatch.dot_precision(torch.float32, CUDA, 512, 16) == "ieee"
+        monkeypatch.setattr(dispatch, "TF32X3_WINS", ((256, 512, 64),))
+        monkeypatch.setitem(dispatch.GRID_SYNC_WINS, "tf32x3", dispatch.TF32X3_WINS)
+        assert dispatch.dot_precision(torch.float32, CUDA, 512, 16) == "tf32x3"
+        assert _path(torch.float32, 512, 16, CUDA, lengths=False, reset_after=True) == "grid_sync"
+        assert dispatch.dot_precision(torch.float32, CUDA, 1024, 16) == "ieee"
+        assert dispatch.dot_precision(torch.float32, CUDA, 512, 65) == "ieee"
+        assert dispatch.dot_precision(torch.float32, torch.device("cpu"), 512, 16) == "ieee"
+        with dispatch.force_ieee_dots("tf32x3"):
+            assert dispatch.dot_precision(torch.float32, torch.device("cpu"), 1024, 1) == "tf32x3"
+            assert dispatch.dot_precision(torch.float64, CUDA, 512, 16) == "ieee"
+            assert dispatch.dot_precision(torch.bfloat16, CUDA, 512, 16) == "ieee"
+            with dispatch.force_ieee_dots("ieee"):
+                assert dispatch.dot_precision(torch.float32, CUDA, 512, 16) == "ieee"
+            assert dispatch.dot_precision(torch.float32, CUDA, 1024, 1) == "tf32x3"
+    with dispatch.rnn_fp32_precision("tf32"), dispatch.force_ieee_dots("tf32x3"):
+        assert dispatch.dot_precision(torch.float32, CUDA, 512, 16) == "tf32"
+    with pytest.raises(ValueError, match="'ieee' or 'tf32x3'"):
+        with dispatch.force_ieee_dots("tf32"):
+            pass
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    with dispatch.gemm_precision(CUDA, "tf32x3"):
+        assert matmul.fp32_precision == "ieee"
+    assert matmul.fp32_precision == before
+
+
 def test_compiled_lengths_take_the_kernels_where_the_route_would_pack(triton_backend):
     """torch.compile(fullgraph=True) cannot trace packing: under it, lengths= runs on the
     kernels (which trace) even where the dispatcher hands eager calls to nn.GRU's op."""

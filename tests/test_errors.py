@@ -300,3 +300,36 @@ def test_grid_sync_forward_plan_owns_one_chunk_per_program_where_it_fits(monkeyp
         assert (got["SPLIT_K"], got["BLOCK_H"], got["num_warps"]) == (8, 32, 8)
         assert gru_kernels.resident_config(wide, 1024, 2, 163 * 1024, row_operands=operands) is None
         assert gru_kernels.resident_config(wide, 1000, 2, 227 * 1024, row_operands=operands) is None
+
+
+def test_tf32x3_resident_plan():
+    """"tf32x3" dots (three TF32 products) hold twice the operands in registers, and the
+    plain resident forms spill kilobytes with them (kernel report): the slice stays on chip
+    only split along K, with 16-wide chunks, H a multiple of 16, K up to 512 forward and 256
+    backward; and grid_sync's batch tile stops at 32 rows where H is not a multiple of 16."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    fwd = gru_kernels.recurrence_config(512, "grid_sync", 16, forward=True, sms=132)
+    got = gru_kernels.resident_config(fwd, 512, 4, 227 * 1024, three_pass=True)
+    assert (got["SPLIT_K"], got["num_warps"], got["BLOCK_K"]) == (8, 8, 512)
+    assert gru_kernels.resident_config(fwd, 512, 4, 163 * 1024, three_pass=True) is not None
+    assert "SPLIT_K" not in gru_kernels.resident_config(fwd, 512, 4, 227 * 1024)
+    assert gru_kernels.resident_config(fwd, 1024, 4, 227 * 1024, three_pass=True) is None
+    assert gru_kernels.resident_config(fwd, 504, 4, 227 * 1024, three_pass=True) is None
+    assert gru_kernels.resident_config(dict(fwd, STACKED_GATES=True), 256, 4, 227 * 1024,
+                                       three_pass=True)["STACKED_GATES"] is False
+    assert gru_kernels.resident_config(dict(fwd, BLOCK_H=32), 256, 4, 227 * 1024,
+                                       three_pass=True) is None
+    assert gru_kernels.resident_config(fwd, 64, 4, 227 * 1024, three_pass=True)["SPLIT_K"] == 4
+    assert "SPLIT_K" not in gru_kernels.resident_config(fwd, 16, 4, 227 * 1024, three_pass=True)
+    back = gru_kernels.recurrence_config(256, "grid_sync", 16, sms=132)
+    got = gru_kernels.resident_config(back, 256, 4, 227 * 1024, row_operands=3, three_pass=True)
+    assert (got["SPLIT_K"], got["BLOCK_K"]) == (8, 256)
+    assert gru_kernels.resident_config(back, 512, 4, 227 * 1024, row_operands=3,
+                                       three_pass=True) is None
+    for hidden, three_pass, rows in ((1000, True, 32), (1000, False, 64), (1024, True, 64)):
+        cfg = gru_kernels.recurrence_config(hidden, "grid_sync", 64, three_pass=three_pass)
+        assert cfg["BLOCK_B"] == rows, (hidden, three_pass)
+    plan = gru_kernels._launch_plan(64, 1000, "grid_sync", torch.device("cpu"), True,
+                                    three_pass=True)
+    assert plan[0][0] == 2 and plan[3]["BLOCK_B"] == 32

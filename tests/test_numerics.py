@@ -100,6 +100,32 @@ def test_matches_nn_gru_and_reference(config, path, triton_backend, launch_count
     _compare(result, _run(ours, *args))
 
 
+@pytest.mark.parametrize("path", dispatch.PATHS)
+@pytest.mark.parametrize("config", [CONFIGS[2], CONFIGS[4], CONFIGS[5]], ids=_config_id)
+def test_tf32x3_module_matches_nn_gru(config, path, triton_backend, monkeypatch):
+    """fp32 weights under nn.GRU's IEEE flag with the W_hh products as "tf32x3" (what the
+    dispatcher picks where TF32X3_WINS says): the whole module, every gradient, against
+    nn.GRU, with that precision reaching both kernels (the interpreter computes it exactly;
+    its accuracy on a GPU is docs/performance.md's and test_cuda's)."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    precisions = set()
+    for kernel in (gru_kernels.gru_fwd_kernel, gru_kernels.gru_bwd_kernel):
+        def recording_run(*args, _real=kernel.run, **kwargs):
+            precisions.add(kwargs["DOT_PRECISION"])
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(kernel, "run", recording_run)
+    T, B, I, H, L, bias, batch_first, bidirectional, with_h0 = config
+    ref, ours = _pair(I, H, L, bias, batch_first, bidirectional)
+    args = _inputs(T, B, I, H, L, batch_first, bidirectional, with_h0)
+    with dispatch.rnn_fp32_precision("ieee"), dispatch.force_ieee_dots("tf32x3"), \
+            dispatch.force_path(path):
+        result = _run(ours, *args)
+    assert precisions == {"tf32x3"}
+    _compare(result, _run(ref, *args))
+
+
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_unbatched_input(batch_first, triton_backend):
     ref, ours = _pair(5, 19, 2, True, batch_first, True)
@@ -393,4 +419,48 @@ def test_split_k_matches_the_whole_product(batch, hidden, width, split, pieces, 
     assert runs and set(runs) == {(True, False, split, pieces)}
     assert gru_kernels._launch_plan(batch, H, "per_step", DEVICE)[3]["BLOCK_H"] == width
     for name, got, expected in zip(_KERNEL_RUN_NAMES, split_k, whole, strict=True):
+        assert_close(got, expected, what=name)
+
+
+@pytest.mark.parametrize("hidden,forward_resident,backward_resident",
+                         [(48, True, True), (160, True, True), (272, True, False),
+                          (40, False, False)],
+                         ids=["H48", "H160", "H272-forward-only", "H40-unaligned"])
+def test_tf32x3_holds_the_slice_split_and_matches_ieee(hidden, forward_resident,
+                                                       backward_resident, monkeypatch):
+    """"tf32x3" (fp32 weights under nn.GRU's IEEE flag, three TF32 products per dot) takes
+    the tensor-core tiles, and its resident slice only in the split-K form (the plain one
+    spills: kernel report), with 16-wide chunks, H a multiple of 16, K up to 512 forward and
+    256 backward; elsewhere W_hh streams. The interpreter computes every dot in exact fp32,
+    so the numbers must equal the IEEE run's up to summation order, forward and backward.
+    (per_step with grid_sync's 16-wide chunks: its programs own one chunk each here.)"""
+    from gru_triton.kernels import gru as gru_kernels
+
+    real_config = gru_kernels.recurrence_config
+
+    def config(hidden_size, path="persistent", *args, **kwargs):
+        cfg = real_config(hidden_size, path, *args, **kwargs)
+        return dict(cfg, BLOCK_H=16) if path == "per_step" else cfg
+
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
+    seen = {"fwd": [], "bwd": []}
+    for key, kernel in (("fwd", gru_kernels.gru_fwd_kernel), ("bwd", gru_kernels.gru_bwd_kernel)):
+        def recording_run(*args, _real=kernel.run, _key=key, **kwargs):
+            seen[_key].append((kwargs["DOT_PRECISION"], kwargs["W_RESIDENT"],
+                               kwargs.get("SPLIT_K", 1)))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(kernel, "run", recording_run)
+    T, B, H = 3, 5, hidden
+    lens = torch.tensor([T, 2, 1, T, 2], dtype=torch.int32, device=DEVICE)
+    ieee = _kernel_run(T, B, H, hidden, lens, False, "per_step", "ieee")
+    assert {run[1] for runs in seen.values() for run in runs} == {False}
+    for runs in seen.values():
+        runs.clear()
+    x3 = _kernel_run(T, B, H, hidden, lens, False, "per_step", "tf32x3")
+    split = min(8, triton.next_power_of_2(H) // 16)
+    for key, resident in (("fwd", forward_resident), ("bwd", backward_resident)):
+        expected = ("tf32x3", True, split) if resident else ("tf32x3", False, 1)
+        assert set(seen[key]) == {expected}, key
+    for name, got, expected in zip(_KERNEL_RUN_NAMES, x3, ieee, strict=True):
         assert_close(got, expected, what=name)
