@@ -6,7 +6,7 @@
 # tool's timeout_s at 600 and a start of up to ~3 minutes, inside the 15), the most needed
 # stages first, each capped so that the later ones still run:
 #
-#   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd auto memory
+#   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd memory variants-fp32 auto
 #   bash bench/gpu_session.sh variants-tf32 dispatch   # another lease's call
 #
 # Stages:
@@ -21,19 +21,21 @@
 #   variants-bwd  the same for the backward kernel, timing forward + backward
 #   variants-tf32 the split-K forms against the launcher with TF32 dots (fp32 models), both
 #                 kernels: at H 1024 their slice stays on chip in two K pieces
+#   variants-fp32 fp32 models under the IEEE flag: "tf32x3" dots (three TF32 products, IEEE's
+#                 accuracy) against the IEEE launcher and cuDNN, forward and forward + backward
 #   dispatch      bench_gru.py over the shapes where the dispatcher's table chooses a path
 #   auto          bench_gru.py: auto against cuDNN around the table's grid_sync rows
 #   memory        tests/test_memory.py natively (the caching allocator's own peak), then
-#                 bench/memory_breakdown.py: what a training step holds at its peak, ours
-#                 against cuDNN (bf16 and tf32, B 16, H 256 and 1024), then ours at B 16
-#                 and B 1 with C++ frames (memory-cpp.json)
+#                 bench/memory_breakdown.py: what a training step holds at its peak, ours at
+#                 B 16 and B 1 with C++ frames (memory-cpp.json; auto's results.json has the
+#                 peaks against cuDNN's)
 #   pytest-bench  pytest bench/ --benchmark-only
 #
 # Output goes to $OUT (the device tool's folder; bench/results otherwise): session.log
 # (every stage's output, versions, nvidia-smi), <gpu>-<date>/results.{json,md,png},
-# <gpu>-<date>/barrier.json, pytest-benchmark.json, variants*.json, memory.json and
-# memory-cpp.json. The device tool brings back at most 8 files, so under $OUT they are
-# packed at the end into session.tar.gz (bench/pack_results.sh), session.log kept beside it;
+# <gpu>-<date>/barrier.json, pytest-benchmark.json, variants*.json and memory-cpp.json. The
+# device tool brings back at most 8 files, so under $OUT they are packed at the end into
+# session.tar.gz (bench/pack_results.sh), session.log kept beside it;
 # a call cut off before the end leaves them unpacked. GPU_SESSION_SECONDS (default 560)
 # bounds the whole call, SUITE_SECONDS (default 90) the suite, and BENCH_IMPLS picks what
 # bench times besides cuDNN.
@@ -44,7 +46,7 @@ mkdir -p "$out"
 log="$out/session.log"
 deadline=$((SECONDS + ${GPU_SESSION_SECONDS:-560}))
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd auto memory)
+[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd memory variants-fp32 auto)
 grid_ok=0
 
 say() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$log"; }
@@ -138,10 +140,19 @@ for stage in "${stages[@]}"; do
         run_grid_sync_tests && run 120 python3 bench/variants.py --dtype tf32 --kernel bwd \
             --op fwdbwd --variant launcher --variant "split K" --out "$out/variants-tf32-bwd.json"
         ;;
+    variants-fp32)
+        # IEEE fp32 runs on cuDNN everywhere (grid_sync's IEEE FMAs lost at every shape):
+        # tf32x3 where its slice stays on chip (forward H <= 512, backward H <= 256) and
+        # where it streams (H 1024).
+        shapes=16:512,64:512,16:256,64:256,16:1024
+        run_grid_sync_tests && run 50 python3 bench/variants.py --dtype fp32 --shapes "$shapes" \
+            --variant launcher --variant tf32x3 --out "$out/variants-fp32.json"
+        run_grid_sync_tests && run 60 python3 bench/variants.py --dtype fp32 --shapes "$shapes" \
+            --kernel bwd --op fwdbwd --variant launcher --variant tf32x3 \
+            --out "$out/variants-fp32-bwd.json"
+        ;;
     memory)
         run 45 python3 -m pytest -q -rA "${pytest_timeout[@]}" tests/test_memory.py
-        run 75 python3 bench/memory_breakdown.py --dtypes bf16,tf32 --B 16 --H 256,1024 \
-            --T 256 --out "$out/memory.json"
         # The ~22 B per (t, b, h) the GPU allocated beyond the CPU's count at B 16 (and not
         # at B 1): which ATen function made it (C++ frames; docs/performance.md, "Memory").
         run 75 python3 bench/memory_breakdown.py --dtypes bf16 --B 16,1 --H 256 --T 256 \
@@ -168,7 +179,7 @@ for stage in "${stages[@]}"; do
             --benchmark-json="$out/pytest-benchmark.json"
         ;;
     *)
-        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, variants-bwd, variants-tf32, memory, dispatch, auto, pytest-bench)"
+        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, variants-bwd, variants-tf32, variants-fp32, memory, dispatch, auto, pytest-bench)"
         exit 2
         ;;
     esac

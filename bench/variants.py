@@ -42,10 +42,18 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
             ("K 128", {"BLOCK_K": 128}),
             ("K 128, 3 stages", {"BLOCK_K": 128, "num_stages": 3}), ("3 stages", {"num_stages": 3}),
             ("16 rows", {"BLOCK_B": 16}), ("4 warps", {"num_warps": 4}),
-            ("16 rows, 4 warps", {"BLOCK_B": 16, "num_warps": 4}), ("8 warps", {"num_warps": 8}))
+            ("16 rows, 4 warps", {"BLOCK_B": 16, "num_warps": 4}), ("8 warps", {"num_warps": 8}),
+            ("tf32x3", {"dots": "tf32x3"}))
+# "tf32x3" (--dtype fp32 only: nn.GRU's IEEE flag): both kernels' W_hh products as three TF32
+# tensor-core products, IEEE fp32's accuracy (docs/performance.md, "IEEE fp32 on tensor
+# cores"), with the tiles and resident plan the launchers give it; "launcher" there is IEEE
+# FMAs. What decides dispatch.TF32X3_WINS.
 FORWARD_ONLY = ("STACKED_GATES",)
 # (B, H), I = H; a time-boxed run reaches the first ones: the headline H first.
 SHAPES = ((16, 1024), (64, 1024), (64, 512), (64, 256), (16, 2048))
+# Largest max |ours - nn.GRU| / max |nn.GRU| a variant may have to be timed: fp32 under the
+# IEEE flag is held to fp32's (bench/harness.py's), where tf32x3 must not lose accuracy.
+TOLERANCE = {"fp32": 1e-4}
 T = 256
 
 
@@ -59,13 +67,13 @@ def grid_sync_config(overrides: dict, kernel: str = "fwd"):
     real_config, real_resident = gru_kernels.recurrence_config, gru_kernels.resident_config
 
     def config(hidden_size, path="persistent", batch=16, tensor_cores=True, forward=False,
-               sms=None):
-        cfg = real_config(hidden_size, path, batch, tensor_cores, forward, sms)
+               sms=None, three_pass=False):
+        cfg = real_config(hidden_size, path, batch, tensor_cores, forward, sms, three_pass)
         mine = path == "grid_sync" and forward == (kernel == "fwd")
         return {**cfg, **overrides} if mine else cfg
 
-    def resident(cfg, hidden_size, itemsize, smem_limit, row_operands=1):
-        out = real_resident(cfg, hidden_size, itemsize, smem_limit, row_operands)
+    def resident(cfg, hidden_size, itemsize, smem_limit, row_operands=1, three_pass=False):
+        out = real_resident(cfg, hidden_size, itemsize, smem_limit, row_operands, three_pass)
         warps = overrides.get("num_warps")
         if out is not None and warps is not None and cfg["num_warps"] == warps:
             out = {**out, "num_warps": warps}
@@ -111,8 +119,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
                                              "variants.json"))
-    parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "tf32"),
-                        help="tf32: fp32 models with nn.GRU's fp32 flag (and so ours) on TF32")
+    parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "tf32", "fp32"),
+                        help="tf32: fp32 models with nn.GRU's fp32 flag (and so ours) on TF32; "
+                             "fp32: the same flag on IEEE")
+    parser.add_argument("--shapes", default=None,
+                        help="comma-separated B:H pairs to time (default: "
+                             + ",".join(f"{b}:{h}" for b, h in SHAPES) + ")")
     parser.add_argument("--kernel", default="fwd", choices=("fwd", "bwd"),
                         help="whose grid_sync config the variants change")
     parser.add_argument("--op", default="fwd", choices=("fwd", "fwdbwd"))
@@ -124,12 +136,20 @@ def main(argv=None) -> int:
     unknown = sorted(set(wanted) - set(names))
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {names}")
+    if args.dtype != "fp32" and "tf32x3" in (args.variant or []):
+        parser.error("tf32x3 is how fp32 models reach IEEE accuracy: --dtype fp32 only")
+    try:
+        args.shapes = (SHAPES if args.shapes is None else
+                       tuple(tuple(int(n) for n in pair.split(":")) for pair in args.shapes.split(",")))
+    except ValueError:
+        parser.error(f"--shapes takes B:H pairs, got {args.shapes!r}")
     if not torch.cuda.is_available():
         print("No CUDA GPU here: nothing was timed.")
         return 0
     from gru_triton import dispatch
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32}[args.dtype]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32,
+             "fp32": torch.float32}[args.dtype]
     records = []
     # cuDNN's RNN flag, which gru_triton follows: TF32 dots for fp32 models only under "tf32".
     with dispatch.rnn_fp32_precision("tf32" if args.dtype == "tf32" else "ieee"):
@@ -147,7 +167,7 @@ def _time_shapes(args, wanted, dtype, records) -> None:
     import gru_triton
     from gru_triton import dispatch
 
-    for B, H in SHAPES:
+    for B, H in args.shapes:
         torch.manual_seed(0)
         ref = torch.nn.GRU(H, H).cuda().to(dtype)
         ours = gru_triton.GRU(H, H).cuda().to(dtype)
@@ -161,15 +181,21 @@ def _time_shapes(args, wanted, dtype, records) -> None:
             if name not in wanted or (args.kernel == "bwd"
                                       and any(key in overrides for key in FORWARD_ONLY)):
                 continue
+            if "dots" in overrides and args.dtype != "fp32":
+                continue
+            overrides = dict(overrides)
+            dots = overrides.pop("dots", None)
             record = dict(B=B, H=H, T=T, dtype=args.dtype, kernel=args.kernel, op=args.op,
                           variant=name, cudnn_ms=cudnn_ms)
             try:
-                with grid_sync_config(overrides, args.kernel), dispatch.force_path("grid_sync"):
+                with (grid_sync_config(overrides, args.kernel), dispatch.force_path("grid_sync"),
+                      dispatch.force_ieee_dots(dots)):
                     got = _run(ours, x, grad, args.op)
                     err = max(((g.double() - e).abs().max() / e.abs().max()).item()
                               for g, e in zip(got, expected, strict=True))
                     ms = (triton.testing.do_bench(functools.partial(_run, ours, x, grad, args.op),
-                                                  return_mode="median") if err <= 5e-2 else None)
+                                                  return_mode="median")
+                          if err <= TOLERANCE.get(args.dtype, 5e-2) else None)
             except Exception as exc:  # a variant that fails to compile or launch
                 err, ms = None, None
                 record["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"

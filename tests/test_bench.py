@@ -357,13 +357,17 @@ def test_variants_are_picked_by_name():
 
     import variants
 
-    with pytest.raises(SystemExit) as refused:
-        variants.main(["--variant", "launcher", "--variant", "split k"])
-    assert refused.value.code == 2
+    for argv in (["--variant", "launcher", "--variant", "split k"],
+                 # tf32x3 is how fp32 models reach IEEE accuracy: not a bf16 variant.
+                 ["--variant", "tf32x3"], ["--dtype", "tf32", "--variant", "tf32x3"],
+                 ["--shapes", "16x1024"]):
+        with pytest.raises(SystemExit) as refused:
+            variants.main(argv)
+        assert refused.value.code == 2, argv
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 18 and set(asked) <= names, asked
+    assert len(asked) == 22 and set(asked) <= names, asked
 
 
 def test_variants_summary_ranks_against_the_launcher():
@@ -485,3 +489,19 @@ def test_gpu_session_output_is_packed_into_what_the_device_tool_brings_back(tmp_
         assert len(archive.getmembers()) == len(written)
     session = (BENCH / "gpu_session.sh").read_text()
     assert 'bash bench/pack_results.sh "$out"' in session
+
+
+def test_tf32x3_emulation_keeps_ieee_accuracy_and_tf32_does_not():
+    """The premise of "tf32x3" for IEEE fp32 models (bench/tf32x3_accuracy.py, emulating
+    Triton's split of each operand into a TF32 part and a TF32 remainder): a GRU whose W_hh
+    products are three TF32 products is as far from the fp64 run as IEEE fp32's is, and one
+    TF32 product is hundreds of times farther, so the emulation really rounds."""
+    import tf32x3_accuracy
+
+    a, b = torch.randn(16, 64), torch.randn(64, 16)
+    assert torch.equal(tf32x3_accuracy.tf32_round(a).view(torch.int32) & 0x1FFF,
+                       torch.zeros(16, 64, dtype=torch.int32))
+    assert not torch.equal(tf32x3_accuracy.dot_tf32(a, b), a @ b)
+    result = tf32x3_accuracy.errors(T=48, B=4, H=64)
+    assert result["tf32x3"] <= 2 * result["ieee"], result
+    assert result["tf32"] >= 100 * result["ieee"], result
