@@ -222,10 +222,11 @@ def test_split_k_rows(report):
 
 def test_tf32x3_rows(report):
     """IEEE fp32 accuracy on tensor cores ("tf32x3": three TF32 products per dot) compiles
-    to tensor-core instructions on both targets, and its resident rows are the split-K form only, where it does
-    not spill: 16-wide chunks, H a multiple of 16, K up to 512 forward and 256 backward (the
-    plain resident form spills kilobytes from K = 256). The headline IEEE shapes that fit
-    keep W_hh on chip: forward H = 512, backward H = 256, on sm_80 and sm_90."""
+    to tensor-core instructions on both targets, and its resident rows are the split-K form
+    only, where it does not spill: 16-wide chunks, H a multiple of 16, K up to 512 forward
+    and 256 backward (the plain resident form spills kilobytes from K = 256). The headline
+    IEEE shapes that fit keep W_hh on chip: forward H = 512, backward H = 256, on sm_80 and
+    sm_90."""
     x3 = [r for r in report if r["dot_precision"] == "tf32x3"]
     assert x3 and all(r["mma"] or r["wgmma"] for r in x3)
     resident = [r for r in x3 if "resident" in r["variant"]]
