@@ -534,8 +534,9 @@ def gru_fwd_kernel(
 
     SPLIT_K (with W_RESIDENT, not STACKED_GATES): the slice is held cut along K into SPLIT_K
     slices, one per warp, and each gate's product is a batched dot summed over them
-    (``_split_k_hidden_times_w_hh_t``, which says why); K_PIECES 2: each slice in two pieces
-    along K, with h staged for the dots a piece at a time (``resident_config`` says where).
+    (``_split_k_hidden_times_w_hh_t``, which says why); K_PIECES > 1: each slice in that many
+    pieces along K, with h staged for the dots a piece at a time (``resident_config`` says
+    where).
     """
     acc_dtype = hf_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -1141,6 +1142,8 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     1024 in TF32, on an H100 (kernel report: 225 KiB, 232-252 registers, no spills, H a
     multiple of 16; the forward spills 40 bytes at K = 2048 otherwise, so there it is not
     split). Its grid, a 16-wide chunk per program, fits 132 SMs up to H = 2048 at B <= 16.
+    ``cfg`` may ask for more pieces (``three_pass`` at K = 1024 takes 4); each warp's slice
+    of a piece stays at least a dot's 16 deep.
 
     ``three_pass`` (fp32 weights with "tf32x3" dots): each dot splits both operands into a
     TF32 part and a remainder and runs three products, so it holds twice the operands in
@@ -1149,14 +1152,18 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     do not up to K = 512 in the forward and 256 in the backward, with 16-wide chunks and an H
     that is a multiple of 16 (48-272 bytes past that K, 40 at K = 512 unaligned, 224 with
     32-wide chunks). So with three passes the slice is held only there, split along K
-    (SPLIT_K 8 unless ``cfg`` says otherwise); elsewhere the steps stream W_hh.
+    (SPLIT_K 8 unless ``cfg`` says otherwise); elsewhere the steps stream W_hh. The forward
+    at K = 1024 too, with h staged a quarter of K at a time (K_PIECES 4: 249 registers, 209
+    KiB of shared memory on sm_90, no spills; in halves it spilled 48 bytes): an H100 only.
     """
     k_full = max(16, triton.next_power_of_2(hidden_size))
     if three_pass:
-        if (k_full > (512 if row_operands == 1 else 256) or cfg["BLOCK_H"] != 16
+        if (k_full > (1024 if row_operands == 1 else 256) or cfg["BLOCK_H"] != 16
                 or hidden_size % 16):
             return None
         cfg = dict(cfg, SPLIT_K=cfg.get("SPLIT_K", 8), STACKED_GATES=False)
+        if k_full == 1024:
+            cfg["K_PIECES"] = 4
     stacked = cfg.get("STACKED_GATES", False) and row_operands == 1
     if stacked and hidden_size % 16:
         cfg, stacked = dict(cfg, STACKED_GATES=False), False
@@ -1173,12 +1180,13 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     # 32-wide chunk at K = 1024 in 16 bits on an H100 (225 KiB compiled, of 227).
     slack = 3072 if split > 1 else 4096
     # K_PIECES 2 (split only): the row operand staged half of K at a time, where the whole
-    # of it does not fit beside the slice (or its registers would spill).
+    # of it does not fit beside the slice (or its registers would spill); more where asked.
     pieces = 1
     if split > 1 and k_full >= 64 and (
             cfg.get("K_PIECES", 1) > 1 or rows * k_full > 24576
             or (gate_rows + rows) * k_full * itemsize + slack > smem_limit):
-        pieces, split = 2, min(split, k_full // 32)
+        pieces = max(2, cfg.get("K_PIECES", 1))
+        split = min(split, k_full // (16 * pieces))
     need = (gate_rows * k_full + rows * k_full // pieces) * itemsize + slack
     # per_step's 32-wide backward chunk, H not a multiple of 16 (scalar operand loads),
     # spills at K = 512 (8 bytes on sm_90): its operands stay under 24576 elements there.

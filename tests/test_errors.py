@@ -305,8 +305,9 @@ def test_grid_sync_forward_plan_owns_one_chunk_per_program_where_it_fits(monkeyp
 def test_tf32x3_resident_plan():
     """"tf32x3" dots (three TF32 products) hold twice the operands in registers, and the
     plain resident forms spill kilobytes with them (kernel report): the slice stays on chip
-    only split along K, with 16-wide chunks, H a multiple of 16, K up to 512 forward and 256
-    backward; and grid_sync's batch tile stops at 32 rows where H is not a multiple of 16."""
+    only split along K, with 16-wide chunks, H a multiple of 16, K up to 1024 forward (from
+    1024 in four K pieces) and 256 backward; and grid_sync's batch tile stops at 32 rows
+    where H is not a multiple of 16."""
     from gru_triton.kernels import gru as gru_kernels
 
     fwd = gru_kernels.recurrence_config(512, "grid_sync", 16, forward=True, sms=132)
@@ -314,7 +315,11 @@ def test_tf32x3_resident_plan():
     assert (got["SPLIT_K"], got["num_warps"], got["BLOCK_K"]) == (8, 8, 512)
     assert gru_kernels.resident_config(fwd, 512, 4, 163 * 1024, three_pass=True) is not None
     assert "SPLIT_K" not in gru_kernels.resident_config(fwd, 512, 4, 227 * 1024)
-    assert gru_kernels.resident_config(fwd, 1024, 4, 227 * 1024, three_pass=True) is None
+    # The forward at K = 1024 stages h a quarter of K at a time, on an H100 only.
+    got = gru_kernels.resident_config(fwd, 1024, 4, 227 * 1024, three_pass=True)
+    assert (got["SPLIT_K"], got["K_PIECES"], got["BLOCK_K"], got["num_warps"]) == (8, 4, 1024, 8)
+    assert gru_kernels.resident_config(fwd, 1024, 4, 163 * 1024, three_pass=True) is None
+    assert gru_kernels.resident_config(fwd, 2048, 4, 227 * 1024, three_pass=True) is None
     assert gru_kernels.resident_config(fwd, 504, 4, 227 * 1024, three_pass=True) is None
     assert gru_kernels.resident_config(dict(fwd, STACKED_GATES=True), 256, 4, 227 * 1024,
                                        three_pass=True)["STACKED_GATES"] is False

@@ -385,9 +385,10 @@ def test_stacked_gates_match_the_three_products(path, batch, hidden, reverse, mo
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
 @pytest.mark.parametrize("batch,hidden,width,split,pieces",
                          [(5, 48, 32, 4, 1), (4, 144, 32, 8, 1), (3, 130, 16, 8, 1),
-                          (17, 100, 16, 8, 1), (6, 100, 16, 4, 2), (4, 144, 32, 8, 2)],
+                          (17, 100, 16, 8, 1), (6, 100, 16, 4, 2), (4, 144, 32, 8, 2),
+                          (6, 100, 16, 2, 4)],
                          ids=["B5-H48-wide", "B4-H144-wide", "B3-H130", "B17-H100",
-                              "B6-H100-pieces", "B4-H144-wide-pieces"])
+                              "B6-H100-pieces", "B4-H144-wide-pieces", "B6-H100-4-pieces"])
 def test_split_k_matches_the_whole_product(batch, hidden, width, split, pieces, kernel, reverse,
                                            monkeypatch):
     """SPLIT_K: one kernel (the forward, or the backward) holds its resident W_hh slice cut
@@ -401,7 +402,8 @@ def test_split_k_matches_the_whole_product(batch, hidden, width, split, pieces, 
     only where H is a multiple of 16) and 16 wide (grid_sync's, any H). K_PIECES 2 (as an
     H100 holds a K = 2048 slice): the row operands are taken half of K at a time, so a
     piece taken from the wrong half of K, or one piece's products dropped, shows too; each
-    half has at least a 16-deep slice per warp, so K = 128 gives 4 slices."""
+    half has at least a 16-deep slice per warp, so K = 128 gives 4 slices. K_PIECES 4 (as
+    tf32x3's forward holds K = 1024): quarters, 2 slices of 16 each."""
     from gru_triton.kernels import gru as gru_kernels
 
     real_config = gru_kernels.recurrence_config
