@@ -6,7 +6,7 @@
 # tool's timeout_s at 600 and a start of up to ~3 minutes, inside the 15), the most needed
 # stages first, each capped so that the later ones still run:
 #
-#   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd memory variants-fp32 auto
+#   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd auto memory variants-fp32
 #   bash bench/gpu_session.sh variants-tf32 dispatch   # another lease's call
 #
 # Stages:
@@ -37,8 +37,8 @@
 # device tool brings back at most 8 files, so under $OUT they are packed at the end into
 # session.tar.gz (bench/pack_results.sh), session.log kept beside it;
 # a call cut off before the end leaves them unpacked. GPU_SESSION_SECONDS (default 560)
-# bounds the whole call, SUITE_SECONDS (default 90) the suite, and BENCH_IMPLS picks what
-# bench times besides cuDNN.
+# bounds the whole call, SUITE_SECONDS (default 90) the suite, AUTO_SECONDS (default 90)
+# when auto starts its last case, and BENCH_IMPLS picks what bench times besides cuDNN.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-bench/results}"
@@ -46,7 +46,7 @@ mkdir -p "$out"
 log="$out/session.log"
 deadline=$((SECONDS + ${GPU_SESSION_SECONDS:-560}))
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd memory variants-fp32 auto)
+[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd auto memory variants-fp32)
 grid_ok=0
 
 say() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$log"; }
@@ -120,7 +120,7 @@ for stage in "${stages[@]}"; do
         # Not the tiles and warps that bench/results/nvidia-h200-2026-11-25/variants.json
         # measured already: the forms the launcher does not pick yet, then the streamed
         # chunk loop's levers (B 64 at H 1024, H 2048).
-        run_grid_sync_tests && run 100 python3 bench/variants.py --out "$out/variants.json" \
+        run_grid_sync_tests && run 80 python3 bench/variants.py --out "$out/variants.json" \
             --variant launcher --variant "split K" --variant "16 rows, 32 wide, split K" \
             --variant stacked --variant "K 128" \
             --variant "3 stages" --variant "K 128, 3 stages"
@@ -128,7 +128,7 @@ for stage in "${stages[@]}"; do
     variants-bwd)
         # The levers that apply to the backward, most promising first (a time-boxed run
         # keeps what it timed): its resident forms, then the streamed chunk loop's.
-        run_grid_sync_tests && run 80 python3 bench/variants.py --kernel bwd --op fwdbwd \
+        run_grid_sync_tests && run 60 python3 bench/variants.py --kernel bwd --op fwdbwd \
             --variant launcher --variant "split K" --variant "16 rows, 32 wide, split K" \
             --variant "16 rows, split K" \
             --variant "16 rows" --variant "K 128" --variant "3 stages" \
@@ -152,10 +152,10 @@ for stage in "${stages[@]}"; do
             --out "$out/variants-fp32-bwd.json"
         ;;
     memory)
-        run 45 python3 -m pytest -q -rA "${pytest_timeout[@]}" tests/test_memory.py
+        run 30 python3 -m pytest -q -rA "${pytest_timeout[@]}" tests/test_memory.py
         # The ~22 B per (t, b, h) the GPU allocated beyond the CPU's count at B 16 (and not
         # at B 1): which ATen function made it (C++ frames; docs/performance.md, "Memory").
-        run 75 python3 bench/memory_breakdown.py --dtypes bf16 --B 16,1 --H 256 --T 256 \
+        run 70 python3 bench/memory_breakdown.py --dtypes bf16 --B 16,1 --H 256 --T 256 \
             --impls gru_triton --stacks all --out "$out/memory-cpp.json"
         ;;
     dispatch)
@@ -171,8 +171,13 @@ for stage in "${stages[@]}"; do
         # too (the issue asks for its timings, and none has been taken).
         impls="cudnn,gru_triton"
         run_grid_sync_tests && impls="$impls,gru_triton/grid_sync"
-        run 600 python3 bench/bench_gru.py --results-root "$out/auto" --impls "$impls" \
-            --H 256,512,1024 --B 16,64 --T 256 --dtypes bf16,fp16,tf32 --budget-s $(($(left) - 30))
+        # Starts no case past AUTO_SECONDS (default 90: the H200 timed 12 cases in 40 s), so
+        # that the stages after it still run; a call of auto alone may give it more.
+        budget=$(($(left) - 30))
+        [ "$budget" -gt "${AUTO_SECONDS:-90}" ] && budget=${AUTO_SECONDS:-90}
+        run $((budget + 30)) python3 bench/bench_gru.py --results-root "$out/auto" \
+            --impls "$impls" --H 256,512,1024 --B 16,64 --T 256 --dtypes bf16,fp16,tf32 \
+            --budget-s "$budget"
         ;;
     pytest-bench)
         run 600 python3 -m pytest -q "${pytest_timeout[@]}" bench/ --benchmark-only \
