@@ -142,7 +142,9 @@ def main(argv=None) -> int:
         args.shapes = (SHAPES if args.shapes is None else
                        tuple(tuple(int(n) for n in pair.split(":")) for pair in args.shapes.split(",")))
     except ValueError:
-        parser.error(f"--shapes takes B:H pairs, got {args.shapes!r}")
+        args.shapes = ((),)
+    if any(len(shape) != 2 for shape in args.shapes):
+        parser.error("--shapes takes comma-separated B:H pairs, e.g. 16:1024,64:512")
     if not torch.cuda.is_available():
         print("No CUDA GPU here: nothing was timed.")
         return 0

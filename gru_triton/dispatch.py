@@ -75,8 +75,8 @@ def force_path(path: str | None):
 # tensor-core products, as accurate as IEEE fp32: docs/performance.md, "IEEE fp32 on tensor
 # cores") instead of IEEE FMAs on CUDA cores: (smallest H, largest H, largest B) where
 # grid_sync so beat cuDNN, measured; GRID_SYNC_WINS["tf32x3"] gives those shapes grid_sync.
-# None yet: not timed on a GPU (bench/variants.py --dtype fp32 and bench_gru.py's
-# "gru_triton/tf32x3" time it).
+# None yet: not timed on a GPU (`bench/variants.py --dtype fp32 --variant tf32x3` times it
+# against the IEEE launcher and cuDNN).
 TF32X3_WINS: tuple = ()
 
 # Where grid_sync beat nn.GRU (cuDNN) in the forward and in the forward + backward, per kind

@@ -360,7 +360,7 @@ def test_variants_are_picked_by_name():
     for argv in (["--variant", "launcher", "--variant", "split k"],
                  # tf32x3 is how fp32 models reach IEEE accuracy: not a bf16 variant.
                  ["--variant", "tf32x3"], ["--dtype", "tf32", "--variant", "tf32x3"],
-                 ["--shapes", "16x1024"]):
+                 ["--shapes", "16x1024"], ["--shapes", "16:1024:2"]):
         with pytest.raises(SystemExit) as refused:
             variants.main(argv)
         assert refused.value.code == 2, argv
