@@ -149,8 +149,8 @@ for stage in "${stages[@]}"; do
         ;;
     variants-fp32)
         # IEEE fp32 runs on cuDNN everywhere (grid_sync's IEEE FMAs lost at every shape):
-        # tf32x3 where its slice stays on chip (forward H <= 512, backward H <= 256) and
-        # where it streams (H 1024).
+        # tf32x3 where its slice stays on chip (forward H <= 512, and at B 16 H 1024 in four
+        # K pieces; backward H <= 256) and where it streams (the rest).
         shapes=16:512,64:512,16:256,64:256,16:1024
         run_grid_sync_tests && run 50 python3 bench/variants.py --dtype fp32 --shapes "$shapes" \
             --variant launcher --variant tf32x3 --out "$out/variants-fp32.json"

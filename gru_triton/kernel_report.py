@@ -220,8 +220,14 @@ def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype
         if flags["GRID_SYNC"] and not tensor_cores:
             # As recurrence_config(..., tensor_cores=False) has it, for every tile compiled.
             return dict(cfg, num_warps=8)
-        if flags["GRID_SYNC"] and dot_precision == "tf32x3" and not aligned and cfg["BLOCK_B"] > 32:
-            return None  # recurrence_config(..., three_pass=True) stops at 32 rows there
+        if flags["GRID_SYNC"]:
+            # The largest batch tile the launcher gives this precision and alignment (a
+            # stand-in H, 8 less, for the unaligned rows' alignment).
+            most = gru_kernels.recurrence_config(
+                hidden_size if aligned else hidden_size - 8, "grid_sync", 64,
+                three_pass=dot_precision == "tf32x3")["BLOCK_B"]
+            if cfg["BLOCK_B"] > most:
+                return None
         return cfg
     if not tensor_cores:
         return None

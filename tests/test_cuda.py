@@ -204,8 +204,9 @@ def test_grid_sync_runs_many_programs_per_batch_tile(precision, batch, tol):
 def test_tf32x3_keeps_ieee_accuracy(hidden, batch):
     """fp32 under nn.GRU's IEEE flag with the W_hh products as three TF32 tensor-core
     products ("tf32x3"): output, h_n and every gradient within the IEEE bound of nn.GRU's
-    own IEEE run, on grid_sync (a resident split slice at H 256/512, streamed at 1024, a
-    32-row tile at H 1000; the interpreter cannot tell, as it computes every dot exactly).
+    own IEEE run, on grid_sync (a resident split slice at H 256/512, forward only and in
+    four K pieces at H 1024, the 64-row tile streamed at B 64, a 32-row tile at H 1000; the
+    interpreter cannot tell, as it computes every dot exactly).
     The same run with plain TF32 is ~1e-4 away (docs/performance.md), so this bound tells
     the two apart."""
     gru_triton.set_backend("triton")
