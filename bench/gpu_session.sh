@@ -12,7 +12,9 @@
 #
 # Stages:
 #   gridsync      the grid-synchronised path's CUDA tests alone (a broken barrier hangs), then
-#                 the grid barrier timed alone (bench/barrier_bench.py)
+#                 the grid barrier timed alone (bench/barrier_bench.py), and a step's exchange
+#                 of h alone under the barrier and under flags carried in the data
+#                 (bench/exchange_bench.py)
 #   suite         the whole test suite natively on CUDA, in parallel (pytest-xdist), less the
 #                 kernel report (it compiles for GPUs ahead of time and needs none)
 #   cuda          tests/test_cuda.py: the GPU-only checks, serially
@@ -34,9 +36,9 @@
 #
 # Output goes to $OUT (the device tool's folder; bench/results otherwise): session.log
 # (every stage's output, versions, nvidia-smi), <gpu>-<date>/results.{json,md,png},
-# <gpu>-<date>/barrier.json, pytest-benchmark.json, variants*.json and memory-cpp.json. The
-# device tool brings back at most 8 files, so under $OUT they are packed at the end into
-# session.tar.gz (bench/pack_results.sh), session.log kept beside it;
+# <gpu>-<date>/barrier.json and exchange.json, pytest-benchmark.json, variants*.json and
+# memory-cpp.json. The device tool brings back at most 8 files, so under $OUT they are
+# packed at the end into session.tar.gz (bench/pack_results.sh), session.log kept beside it;
 # a call cut off before the end leaves them unpacked. GPU_SESSION_SECONDS (default 560)
 # bounds the whole call, SUITE_SECONDS (default 90) the suite, AUTO_SECONDS (default 90)
 # when auto starts its last case, and BENCH_IMPLS picks what bench times besides cuDNN.
@@ -95,8 +97,10 @@ run_grid_sync_tests() {
 for stage in "${stages[@]}"; do
     case "$stage" in
     gridsync)
-        # The cost model's least certain figure: µs per grid barrier (~10 s).
-        run_grid_sync_tests && run 60 python3 bench/barrier_bench.py --results-root "$out"
+        # The cost model's least certain figure: µs per grid barrier (~10 s); then a step's
+        # exchange alone, barrier against flags carried in the data (~25 s).
+        run_grid_sync_tests && run 60 python3 bench/barrier_bench.py --results-root "$out" \
+            && run 45 python3 bench/exchange_bench.py --results-root "$out"
         ;;
     suite)
         # -v logs each result as it lands, so a suite cut off by its cap still says what passed.

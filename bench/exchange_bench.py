@@ -1,0 +1,211 @@
+"""µs per step of a grid_sync step's exchange alone: every program publishes its slice of h_t
+and reads all of it back, with no product and no gate math, under two protocols.
+
+    python bench/exchange_bench.py [--results-root bench/results]
+
+Why: between two products a grid_sync step stores its (16 × 16) tile of h_t, meets the others
+at the grid barrier (a releasing atomic, then acquiring reads of the counter) and reads
+h_t's rows, (16, H), from L2: at least three round trips in a row, after the barrier's fence
+waits for the store. bench/barrier_bench.py times the barrier alone (0.9 µs at 64 programs on
+the H200); this times what the issue's 2 µs per step at H = 1024 cannot go below while the
+step is built this way, and what a protocol without the barrier would take instead:
+
+- "barrier": what gru_fwd_kernel does now. Store the tile (16-bit), ``_grid_barrier``, load
+  the rows with ``.cg``.
+- "flagged": each 8-byte word carries two 16-bit values and the step that wrote them (one
+  aligned 64-bit store, which a reader sees whole or not at all), so the data is its own
+  signal: no fence, no atomic, no counter. A reader loads the rows (twice the bytes) and
+  loads them again while any word is from an older step. NCCL's LL protocol works this way.
+- "flagged, probe": the same, but it first spins on one word per publishing program (row 0,
+  the first word of each 16-unit chunk: H / 16 words), so a reader that arrives early
+  re-reads a few sectors, not the whole (16, H) tile.
+
+Each step's written values depend on the sum of the read's mismatches, so a step cannot start
+before the last one's read ends, as in the recurrence (whose next h_t depends on the product);
+that sum, over all steps, must be 0 for the record to stand (``errors``). Grid (B / 16,
+H / 16), 8 warps, one cooperative launch of ``STEPS`` steps; the launch with no steps is
+subtracted. The programs are not forced one per SM as the recurrence kernels' are; with a
+grid no larger than the SM count the block scheduler spreads them anyway.
+
+Without a GPU nothing is timed: it says so and exits 0.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import sys
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the triton import
+
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+import triton.testing  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from gru_triton.kernels.gru import _grid_barrier  # noqa: E402
+
+STEPS = 2000
+NUM_WARPS = 8
+BLOCK_B, BLOCK_H = 16, 16
+PROTOCOLS = ("barrier", "flagged", "flagged, probe")
+# (B, H): grid_sync's forward grids, B / 16 tiles × H / 16 chunks, up to 128 programs.
+SHAPES = ((16, 256), (16, 512), (16, 1024), (16, 2048), (64, 256), (64, 512))
+
+
+@triton.jit
+def _pack_words(value, flag):
+    """value (R, C) 16-bit, C even; flag a scalar int: (R, C // 2) int64 words, word i holding
+    value[:, 2i] in bits 0-15, value[:, 2i + 1] in 16-31 and the flag in 32-63."""
+    lo, hi = tl.split(tl.reshape(value, (value.shape[0], value.shape[1] // 2, 2)))
+    lo = lo.to(tl.uint16, bitcast=True).to(tl.uint64)
+    hi = hi.to(tl.uint16, bitcast=True).to(tl.uint64)
+    stamp = tl.full(lo.shape, flag, tl.uint64) << 32
+    return (stamp | (hi << 16) | lo).to(tl.int64, bitcast=True)
+
+
+@triton.jit
+def _unpack_words(words, dtype: tl.constexpr):
+    """``_pack_words`` undone: (R, 2C) values of ``dtype`` (16-bit) from (R, C) words."""
+    w = words.to(tl.uint64, bitcast=True)
+    lo = (w & 0xFFFF).to(tl.uint16).to(dtype, bitcast=True)
+    hi = ((w >> 16) & 0xFFFF).to(tl.uint16).to(dtype, bitcast=True)
+    return tl.reshape(tl.join(lo, hi), (w.shape[0], 2 * w.shape[1]))
+
+
+@triton.jit
+def _oldest(words, mask):
+    """The smallest flag among the words under ``mask`` (larger than any flag elsewhere)."""
+    return tl.min(tl.where(mask, (words >> 32).to(tl.int32), 2147483647))
+
+
+@triton.jit
+def _exchange_kernel(hs_ptr, words_ptr, sync_ptr, errors_ptr, B, H, n_steps,
+                     FLAGGED: tl.constexpr, PROBE: tl.constexpr, BLOCK_B: tl.constexpr,
+                     BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
+    """``n_steps`` exchanges. hs: (2, B, H) bf16 (barrier); words: (2, B, H // 2) int64
+    (flagged), zeros at launch; sync: (B / BLOCK_B,) int32 zeros; errors: (1,) int32, gets
+    the number of values read wrong. Step s writes (s + 3b + j) % 256 at (b, j) to slot s % 2,
+    plus the number of wrong values its program read the step before."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    mask_b = rows < B
+    j0 = tl.program_id(1) * BLOCK_H
+    offs_j = j0 + tl.arange(0, BLOCK_H)
+    offs_k = tl.arange(0, BLOCK_K)
+    mine = mask_b[:, None] & (offs_j < H)[None, :]
+    mask_k = mask_b[:, None] & (offs_k < H)[None, :]
+    half = H // 2
+    words_j = j0 // 2 + tl.arange(0, BLOCK_H // 2)
+    words_k = tl.arange(0, BLOCK_K // 2)
+    mask_w = mask_b[:, None] & (words_k < half)[None, :]
+    # Probe: row 0 of this tile, the first word of every chunk of BLOCK_H units.
+    probe_k = tl.arange(0, BLOCK_K // BLOCK_H) * (BLOCK_H // 2)
+    mask_probe = (probe_k < half) & (tl.program_id(0) * BLOCK_B + 0 * probe_k < B)
+    wrong = 0
+    total = 0
+    for step in range(n_steps):
+        slot = step % 2
+        value = ((step + 3 * rows[:, None] + offs_j[None, :] + wrong) % 256).to(tl.float32)
+        value = value.to(tl.bfloat16)
+        if FLAGGED:
+            base = words_ptr + (slot * B + rows[:, None].to(tl.int64)) * half
+            tl.store(base + words_j[None, :], _pack_words(value, step + 1),
+                     mask=mask_b[:, None] & (words_j < half)[None, :])
+            if PROBE:
+                p_probe = words_ptr + (slot * B + tl.program_id(0) * BLOCK_B) * half + probe_k
+                seen = tl.load(p_probe, mask=mask_probe, other=0, volatile=True)
+                while _oldest(seen, mask_probe) < step + 1:
+                    seen = tl.load(p_probe, mask=mask_probe, other=0, volatile=True)
+            words = tl.load(base + words_k[None, :], mask=mask_w, other=0, volatile=True)
+            while _oldest(words, mask_w) < step + 1:
+                words = tl.load(base + words_k[None, :], mask=mask_w, other=0, volatile=True)
+            h = _unpack_words(words, tl.bfloat16)
+        else:
+            base = hs_ptr + (slot * B + rows[:, None].to(tl.int64)) * H
+            tl.store(base + offs_j[None, :], value, mask=mine)
+            _grid_barrier(sync_ptr, step + 1)
+            h = tl.load(base + offs_k[None, :], mask=mask_k, other=0.0, cache_modifier=".cg")
+        expected = ((step + 3 * rows[:, None] + offs_k[None, :]) % 256).to(tl.float32)
+        wrong = tl.sum(tl.sum((mask_k & (h.to(tl.float32) != expected)).to(tl.int32), axis=1))
+        total += wrong
+    tl.atomic_add(errors_ptr, total)
+
+
+def exchange(protocol: str, B: int, H: int, n_steps: int, device, start_flag: int = 0) -> int:
+    """One launch of ``n_steps`` exchanges among (cdiv(B, 16), H / 16) programs; returns the
+    number of values read wrong (0 unless the protocol is broken). H a multiple of 16.
+    start_flag: the flag the flagged protocols' words hold at launch (0, older than any
+    step); a larger one makes readers take words never written, which the count must show."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if H % BLOCK_H:
+        raise ValueError(f"H must be a multiple of {BLOCK_H}, got {H}")
+    tiles = triton.cdiv(B, BLOCK_B)
+    hs = torch.zeros(2, B, H, dtype=torch.bfloat16, device=device)
+    words = torch.full((2, B, H // 2), start_flag << 32, dtype=torch.int64, device=device)
+    sync = torch.zeros(tiles, dtype=torch.int32, device=device)
+    errors = torch.zeros(1, dtype=torch.int32, device=device)
+    extra = {"launch_cooperative_grid": True} if device.type == "cuda" else {}
+    _exchange_kernel[(tiles, H // BLOCK_H)](
+        hs, words, sync, errors, B, H, n_steps, FLAGGED=protocol != "barrier",
+        PROBE=protocol == "flagged, probe", BLOCK_B=BLOCK_B, BLOCK_H=BLOCK_H,
+        BLOCK_K=triton.next_power_of_2(H), num_warps=NUM_WARPS, **extra)
+    return int(errors.item())
+
+
+def us_per_step(protocol: str, B: int, H: int, device) -> float:
+    def timed(n):
+        return triton.testing.do_bench(lambda: exchange(protocol, B, H, n, device),
+                                       return_mode="median")
+    return 1e3 * (timed(STEPS) - timed(0)) / STEPS
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results-root", default=str(pathlib.Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("No CUDA GPU here: nothing was timed (the programs wait on one another, which the "
+              "interpreter, running them one after another, cannot do).")
+        return 0
+    device = torch.device("cuda")
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    gpu, date = torch.cuda.get_device_name(), str(datetime.date.today())
+    records = []
+    for B, H in SHAPES:
+        programs = triton.cdiv(B, BLOCK_B) * (H // BLOCK_H)
+        if programs > sms:
+            continue
+        for protocol in PROTOCOLS:
+            wrong = exchange(protocol, B, H, 50, device)
+            us = None if wrong else us_per_step(protocol, B, H, device)
+            records.append(dict(protocol=protocol, B=B, H=H, programs=programs, errors=wrong,
+                                us_per_step=us))
+            print(records[-1], flush=True)
+    result = dict(gpu=gpu, torch=torch.__version__, triton=triton.__version__, date=date,
+                  cuda=torch.version.cuda, steps_per_launch=STEPS, num_warps=NUM_WARPS,
+                  records=records)
+    out_dir = harness.results_dir(args.results_root, gpu, date)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "exchange.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nA grid_sync step's exchange alone on {gpu} (torch {torch.__version__}, triton "
+          f"{triton.__version__}, {date}), µs per step\n")
+    print("| B | H | programs | " + " | ".join(PROTOCOLS) + " |")
+    print("|---|---|---|" + "---|" * len(PROTOCOLS))
+    for B, H in dict.fromkeys((r["B"], r["H"]) for r in records):
+        cells = []
+        for protocol in PROTOCOLS:
+            r = next(r for r in records if (r["B"], r["H"], r["protocol"]) == (B, H, protocol))
+            cells.append("wrong values" if r["errors"] else f"{r['us_per_step']:.2f}")
+        print(f"| {B} | {H} | {r['programs']} | " + " | ".join(cells) + " |")
+    print(f"\nwritten to {out_dir / 'exchange.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
