@@ -15,7 +15,8 @@ step is built this way, and what a protocol without the barrier would take inste
 - "flagged": each 8-byte word carries two 16-bit values and the step that wrote them (one
   aligned 64-bit store, which a reader sees whole or not at all), so the data is its own
   signal: no fence, no atomic, no counter. A reader loads the rows (twice the bytes) and
-  loads them again while any word is from an older step. NCCL's LL protocol works this way.
+  loads them again while any word is from an older step. NCCL's LL protocol works this way,
+  and so does gru_fwd_kernel's FLAGGED_H (its helpers are used here).
 - "flagged, probe": the same, but it first spins on one word per publishing program (row 0,
   the first word of each 16-unit chunk: H / 16 words), so a reader that arrives early
   re-reads a few sectors, not the whole (16, H) tile.
@@ -48,7 +49,9 @@ import triton.testing  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from gru_triton.kernels.gru import _grid_barrier  # noqa: E402
+
+# The kernels' own: the barrier, and the flagged words gru_fwd_kernel's FLAGGED_H uses.
+from gru_triton.kernels.gru import _grid_barrier, _oldest_flag, _pack_h_words, _unpack_h_words  # noqa: E402
 
 STEPS = 2000
 NUM_WARPS = 8
@@ -56,32 +59,6 @@ BLOCK_B, BLOCK_H = 16, 16
 PROTOCOLS = ("barrier", "flagged", "flagged, probe")
 # (B, H): grid_sync's forward grids, B / 16 tiles × H / 16 chunks, up to 128 programs.
 SHAPES = ((16, 256), (16, 512), (16, 1024), (16, 2048), (64, 256), (64, 512))
-
-
-@triton.jit
-def _pack_words(value, flag):
-    """value (R, C) 16-bit, C even; flag a scalar int: (R, C // 2) int64 words, word i holding
-    value[:, 2i] in bits 0-15, value[:, 2i + 1] in 16-31 and the flag in 32-63."""
-    lo, hi = tl.split(tl.reshape(value, (value.shape[0], value.shape[1] // 2, 2)))
-    lo = lo.to(tl.uint16, bitcast=True).to(tl.uint64)
-    hi = hi.to(tl.uint16, bitcast=True).to(tl.uint64)
-    stamp = tl.full(lo.shape, flag, tl.uint64) << 32
-    return (stamp | (hi << 16) | lo).to(tl.int64, bitcast=True)
-
-
-@triton.jit
-def _unpack_words(words, dtype: tl.constexpr):
-    """``_pack_words`` undone: (R, 2C) values of ``dtype`` (16-bit) from (R, C) words."""
-    w = words.to(tl.uint64, bitcast=True)
-    lo = (w & 0xFFFF).to(tl.uint16).to(dtype, bitcast=True)
-    hi = ((w >> 16) & 0xFFFF).to(tl.uint16).to(dtype, bitcast=True)
-    return tl.reshape(tl.join(lo, hi), (w.shape[0], 2 * w.shape[1]))
-
-
-@triton.jit
-def _oldest(words, mask):
-    """The smallest flag among the words under ``mask`` (larger than any flag elsewhere)."""
-    return tl.min(tl.where(mask, (words >> 32).to(tl.int32), 2147483647))
 
 
 @triton.jit
@@ -114,17 +91,17 @@ def _exchange_kernel(hs_ptr, words_ptr, sync_ptr, errors_ptr, B, H, n_steps,
         value = value.to(tl.bfloat16)
         if FLAGGED:
             base = words_ptr + (slot * B + rows[:, None].to(tl.int64)) * half
-            tl.store(base + words_j[None, :], _pack_words(value, step + 1),
+            tl.store(base + words_j[None, :], _pack_h_words(value, step + 1),
                      mask=mask_b[:, None] & (words_j < half)[None, :])
             if PROBE:
                 p_probe = words_ptr + (slot * B + tl.program_id(0) * BLOCK_B) * half + probe_k
                 seen = tl.load(p_probe, mask=mask_probe, other=0, volatile=True)
-                while _oldest(seen, mask_probe) < step + 1:
+                while _oldest_flag(seen, mask_probe) < step + 1:
                     seen = tl.load(p_probe, mask=mask_probe, other=0, volatile=True)
             words = tl.load(base + words_k[None, :], mask=mask_w, other=0, volatile=True)
-            while _oldest(words, mask_w) < step + 1:
+            while _oldest_flag(words, mask_w) < step + 1:
                 words = tl.load(base + words_k[None, :], mask=mask_w, other=0, volatile=True)
-            h = _unpack_words(words, tl.bfloat16)
+            h = _unpack_h_words(words, tl.bfloat16)
         else:
             base = hs_ptr + (slot * B + rows[:, None].to(tl.int64)) * H
             tl.store(base + offs_j[None, :], value, mask=mine)

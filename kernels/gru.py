@@ -261,10 +261,62 @@ def _split_k_rows(rows, mask_b, H, w_dtype, LOAD_CACHE: tl.constexpr, K_BEGIN: t
 
 
 @triton.jit
+def _pack_h_words(value, flag):
+    """value (R, C) 16-bit, C even; flag a scalar int: (R, C // 2) int64 words, word i holding
+    value[:, 2i] in bits 0-15, value[:, 2i + 1] in bits 16-31 (the two values' own layout in
+    memory, little-endian) and the flag in bits 32-63. One aligned 8-byte store writes a
+    word, and a reader sees all of it or none: the flag says which step's values it holds."""
+    lo, hi = tl.split(tl.reshape(value, (value.shape[0], value.shape[1] // 2, 2)))
+    lo = lo.to(tl.uint16, bitcast=True).to(tl.uint64)
+    hi = hi.to(tl.uint16, bitcast=True).to(tl.uint64)
+    stamp = tl.full(lo.shape, flag, tl.uint64) << 32
+    return (stamp | (hi << 16) | lo).to(tl.int64, bitcast=True)
+
+
+@triton.jit
+def _unpack_h_words(words, dtype: tl.constexpr):
+    """``_pack_h_words`` undone along the last axis of 2-d or 3-d words: the values, of the
+    16-bit ``dtype``, the last axis twice as long."""
+    w = words.to(tl.uint64, bitcast=True)
+    lo = (w & 0xFFFF).to(tl.uint16).to(dtype, bitcast=True)
+    hi = ((w >> 16) & 0xFFFF).to(tl.uint16).to(dtype, bitcast=True)
+    pairs = tl.join(lo, hi)
+    if len(w.shape) == 3:
+        values = tl.reshape(pairs, (w.shape[0], w.shape[1], 2 * w.shape[2]))
+    else:
+        values = tl.reshape(pairs, (w.shape[0], 2 * w.shape[1]))
+    return values
+
+
+@triton.jit
+def _oldest_flag(words, mask):
+    """The smallest flag among the words under ``mask`` (int32 max where there are none)."""
+    return tl.min(tl.ravel(tl.where(mask, (words >> 32).to(tl.int32), 2147483647)))
+
+
+@triton.jit
+def _split_k_flagged_rows(words_rows, mask_b, H, w_dtype, h_dtype: tl.constexpr, flag,
+                          K_BEGIN: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_K: tl.constexpr):
+    """``_split_k_rows`` of h_{t-1} from flagged words (``_pack_h_words``; words_rows[b]: row
+    b's H / 2 words), read again until none is older than ``flag``: the other programs'
+    stores of h_{t-1} are then complete, with no barrier. (SPLIT_K, BLOCK_B, BLOCK_K //
+    SPLIT_K) in w_dtype; h_dtype the 16-bit dtype the words carry."""
+    KW: tl.constexpr = BLOCK_K // (2 * SPLIT_K)
+    offs_w = (K_BEGIN // 2 + tl.arange(0, SPLIT_K) * KW)[:, None, None] + tl.arange(0, KW)[None, None, :]
+    p_w = words_rows[None, :, None] + offs_w
+    mask_w = mask_b[None, :, None] & (offs_w < H // 2)
+    words = tl.load(p_w, mask=mask_w, other=0, volatile=True)
+    while _oldest_flag(words, mask_w) < flag:
+        words = tl.load(p_w, mask=mask_w, other=0, volatile=True)
+    return _unpack_h_words(words, h_dtype).to(w_dtype)
+
+
+@triton.jit
 def _split_k_hidden_times_w_hh_t(h_rows, mask_b, H, ws_r, ws_z, ws_n, acc_dtype, w_dtype,
                                  DOT_PRECISION: tl.constexpr, LOAD_CACHE: tl.constexpr,
                                  SPLIT_K: tl.constexpr, K_PIECES: tl.constexpr,
-                                 BLOCK_K: tl.constexpr):
+                                 BLOCK_K: tl.constexpr, FLAGGED_H: tl.constexpr = False,
+                                 words_rows=None, flag=0, h_dtype: tl.constexpr = None):
     """rows[b, :] @ W_hh[g*H + j, :]ᵀ for the three gates, with K cut into SPLIT_K slices
     (ws_r/z/n from ``_split_k_pieces``, TRANSPOSED): one batched product per gate and K
     piece, (SPLIT_K, BLOCK_B, BLOCK_H), summed over the slices. Returns the r, z, n tiles,
@@ -277,11 +329,16 @@ def _split_k_hidden_times_w_hh_t(h_rows, mask_b, H, ws_r, ws_z, ws_n, acc_dtype,
     add their partial tiles (through shared memory, 3 × SPLIT_K × BLOCK_B × BLOCK_H values).
     K_PIECES > 1: h is staged for the dots a piece of K at a time, so shared memory holds the
     slice and one piece of h, and registers one piece's operands (``resident_config``: what
-    keeps a K = 2048 slice in 16 bits, or 1024 in TF32, on an H100)."""
+    keeps a K = 2048 slice in 16 bits, or 1024 in TF32, on an H100). FLAGGED_H: h_{t-1}
+    comes from flagged words (``_split_k_flagged_rows``) instead of h_rows."""
     KP: tl.constexpr = BLOCK_K // K_PIECES
     acc_r, acc_z, acc_n = 0.0, 0.0, 0.0
     for p in tl.static_range(K_PIECES):
-        b_h = _split_k_rows(h_rows, mask_b, H, w_dtype, LOAD_CACHE, p * KP, SPLIT_K, KP)
+        if FLAGGED_H:
+            b_h = _split_k_flagged_rows(words_rows, mask_b, H, w_dtype, h_dtype, flag, p * KP,
+                                        SPLIT_K, KP)
+        else:
+            b_h = _split_k_rows(h_rows, mask_b, H, w_dtype, LOAD_CACHE, p * KP, SPLIT_K, KP)
         # Each piece's partial tiles are summed across the warps before the next piece: summed
         # once over both, ptxas held every gate's operands at once and spilled (K = 2048).
         part_r = tl.sum(tl.dot(b_h, ws_r[p], input_precision=DOT_PRECISION, out_dtype=acc_dtype),
@@ -491,13 +548,14 @@ def _state_base(hs_ptr, h0_ptr, t_prev, T, B, H):
 
 @triton.jit
 def gru_fwd_kernel(
-    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, hf_ptr, lengths_ptr, sync_ptr,
-    T, B, H, step_begin, n_steps,
+    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, hf_ptr, lengths_ptr, words_ptr,
+    sync_ptr, T, B, H, step_begin, n_steps,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr,
     REVERSE: tl.constexpr, SAVE: tl.constexpr, GRID_SYNC: tl.constexpr, F32_STATE: tl.constexpr,
     W_RESIDENT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     STACKED_GATES: tl.constexpr = False, SPLIT_K: tl.constexpr = 1, K_PIECES: tl.constexpr = 1,
+    FLAGGED_H: tl.constexpr = False,
 ):
     """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc).
 
@@ -537,6 +595,19 @@ def gru_fwd_kernel(
     (``_split_k_hidden_times_w_hh_t``, which says why); K_PIECES > 1: each slice in that many
     pieces along K, with h staged for the dots a piece at a time (``resident_config`` says
     where).
+
+    FLAGGED_H (with SPLIT_K, 16-bit states, H a multiple of 16): the programs hand h to one
+    another through words (2, B, H / 2) int64 that carry the step that wrote them
+    (``_pack_h_words``), and there is no grid barrier: step s writes its h_t to slot s % 2
+    with flag s + 1, and reads h_{t-1} from slot (s + 1) % 2 until no word is older than s
+    (the launcher puts h0 in slot 1 with flag 0). Two slots suffice: a program writes a
+    slot again only after it has read every program's next words, which each writes only
+    after its own read of that slot. A tile whose rows are all past their lengths reads
+    nothing, so it may run ahead, but every program of that tile does the same, and reads
+    resume only after all of them have written the step before. The store of h_t to hs,
+    and the rest, wait for nobody. Why: the barrier's fence, atomic and acquiring reads
+    come before h's read, a chain of L2 round trips that the flags make one
+    (docs/performance.md, "What a resident step waits for"; bench/exchange_bench.py).
     """
     acc_dtype = hf_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -553,6 +624,8 @@ def gru_fwd_kernel(
         offs_j = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
         mask_j = offs_j < H
         mask = mask_b[:, None] & mask_j[None, :]
+        # Only the split product reads flagged words; any other would race without the barrier.
+        tl.static_assert(not FLAGGED_H or (SPLIT_K > 1 and F32_STATE))
         if STACKED_GATES:
             w_stack = _stacked_w_hh(w_hh_ptr, pid_h * BLOCK_H, H, w_dtype, BLOCK_H, BLOCK_K)
         elif SPLIT_K > 1:
@@ -603,7 +676,9 @@ def gru_fwd_kernel(
                 elif SPLIT_K > 1:
                     acc_r, acc_z, acc_n = _split_k_hidden_times_w_hh_t(
                         dot_rows, mask_b, H, w_res_r, w_res_z, w_res_n, acc_dtype, w_dtype,
-                        DOT_PRECISION, LOAD_CACHE, SPLIT_K, K_PIECES, BLOCK_K)
+                        DOT_PRECISION, LOAD_CACHE, SPLIT_K, K_PIECES, BLOCK_K, FLAGGED_H,
+                        words_ptr + (((step + 1) % 2) * B + rows_b) * (H // 2), step,
+                        hs_ptr.dtype.element_ty)
                 else:
                     acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
                         dot_rows, dot_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z,
@@ -619,12 +694,20 @@ def gru_fwd_kernel(
             h_new, n = gru_candidate_update(gx_n, acc_n, r, z, h_state, True)
             if HAS_LENGTHS:
                 h_new, r, z, n, acc_n = _past_length(t < row_len, h_new, h_state, r, z, n, acc_n)
+            if FLAGGED_H:
+                # First: the other programs' next product waits for these words alone.
+                words_j = pid_h * (BLOCK_H // 2) + tl.arange(0, BLOCK_H // 2)
+                tl.store(words_ptr + ((step % 2) * B + rows_b)[:, None] * (H // 2) + words_j[None, :],
+                         _pack_h_words(h_new.to(hs_ptr.dtype.element_ty), step + 1),
+                         mask=mask_b[:, None] & (words_j < H // 2)[None, :])
             tl.store(h_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
             h_state = h_new
             if GRID_SYNC:
-                _grid_arrive(sync_ptr)
+                if not FLAGGED_H:
+                    _grid_arrive(sync_ptr)
                 # The next step's x-side gates do not wait on the other programs: loaded now,
-                # their round trip overlaps the barrier instead of following the next product.
+                # their round trip overlaps the barrier (or the wait for the flagged words)
+                # instead of following the next product.
                 next_t = t - 1 if REVERSE else t + 1
                 gx_r, gx_z, gx_n = _three_gates(gates_ptr + (next_t * B + rows_b) * (3 * H),
                                                 offs_j, mask & (tl.full(mask.shape, step + 1, tl.int32)
@@ -634,9 +717,14 @@ def gru_fwd_kernel(
             if SAVE:
                 _save_activations(p_gate, ghn_rows[:, None] + offs_j[None, :], r, z, n, acc_n,
                                   mask, H, True)
-            if GRID_SYNC:
+            if GRID_SYNC and not FLAGGED_H:
                 _grid_wait(sync_ptr, step - step_begin + 1)
             else:
+                # FLAGGED_H needs no CTA barrier for its data, but without one in the loop
+                # the compiler hoists the slice's reads from shared memory out of it and
+                # holds the slice in registers instead (compiled without it: 255 registers
+                # and 168-264 bytes of spills at K = 1024, 808 at 2048; with it 219-238
+                # registers and none, kernel report).
                 tl.debug_barrier()
         else:
             if not RESET_AFTER:
@@ -1206,10 +1294,14 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     out = dict(cfg, BLOCK_K=k_full, maxnreg=255, num_warps=warps, num_stages=1)
     out.pop("SPLIT_K", None)
     out.pop("K_PIECES", None)
+    out.pop("FLAGGED_H", None)
     if split > 1:
         out["SPLIT_K"] = split
     if pieces > 1:
         out["K_PIECES"] = pieces
+    if (cfg.get("FLAGGED_H") and split > 1 and row_operands == 1 and itemsize == 2
+            and hidden_size % 16 == 0):
+        out["FLAGGED_H"] = True
     return out
 
 
@@ -1319,12 +1411,19 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
                                                   forward=True,
                                                   three_pass=_three_pass(w_hh, dot_precision))
     resident = _resident_plan(cfg, grid, w_hh, dot_precision, reset_after, row_operands=1)
+    plan = resident or {k: v for k, v in cfg.items() if k != "FLAGGED_H"}
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
                 RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save, F32_STATE=f32_state,
                 W_RESIDENT=resident is not None, DOT_PRECISION=dot_precision,
-                DOT_IN_FP32=_dot_in_fp32(w_hh), **(resident or cfg))
+                DOT_IN_FP32=_dot_in_fp32(w_hh), **plan)
+    words = hs  # a placeholder unless FLAGGED_H
+    if plan.get("FLAGGED_H"):
+        # gru_fwd_kernel's FLAGGED_H: slot 1 holds what the first step reads, h0 as hs has
+        # it, with flag 0; slot 0's flags (0) are older than its first reader wants (1).
+        words = torch.zeros((2, B, H // 2), dtype=torch.int64, device=gates.device)
+        words[1] = states[T].view(torch.int32).to(torch.int64) & 0xFFFFFFFF
     head = (gates, w_hh, b_hh if b_hh is not None else w_hh, states, ghn, rh, hf,
-            lengths if lengths is not None else hs)
+            lengths if lengths is not None else hs, words)
     _launch(gru_fwd_kernel, grid, head, (T, B, H), T, launches, grid_sync, meta, gates.device)
     return hs, (ghn if keep_ghn else None)
 

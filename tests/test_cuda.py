@@ -100,6 +100,54 @@ def test_resident_forms_not_yet_picked_match_fp64(kernel, form, H, dtype, pieces
                         for run in runs), runs
 
 
+@pytest.mark.parametrize("B,H,reverse", [(16, 1024, False), (40, 256, True), (16, 2048, False)],
+                         ids=["B16-H1024", "B40-H256-reverse", "B16-H2048-pieces"])
+def test_flagged_h_waits_for_every_programs_words(B, H, reverse, monkeypatch):
+    """FLAGGED_H natively: one launch of H / 16 programs per batch tile (64, 3 × 16, 128),
+    no grid barrier, each step waiting on the others' flagged words alone. It must store
+    exactly what the same split forward stores meeting at the barrier: a word taken before
+    it was written, or overwritten before it was read, changes the states. Rows of the
+    second shape end early (a tile with nothing to read runs ahead). Not named for the
+    gridsync stage (bench/gpu_session.sh), whose failure would stop grid_sync's timings:
+    a protocol error here hangs until pytest-timeout ends it."""
+    from gru_triton.kernels import gru as gru_kernels
+    from gru_triton.kernels import gru_forward
+
+    from tests.helpers import force_resident_form
+
+    if H == 2048 and gru_kernels.shared_memory_limit(torch.device("cuda")) < 227 * 1024:
+        pytest.skip("the slice in K pieces needs an H100's 227 KiB of shared memory a block")
+    T = 64
+    g = torch.Generator(device="cuda").manual_seed(B + H)
+    gates = torch.randn(T, B, 3 * H, device="cuda", generator=g).to(torch.bfloat16)
+    w_hh = (torch.randn(3 * H, H, device="cuda", generator=g) / H ** 0.5).to(torch.bfloat16)
+    b_hh = torch.randn(3 * H, device="cuda", generator=g).to(torch.bfloat16)
+    h0 = torch.randn(B, H, device="cuda", generator=g)
+    lens = torch.randint(1, T + 1, (B,), device="cuda", generator=g, dtype=torch.int32)
+    seen = []
+    real_run = gru_kernels.gru_fwd_kernel.run
+
+    def recording_run(*args, **kwargs):
+        seen.append((kwargs["GRID_SYNC"], kwargs.get("SPLIT_K", 1), kwargs.get("FLAGGED_H", False)))
+        return real_run(*args, **kwargs)
+
+    def forward(**form):
+        with monkeypatch.context() as patch:
+            force_resident_form(patch, SPLIT_K=8, **form)
+            patch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+            saved = gates.clone()
+            hs, ghn = gru_forward(saved, w_hh, b_hh, h0, lens, reverse=reverse, save=True,
+                                  path="grid_sync")
+        return hs, ghn, saved
+
+    barrier = forward()
+    assert seen == [(True, 8, False)]
+    flagged = forward(FLAGGED_H=True)
+    assert seen[1:] == [(True, 8, True)]
+    for name, got, expected in zip(("hs", "ghn", "activations"), flagged, barrier, strict=True):
+        assert torch.equal(got, expected), name
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_autocast_like_nn_gru(dtype):
     """Under CUDA autocast nn.GRU computes in fp16 whatever the autocast dtype (cuDNN's RNN
