@@ -31,7 +31,8 @@ from .kernels import gru as gru_kernels
 HIDDEN_SIZES = (16, 64, 128, 256, 512, 1024)
 # The split-K forms at H = 2048 too: there a 16-bit slice of K = 2048 stays on an H100 with h
 # staged two K pieces at a time (K_PIECES); the other forms' code at 2048 is that at 1024.
-EXTRA_HIDDEN_SIZES = {"grid_sync+resident+split_k+lengths": (2048,)}
+EXTRA_HIDDEN_SIZES = {"grid_sync+resident+split_k+lengths": (2048,),
+                      "grid_sync+resident+split_k+flagged+lengths": (2048,)}
 ARCHS = (80, 90)
 # (weight dtype, fp32 dot precision); the recurrence carries its state in fp32 ("acc"), or
 # fp64 for fp64 weights, and the gate and state buffers ("st": storage dtype) are the weights'
@@ -42,7 +43,8 @@ PRECISIONS = (("bf16", "ieee"), ("fp16", "ieee"), ("fp32", "tf32"), ("fp32", "tf
 _SIGNATURES = {
     "gru_fwd_kernel": (gru_kernels.gru_fwd_kernel,
                        ["gates_ptr:st", "w_hh_ptr:w", "b_hh_ptr:w", "hs_ptr:st", "ghn_ptr:st",
-                        "rh_ptr:acc", "hf_ptr:acc", "lengths_ptr:i32", "sync_ptr:i32"],
+                        "rh_ptr:acc", "hf_ptr:acc", "lengths_ptr:i32", "words_ptr:i64",
+                        "sync_ptr:i32"],
                        dict(HAS_BIAS=True, REVERSE=False, SAVE=True)),
     "gru_bwd_kernel": (gru_kernels.gru_bwd_kernel,
                        ["dhs_ptr:st", "gates_ptr:st", "ghn_ptr:st", "hs_ptr:st", "h0_ptr:st",
@@ -77,11 +79,16 @@ VARIANTS = {
     "grid_sync+resident+split_k+wide+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
                                                     GRID_SYNC=True, W_RESIDENT=True, SPLIT_K=8,
                                                     BLOCK_H=32),
+    # The split forward handing h over in flagged words instead of meeting at the grid
+    # barrier (bench/variants.py's "split K, flagged"; 16-bit states only; not picked yet).
+    "grid_sync+resident+split_k+flagged+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
+                                                       GRID_SYNC=True, W_RESIDENT=True,
+                                                       SPLIT_K=8, FLAGGED_H=True),
 }
 # Flags only the forward kernel has.
-FORWARD_ONLY_FLAGS = ("STACKED_GATES",)
+FORWARD_ONLY_FLAGS = ("STACKED_GATES", "FLAGGED_H")
 # Flags that the launchers' resident plan must give a row for it to run (``runs_with``).
-PLAN_FLAGS = ("STACKED_GATES", "SPLIT_K")
+PLAN_FLAGS = ("STACKED_GATES", "SPLIT_K", "FLAGGED_H")
 _ITEMSIZE = {"bf16": 2, "fp16": 2, "fp32": 4, "fp64": 8}
 # The grid-synchronised path sizes its batch tile to the batch (16, 32 or 64 rows, 16 without
 # tensor cores); the other paths' tiles do not depend on it.
@@ -114,6 +121,7 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
         # As gru_forward launches it: the fp32 state apart wherever the states are 16-bit.
         flags["F32_STATE"] = dtype in ("bf16", "fp16")
         flags.setdefault("STACKED_GATES", False)
+        flags.setdefault("FLAGGED_H", False)
     # As resident_config gives it: at most one slice per 16 of K.
     flags["SPLIT_K"] = cfg.get("SPLIT_K", 1)
     flags["K_PIECES"] = cfg.get("K_PIECES", 1)
@@ -123,7 +131,7 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
         acc = "fp64" if dtype == "fp64" else "fp32"
         storage = dtype if dtype in ("bf16", "fp16") else acc
         signature[name] = {"acc": f"*{acc}", "st": f"*{storage}", "w": f"*{dtype}",
-                           "i32": "*i32"}[kind]
+                           "i32": "*i32", "i64": "*i64"}[kind]
     for name in _SCALARS:
         signature[name] = "i32"
     meta = dict(flags, DOT_PRECISION=dot_precision, DOT_IN_FP32=False,
@@ -177,6 +185,10 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
         # The grid barrier: a releasing atomic add, then acquiring loads of the counter.
         "grid_barrier": bool(re.search(r"\.gpu\.release\.add", ptx)
                              and re.search(r"ld\.global\.gpu\.acquire", ptx)),
+        # FLAGGED_H's handover instead: h_{t-1} read with volatile loads (past L1, each
+        # read again) and 8-byte stores of flagged words.
+        "flagged_words": bool(re.search(r"ld\.volatile\.global", ptx)
+                              and re.search(r"st\.global(\.v2)?\.b64", ptx)),
     }
 
 

@@ -150,8 +150,27 @@ def test_tensor_cores_for_bf16_fp16_fp64_and_tf32(report):
 
 
 def test_grid_barrier_only_where_grid_synchronised(report):
+    """Every grid-synchronised row meets at the grid barrier, except the flagged forward,
+    which hands h over in flagged words instead (and nothing else does)."""
     for r in report:
-        assert r["grid_barrier"] == ("grid_sync" in r["variant"]), r
+        flagged = "flagged" in r["variant"]
+        assert r["grid_barrier"] == ("grid_sync" in r["variant"] and not flagged), r
+        assert r["flagged_words"] == flagged, r
+
+
+def test_flagged_rows(report):
+    """FLAGGED_H compiles where resident_config gives it: the split forward with 16-bit
+    states and an H that is a multiple of 16, its slice still in shared memory (the CTA
+    barrier it keeps per step stops the compiler hoisting the slice into registers), up
+    to K = 1024 on both targets and 2048 (two K pieces) on an H100."""
+    flagged = [r for r in report if "flagged" in r["variant"]]
+    assert flagged and all(r["kernel"] == "gru_fwd_kernel" and r["aligned"] and r["SPLIT_K"] > 1
+                           and r["dtype"] in ("bf16", "fp16") for r in flagged)
+    for r in flagged:
+        assert r["shared_bytes"] >= 3 * r["BLOCK_H"] * r["BLOCK_K"] * 2, r
+    for arch, K in (("sm_80", 1024), ("sm_90", 1024), ("sm_90", 2048)):
+        assert any(r["arch"] == arch and r["BLOCK_K"] == K and r["dtype"] == "bf16"
+                   for r in flagged), (arch, K)
 
 
 def test_markdown_names_every_row(report):
