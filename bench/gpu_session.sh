@@ -130,6 +130,11 @@ for stage in "${stages[@]}"; do
             --variant launcher --variant "split K" --variant "16 rows, 32 wide, split K" \
             --variant stacked --variant "K 128" \
             --variant "3 stages" --variant "K 128, 3 stages"
+        # Apart, in a file of its own: the first form that waits on data instead of a
+        # barrier, which a protocol error would hang (its cap then costs only itself).
+        run_grid_sync_tests && run 35 python3 bench/variants.py --out "$out/variants-flagged.json" \
+            --shapes 16:1024,16:2048,64:512,64:256 --variant launcher --variant "split K" \
+            --variant "split K, flagged"
         ;;
     variants-bwd)
         # The levers that apply to the backward, most promising first (a time-boxed run
