@@ -16,8 +16,6 @@ Without a GPU nothing can be timed, and it says so and exits 0.
 """
 
 import argparse
-import datetime
-import json
 import os
 import pathlib
 import sys
@@ -78,25 +76,20 @@ def main(argv=None) -> int:
         return 0
     device = torch.device("cuda")
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    gpu, date = torch.cuda.get_device_name(), str(datetime.date.today())
     records = []
     for programs in program_counts(sms):
         counter = pass_barriers(programs, 3, device).item()
         if counter != 3 * programs:
             raise RuntimeError(f"{programs} programs: counter {counter}, expected {3 * programs}")
         records.append(dict(programs=programs, us_per_barrier=us_per_barrier(programs, device)))
-    result = dict(gpu=gpu, torch=torch.__version__, triton=triton.__version__, date=date,
-                  cuda=torch.version.cuda, barriers_per_launch=BARRIERS, num_warps=NUM_WARPS,
-                  records=records)
-    out_dir = harness.results_dir(args.results_root, gpu, date)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "barrier.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"Grid barrier on {gpu} (torch {torch.__version__}, triton {triton.__version__}, "
-          f"{date}); the cost model assumes 1.5 µs\n")
+    path, where = harness.write_probe(args.results_root, "barrier.json",
+                                      barriers_per_launch=BARRIERS, num_warps=NUM_WARPS,
+                                      records=records)
+    print(f"Grid barrier on {where}; the cost model assumes 1.5 µs\n")
     print("| programs | µs per barrier |\n|---|---|")
     for r in records:
         print(f"| {r['programs']} | {r['us_per_barrier']:.2f} |")
-    print(f"\nwritten to {out_dir / 'barrier.json'}")
+    print(f"\nwritten to {path}")
     return 0
 
 

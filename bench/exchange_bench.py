@@ -32,8 +32,6 @@ Without a GPU nothing is timed: it says so and exits 0.
 """
 
 import argparse
-import datetime
-import json
 import os
 import pathlib
 import sys
@@ -152,7 +150,6 @@ def main(argv=None) -> int:
         return 0
     device = torch.device("cuda")
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    gpu, date = torch.cuda.get_device_name(), str(datetime.date.today())
     records = []
     for B, H in SHAPES:
         programs = triton.cdiv(B, BLOCK_B) * (H // BLOCK_H)
@@ -164,14 +161,10 @@ def main(argv=None) -> int:
             records.append(dict(protocol=protocol, B=B, H=H, programs=programs, errors=wrong,
                                 us_per_step=us))
             print(records[-1], flush=True)
-    result = dict(gpu=gpu, torch=torch.__version__, triton=triton.__version__, date=date,
-                  cuda=torch.version.cuda, steps_per_launch=STEPS, num_warps=NUM_WARPS,
-                  records=records)
-    out_dir = harness.results_dir(args.results_root, gpu, date)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "exchange.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nA grid_sync step's exchange alone on {gpu} (torch {torch.__version__}, triton "
-          f"{triton.__version__}, {date}), µs per step\n")
+    path, where = harness.write_probe(args.results_root, "exchange.json",
+                                      steps_per_launch=STEPS, num_warps=NUM_WARPS,
+                                      records=records)
+    print(f"\nA grid_sync step's exchange alone on {where}, µs per step\n")
     print("| B | H | programs | " + " | ".join(PROTOCOLS) + " |")
     print("|---|---|---|" + "---|" * len(PROTOCOLS))
     for B, H in dict.fromkeys((r["B"], r["H"]) for r in records):
@@ -180,7 +173,7 @@ def main(argv=None) -> int:
             r = next(r for r in records if (r["B"], r["H"], r["protocol"]) == (B, H, protocol))
             cells.append("wrong values" if r["errors"] else f"{r['us_per_step']:.2f}")
         print(f"| {B} | {H} | {r['programs']} | " + " | ".join(cells) + " |")
-    print(f"\nwritten to {out_dir / 'exchange.json'}")
+    print(f"\nwritten to {path}")
     return 0
 
 

@@ -3,6 +3,7 @@ results are written (results.json, results.md, speedup.png). ``bench_gru.py`` do
 """
 
 import dataclasses
+import datetime
 import itertools
 import json
 import pathlib
@@ -73,6 +74,24 @@ def cases(quick: bool = False, grid: dict | None = None, dtypes=None, ops=OPS) -
 def results_dir(root: str, gpu: str, date: str) -> pathlib.Path:
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
     return pathlib.Path(root) / f"{slug}-{date}"
+
+
+def write_probe(results_root: str, name: str, **fields) -> tuple:
+    """A GPU micro-benchmark's file (bench/barrier_bench.py, bench/exchange_bench.py):
+    ``name`` in the results folder of this GPU and date, holding the GPU, torch, triton and
+    CUDA versions and the date, then ``fields``. Returns its path and those facts as a
+    phrase for the printed table."""
+    import torch
+    import triton
+
+    gpu, date = torch.cuda.get_device_name(), str(datetime.date.today())
+    result = dict(gpu=gpu, torch=torch.__version__, triton=triton.__version__, date=date,
+                  cuda=torch.version.cuda, **fields)
+    out_dir = results_dir(results_root, gpu, date)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return path, f"{gpu} (torch {torch.__version__}, triton {triton.__version__}, {date})"
 
 
 def write_results(records: list, out_dir: pathlib.Path, header: str) -> dict:

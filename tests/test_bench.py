@@ -301,6 +301,24 @@ def test_exchange_probe_times_nothing_without_a_gpu(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_probe_results_name_the_gpu_versions_and_date(tmp_path, monkeypatch):
+    """barrier_bench's and exchange_bench's files: in the GPU's dated results folder, with the
+    GPU, versions and date beside the figures."""
+    import triton
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "NVIDIA H200")
+    path, where = harness.write_probe(str(tmp_path), "exchange.json", num_warps=8,
+                                      records=[{"us_per_step": 1.5}])
+    today = str(datetime.date.today())
+    assert path == tmp_path / f"nvidia-h200-{today}" / "exchange.json"
+    written = json.loads(path.read_text())
+    assert {k: written[k] for k in ("gpu", "torch", "triton", "date")} == {
+        "gpu": "NVIDIA H200", "torch": torch.__version__, "triton": triton.__version__,
+        "date": today}
+    assert written["records"] == [{"us_per_step": 1.5}] and written["num_warps"] == 8
+    assert where == f"NVIDIA H200 (torch {torch.__version__}, triton {triton.__version__}, {today})"
+
+
 def test_variants_override_one_kernels_grid_sync_config():
     """bench/variants.py's overrides reach the chosen kernel's grid_sync config only (also
     through the resident plan, which would otherwise reset the warp count), and are undone

@@ -111,9 +111,8 @@ def test_flagged_h_waits_for_every_programs_words(B, H, reverse, monkeypatch):
     gridsync stage (bench/gpu_session.sh), whose failure would stop grid_sync's timings:
     a protocol error here hangs until pytest-timeout ends it."""
     from gru_triton.kernels import gru as gru_kernels
-    from gru_triton.kernels import gru_forward
 
-    from tests.helpers import force_resident_form
+    from tests.helpers import assert_same_stores, forward_without_and_with_flags
 
     if H == 2048 and gru_kernels.shared_memory_limit(torch.device("cuda")) < 227 * 1024:
         pytest.skip("the slice in K pieces needs an H100's 227 KiB of shared memory a block")
@@ -124,28 +123,11 @@ def test_flagged_h_waits_for_every_programs_words(B, H, reverse, monkeypatch):
     b_hh = torch.randn(3 * H, device="cuda", generator=g).to(torch.bfloat16)
     h0 = torch.randn(B, H, device="cuda", generator=g)
     lens = torch.randint(1, T + 1, (B,), device="cuda", generator=g, dtype=torch.int32)
-    seen = []
-    real_run = gru_kernels.gru_fwd_kernel.run
-
-    def recording_run(*args, **kwargs):
-        seen.append((kwargs["GRID_SYNC"], kwargs.get("SPLIT_K", 1), kwargs.get("FLAGGED_H", False)))
-        return real_run(*args, **kwargs)
-
-    def forward(**form):
-        with monkeypatch.context() as patch:
-            force_resident_form(patch, SPLIT_K=8, **form)
-            patch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
-            saved = gates.clone()
-            hs, ghn = gru_forward(saved, w_hh, b_hh, h0, lens, reverse=reverse, save=True,
-                                  path="grid_sync")
-        return hs, ghn, saved
-
-    barrier = forward()
-    assert seen == [(True, 8, False)]
-    flagged = forward(FLAGGED_H=True)
-    assert seen[1:] == [(True, 8, True)]
-    for name, got, expected in zip(("hs", "ghn", "activations"), flagged, barrier, strict=True):
-        assert torch.equal(got, expected), name
+    barrier, flagged, seen = forward_without_and_with_flags(
+        monkeypatch, gates, w_hh, b_hh, h0, lens, reverse=reverse, path="grid_sync", SPLIT_K=8)
+    pieces = 2 if H == 2048 else 1
+    assert seen == [(True, 8, pieces, False), (True, 8, pieces, True)]
+    assert_same_stores(flagged, barrier)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -6,7 +6,7 @@ from gru_triton.kernels import gru as gru_kernels
 
 import gru_triton
 from gru_triton import dispatch
-from tests.helpers import DEVICE, force_resident_form
+from tests.helpers import DEVICE, assert_same_stores, force_resident_form, forward_without_and_with_flags
 
 CASES = [(dtype, bi, "persistent") for dtype in (torch.bfloat16, torch.float16)
          for bi in (False, True)]
@@ -197,36 +197,15 @@ def test_flagged_h_hands_over_the_same_states(dtype, reverse, pieces, monkeypatc
     batch tile of 3 rows, which its lengths (2, 1, 2) leave with nothing to read from t = 2
     (it still writes its kept states, which a reverse run reads once its rows start); in
     two K pieces, each piece's words from its own half of K."""
-    from gru_triton.kernels import gru as gru_kernels
-    from gru_triton.kernels import gru_forward
-
     T, B, H = 6, 19, 112
     gates, w_hh, b_hh, h0 = _layer_operands(T, B, H, dtype, seed=7)
     lens = torch.tensor([T] * 16 + [2, 1, 2], dtype=torch.int32, device=DEVICE)
-    seen = []
-    real_run = gru_kernels.gru_fwd_kernel.run
-
-    def recording_run(*args, **kwargs):
-        seen.append((kwargs["SPLIT_K"], kwargs.get("K_PIECES", 1), kwargs.get("FLAGGED_H", False)))
-        return real_run(*args, **kwargs)
-
-    def forward(**form):
-        with monkeypatch.context() as patch:
-            force_resident_form(patch, SPLIT_K=8, K_PIECES=pieces, **form)
-            patch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
-            saved = gates.clone()
-            hs, ghn = gru_forward(saved, w_hh, b_hh, h0, lens, reverse=reverse, save=True,
-                                  path="per_step")
-        return hs, ghn, saved
-
-    plain = forward()
+    plain, flagged, seen = forward_without_and_with_flags(
+        monkeypatch, gates, w_hh, b_hh, h0, lens, reverse=reverse, path="per_step", SPLIT_K=8,
+        K_PIECES=pieces)
     split = 8 if pieces == 1 else 4
-    assert set(seen) == {(split, pieces, False)}
-    seen.clear()
-    flagged = forward(FLAGGED_H=True)
-    assert set(seen) == {(split, pieces, True)}
-    for name, got, expected in zip(("hs", "ghn", "activations"), flagged, plain, strict=True):
-        assert torch.equal(got, expected), name
+    assert seen == [(False, split, pieces, False)] * T + [(False, split, pieces, True)] * T
+    assert_same_stores(flagged, plain)
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
@@ -237,8 +216,6 @@ def test_flagged_h_on_grid_sync_with_one_column(reverse, monkeypatch):
     batch tile, each program reading only its own words; K = 64, four slices of 16). Against the
     same launch meeting at the barrier, bit for bit; B = 19: two batch tiles, lengths that
     leave the second idle from t = 2."""
-    from gru_triton.kernels import gru_forward
-
     real_config = gru_kernels.recurrence_config
 
     def config(hidden_size, path="persistent", *args, **kwargs):
@@ -249,27 +226,10 @@ def test_flagged_h_on_grid_sync_with_one_column(reverse, monkeypatch):
     T, B, H = 7, 19, 64
     gates, w_hh, b_hh, h0 = _layer_operands(T, B, H, torch.bfloat16, seed=8)
     lens = torch.tensor([T] * 16 + [2, 1, 2], dtype=torch.int32, device=DEVICE)
-    seen = []
-    real_run = gru_kernels.gru_fwd_kernel.run
-
-    def recording_run(*args, **kwargs):
-        seen.append((kwargs["GRID_SYNC"], kwargs["SPLIT_K"], kwargs.get("FLAGGED_H", False)))
-        return real_run(*args, **kwargs)
-
-    def forward(**form):
-        with monkeypatch.context() as patch:
-            force_resident_form(patch, SPLIT_K=8, **form)
-            patch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
-            saved = gates.clone()
-            hs, ghn = gru_forward(saved, w_hh, b_hh, h0, lens, reverse=reverse, save=True,
-                                  path="grid_sync")
-        return hs, ghn, saved
-
-    barrier = forward()
-    flagged = forward(FLAGGED_H=True)
-    assert seen == [(True, 4, False), (True, 4, True)]
-    for name, got, expected in zip(("hs", "ghn", "activations"), flagged, barrier, strict=True):
-        assert torch.equal(got, expected), name
+    barrier, flagged, seen = forward_without_and_with_flags(
+        monkeypatch, gates, w_hh, b_hh, h0, lens, reverse=reverse, path="grid_sync", SPLIT_K=8)
+    assert seen == [(True, 4, 1, False), (True, 4, 1, True)]
+    assert_same_stores(flagged, barrier)
 
 
 def test_flagged_words_carry_any_16_bit_value_and_the_flag():
