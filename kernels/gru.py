@@ -315,8 +315,8 @@ def _split_k_flagged_rows(words_rows, mask_b, H, w_dtype, h_dtype: tl.constexpr,
 def _split_k_hidden_times_w_hh_t(h_rows, mask_b, H, ws_r, ws_z, ws_n, acc_dtype, w_dtype,
                                  DOT_PRECISION: tl.constexpr, LOAD_CACHE: tl.constexpr,
                                  SPLIT_K: tl.constexpr, K_PIECES: tl.constexpr,
-                                 BLOCK_K: tl.constexpr, FLAGGED_H: tl.constexpr = False,
-                                 words_rows=None, flag=0, h_dtype: tl.constexpr = None):
+                                 BLOCK_K: tl.constexpr, FLAGGED_H: tl.constexpr, words_rows,
+                                 flag, h_dtype: tl.constexpr):
     """rows[b, :] @ W_hh[g*H + j, :]ᵀ for the three gates, with K cut into SPLIT_K slices
     (ws_r/z/n from ``_split_k_pieces``, TRANSPOSED): one batched product per gate and K
     piece, (SPLIT_K, BLOCK_B, BLOCK_H), summed over the slices. Returns the r, z, n tiles,
