@@ -7,7 +7,7 @@
 # stages first, each capped so that the later ones still run:
 #
 #   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd auto memory \
-#                                  # variants-tf32 variants-fp32
+#                                  # variants-tf32 variants-fp32 breakdown
 #   bash bench/gpu_session.sh dispatch pytest-bench     # another lease's call
 #
 # Stages:
@@ -26,6 +26,8 @@
 #                 kernels: at H 1024 their slice stays on chip in two K pieces
 #   variants-fp32 fp32 models under the IEEE flag: "tf32x3" dots (three TF32 products, IEEE's
 #                 accuracy) against the IEEE launcher and cuDNN, forward and forward + backward
+#   breakdown     bench/step_breakdown.py: the recurrence kernels alone, with and without their
+#                 W_hh product (lengths of 0), so a step's product share is measured in place
 #   dispatch      bench_gru.py over the shapes where the dispatcher's table chooses a path
 #   auto          bench_gru.py: auto against cuDNN around the table's grid_sync rows
 #   memory        tests/test_memory.py natively (the caching allocator's own peak), then
@@ -36,8 +38,8 @@
 #
 # Output goes to $OUT (the device tool's folder; bench/results otherwise): session.log
 # (every stage's output, versions, nvidia-smi), <gpu>-<date>/results.{json,md,png},
-# <gpu>-<date>/barrier.json and exchange.json, pytest-benchmark.json, variants*.json and
-# memory-cpp.json. The device tool brings back at most 8 files, so under $OUT they are
+# <gpu>-<date>/barrier.json and exchange.json, pytest-benchmark.json, variants*.json,
+# step-breakdown*.json and memory-cpp.json. The device tool brings back at most 8 files, so under $OUT they are
 # packed at the end into session.tar.gz (bench/pack_results.sh), session.log kept beside it;
 # a call cut off before the end leaves them unpacked. GPU_SESSION_SECONDS (default 560)
 # bounds the whole call, SUITE_SECONDS (default 90) the suite, AUTO_SECONDS (default 90)
@@ -50,7 +52,7 @@ log="$out/session.log"
 deadline=$((SECONDS + ${GPU_SESSION_SECONDS:-560}))
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd auto memory variants-tf32
-                                  variants-fp32)
+                                  variants-fp32 breakdown)
 grid_ok=0
 
 say() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$log"; }
@@ -174,6 +176,17 @@ for stage in "${stages[@]}"; do
         run 70 python3 bench/memory_breakdown.py --dtypes bf16 --B 16,1 --H 256 --T 256 \
             --impls gru_triton --stacks all --out "$out/memory-cpp.json"
         ;;
+    breakdown)
+        # How much of a step is its product (h_{t-1}'s read and the dots) and how much the rest
+        # (barrier, x-side gates, gate math, stores), in the launcher's form and the split one:
+        # the share that decides which lever can reach 2 us/step at H 1024. Last: diagnosis,
+        # not a dispatcher decision.
+        run_grid_sync_tests && run 40 python3 bench/step_breakdown.py --shapes 16:1024,64:512,16:512 \
+            --variant launcher --variant "split K" --out "$out/step-breakdown.json"
+        run_grid_sync_tests && run 30 python3 bench/step_breakdown.py --kernel bwd \
+            --shapes 16:1024,16:512 --variant launcher --variant "split K" \
+            --out "$out/step-breakdown-bwd.json"
+        ;;
     dispatch)
         # The shapes where the dispatcher's table chooses between the kernel paths and cuDNN.
         impls="cudnn,gru_triton,gru_triton/persistent,gru_triton/per_step"
@@ -200,7 +213,7 @@ for stage in "${stages[@]}"; do
             --benchmark-json="$out/pytest-benchmark.json"
         ;;
     *)
-        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, variants-bwd, variants-tf32, variants-fp32, memory, dispatch, auto, pytest-bench)"
+        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, variants-bwd, variants-tf32, variants-fp32, breakdown, memory, dispatch, auto, pytest-bench)"
         exit 2
         ;;
     esac

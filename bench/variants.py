@@ -61,6 +61,15 @@ TOLERANCE = {"fp32": 1e-4}
 T = 256
 
 
+def applies(overrides: dict, kernel: str, dtype: str) -> bool:
+    """Whether a variant changes anything for this kernel ("fwd" / "bwd") and dtype: the
+    forward-only forms are not the backward's, tf32x3 is fp32's (IEEE flag) only, and the
+    flagged handover carries 16-bit states only."""
+    return not ((kernel == "bwd" and any(key in overrides for key in FORWARD_ONLY))
+                or ("dots" in overrides and dtype != "fp32")
+                or ("FLAGGED_H" in overrides and dtype in ("tf32", "fp32")))
+
+
 @contextlib.contextmanager
 def grid_sync_config(overrides: dict, kernel: str = "fwd"):
     """Inside: the launchers' grid_sync config for one kernel ("fwd": gru_fwd_kernel, "bwd":
@@ -186,11 +195,7 @@ def _time_shapes(args, wanted, dtype, records) -> None:
         cudnn_ms = triton.testing.do_bench(functools.partial(_run, ref, x, grad, args.op),
                                            return_mode="median")
         for name, overrides in VARIANTS:
-            if name not in wanted or (args.kernel == "bwd"
-                                      and any(key in overrides for key in FORWARD_ONLY)):
-                continue
-            if ("dots" in overrides and args.dtype != "fp32"
-                    or "FLAGGED_H" in overrides and args.dtype in ("tf32", "fp32")):
+            if name not in wanted or not applies(overrides, args.kernel, args.dtype):
                 continue
             overrides = dict(overrides)
             dots = overrides.pop("dots", None)

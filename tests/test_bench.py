@@ -291,6 +291,100 @@ def test_exchange_probe_counts_values_it_should_not_have_taken(protocol):
     assert exchange_bench.exchange(protocol, 16, 32, 3, device, start_flag=1 << 20) > 0
 
 
+# The one-column resident forms the interpreter can run (one program per batch tile: H 64 in
+# one chunk, so no program waits on another), as bench/step_breakdown.py names variants.
+_ONE_COLUMN = {"BLOCK_B": 16, "BLOCK_H": 64}
+
+
+@pytest.mark.parametrize("kernel,form", [
+    ("fwd", {}), ("fwd", {"SPLIT_K": 8}), ("fwd", {"SPLIT_K": 8, "FLAGGED_H": True}),
+    ("bwd", {}), ("bwd", {"SPLIT_K": 8})], ids=["fwd", "fwd-split", "fwd-flagged", "bwd",
+                                                "bwd-split"])
+def test_step_breakdown_checks_and_times_each_mode_of_the_asked_form(kernel, form, monkeypatch):
+    """bench/step_breakdown.py: the launch it times is grid_sync in the form asked for, and
+    in all three modes (no lengths; every length T, the same work in the kernel built with
+    lengths; every length 0, every step without its W_hh product), each checked before the
+    timer sees it. B 19: two batch tiles, the second ragged."""
+    import step_breakdown
+    import variants
+    from gru_triton.kernels import gru as gru_kernels
+
+    from tests.helpers import DEVICE
+
+    launched = gru_kernels.gru_fwd_kernel if kernel == "fwd" else gru_kernels.gru_bwd_kernel
+    real_run, seen = launched.run, []
+
+    def recording_run(*args, **kwargs):
+        seen.append((kwargs["GRID_SYNC"], kwargs["W_RESIDENT"], kwargs.get("SPLIT_K", 1) > 1,
+                     kwargs.get("FLAGGED_H", False), kwargs["HAS_LENGTHS"]))
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(launched, "run", recording_run)
+    monkeypatch.setattr(variants, "VARIANTS", (("asked", {**_ONE_COLUMN, **form}),))
+    ms = iter([2.0, 3.0, 1.0])
+    timed = []
+
+    def timer(call):
+        timed.append(call())
+        return next(ms)
+
+    T = 6
+    record = step_breakdown.measure(19, 64, T, "bf16", kernel, "asked", DEVICE, timer)
+    assert record["error"] is None
+    assert (record["full_us"], record["lengths_us"], record["idle_us"]) == (
+        2e3 / T, 3e3 / T, 1e3 / T)
+    assert record["product_us"] == pytest.approx(2e3 / T)
+    assert len(timed) == 3
+    # (At K = 64 the split form takes 4 slices of 16, not 8.)
+    form_seen = (True, True, "SPLIT_K" in form, form.get("FLAGGED_H", False))
+    # Checked once and timed once per mode (the backward also runs a forward per mode).
+    assert [s[:4] for s in seen] == [form_seen] * 6
+    assert [s[4] for s in seen] == [False, True, True] * 2
+
+
+@pytest.mark.parametrize("kernel", ["fwd", "bwd"])
+def test_step_breakdown_refuses_to_time_what_its_checks_catch(kernel):
+    """Each of the breakdown's checks can fail: numbers off the fp32 reference, lengths of T
+    that change a bit, and lengths of 0 that leave the step's work in."""
+    import step_breakdown
+
+    ops = step_breakdown.operands(5, 3, 16, torch.float32, torch.device("cpu"))
+    calls = step_breakdown.launcher_calls(ops, kernel, "persistent", "ieee")
+    got = {mode: call() for mode, call in calls.items()}
+    assert step_breakdown.check(ops, kernel, got, 1e-4) is None
+
+    def first(value):
+        return value if kernel == "fwd" else value[0]
+
+    def with_first(value, new):
+        return new if kernel == "fwd" else (new, *value[1:])
+
+    off = dict(got, full=with_first(got["full"], first(got["full"]) * 1.01))
+    assert "fp32 reference" in step_breakdown.check(ops, kernel, off, 1e-4)
+    bit = first(got["lengths"]).clone()
+    bit.view(-1)[7] = torch.nextafter(bit.view(-1)[7], torch.tensor(2.0))
+    flipped = dict(got, lengths=with_first(got["lengths"], bit))
+    assert "bit for bit" in step_breakdown.check(ops, kernel, flipped, 1e-4)
+    busy = dict(got, idle=got["full"])
+    assert "lengths of 0" in step_breakdown.check(ops, kernel, busy, 1e-4)
+
+
+def test_step_breakdown_times_nothing_without_a_gpu(tmp_path):
+    import step_breakdown
+
+    with pytest.raises(SystemExit) as refused:
+        step_breakdown.main(["--variant", "no such form"])
+    assert refused.value.code == 2
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU: bench/gpu_session.sh's breakdown stage times it")
+    out = tmp_path / "breakdown.json"
+    done = subprocess.run([sys.executable, str(BENCH / "step_breakdown.py"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "nothing was timed" in done.stdout
+    assert not out.exists()
+
+
 def test_exchange_probe_times_nothing_without_a_gpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("has a GPU: bench/gpu_session.sh's gridsync stage times it")
@@ -424,7 +518,7 @@ def test_variants_are_picked_by_name():
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 25 and set(asked) <= names, asked
+    assert len(asked) == 29 and set(asked) <= names, asked
     assert "split K, flagged" in asked
 
 
