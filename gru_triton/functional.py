@@ -19,6 +19,7 @@ ones. Nothing is kept when no input needs a gradient.
 """
 
 
+import contextlib
 import functools
 
 import torch
@@ -26,7 +27,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import dispatch
-from .kernels import acc_dtype_for, gru_backward, gru_forward, storage_dtype_for
+from .kernels import (
+    acc_dtype_for,
+    grid_sync_programs,
+    gru_backward,
+    gru_forward,
+    storage_dtype_for,
+)
 from .reference import gru_layer_reference
 
 
@@ -281,6 +288,45 @@ def _layer_triton(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths=None, reset_af
     return output, h_n
 
 
+# Per CUDA device, the stream a bidirectional layer's reverse direction runs on while the
+# forward direction runs on the caller's (_directions_at_once).
+_SIDE_STREAMS: dict = {}
+
+
+def _directions_at_once(x, hx, weights, *, lengths, reset_after) -> bool:
+    """Whether a bidirectional layer's two directions run at the same time, the reverse one
+    on a side stream: where each is one grid-synchronised launch (what the dispatcher picks
+    on CUDA) and the two grids fit on the GPU together. One such launch leaves the SMs its
+    grid does not hold idle for all T steps (at B 16, H 1024, 64 of an H100's 132), where
+    cuDNN runs the two directions at once; both fitting is also what keeps two launches that
+    each wait at a grid barrier from waiting on each other. Only where nothing is saved for
+    backward (inference): autograd would run the reverse direction's backward on the side
+    stream too, with its own cross-stream rules. Not while torch.compile traces or a CUDA
+    graph is captured, which have their own stream handling."""
+    if (x.device.type != "cuda" or torch.compiler.is_compiling()
+            or torch.cuda.is_current_stream_capturing()):
+        return False
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (x, hx, *weights)):
+        return False
+    w_hh = weights[1]
+    B, H = x.shape[1], w_hh.shape[1]
+    if _path(w_hh.dtype, H, B, x.device, lengths=lengths is not None,
+             reset_after=reset_after) != "grid_sync":
+        return False
+    programs = grid_sync_programs(w_hh, B, x.device,
+                                  dispatch.dot_precision(w_hh.dtype, x.device, H, B))
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+    return 0 < 2 * programs <= sms
+
+
+def _side_stream(device: torch.device):
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _SIDE_STREAMS:
+        _SIDE_STREAMS[index] = torch.cuda.Stream(device=index)
+    return _SIDE_STREAMS[index]
+
+
 def gru(input, hx, weights, *, has_bias, num_layers, dropout, training, bidirectional,
         batch_first, backend, lengths=None, reset_after=True):
     """The multi-layer, optionally bidirectional GRU of ``torch.nn.GRU``.
@@ -302,16 +348,31 @@ def gru(input, hx, weights, *, has_bias, num_layers, dropout, training, bidirect
         x = torch.where(inside.unsqueeze(2), x, 0.0)
     num_directions = 2 if bidirectional else 1
     per_direction = 4 if has_bias else 2
+    at_once = (backend != "reference" and bidirectional
+               and _directions_at_once(x, hx, weights, lengths=lengths,
+                                       reset_after=reset_after))
     h_n = []
     for index in range(num_layers):
         outputs = []
+        if at_once:
+            main, side = torch.cuda.current_stream(x.device), _side_stream(x.device)
+            side.wait_stream(main)  # the reverse direction reads this layer's input
         for direction in range(num_directions):
             cell = index * num_directions + direction
             params = weights[cell * per_direction:(cell + 1) * per_direction]
             w_ih, w_hh = params[0], params[1]
             b_ih, b_hh = (params[2], params[3]) if has_bias else (None, None)
-            out, h = layer(x, hx[cell], w_ih, w_hh, b_ih, b_hh, direction == 1, lengths,
-                           reset_after)
+            on_side = at_once and direction == 1
+            with torch.cuda.stream(side) if on_side else contextlib.nullcontext():
+                out, h = layer(x, hx[cell], w_ih, w_hh, b_ih, b_hh, direction == 1, lengths,
+                               reset_after)
+            if on_side:
+                # The caller's stream waits for the reverse direction before it reads its
+                # results or frees what it read; those results, made on the side stream,
+                # are not handed out again while work queued on the caller's may read them.
+                main.wait_stream(side)
+                out.record_stream(main)
+                h.record_stream(main)
             outputs.append(out)
             h_n.append(h)
         x = outputs[0] if num_directions == 1 else torch.cat(outputs, dim=2)

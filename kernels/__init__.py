@@ -7,6 +7,7 @@ pick the grid live here; autograd, modules and dispatch are in ``gru_triton``.
 from .gru import (
     PATHS,
     acc_dtype_for,
+    grid_sync_programs,
     gru_backward,
     gru_bwd_kernel,
     gru_forward,
@@ -19,6 +20,7 @@ from .gru import (
 __all__ = [
     "PATHS",
     "acc_dtype_for",
+    "grid_sync_programs",
     "gru_backward",
     "gru_bwd_kernel",
     "gru_forward",

@@ -1177,6 +1177,17 @@ def _launch_plan(batch: int, hidden_size: int, path: str, device: torch.device,
     return (tiles, triton.cdiv(hidden_size, cfg["BLOCK_H"])), None, False, cfg
 
 
+def grid_sync_programs(w_hh: torch.Tensor, batch: int, device: torch.device,
+                       dot_precision: str, forward: bool = True) -> int:
+    """How many programs the grid_sync path's one launch of gru_fwd_kernel (``forward``) or
+    gru_bwd_kernel holds at once for weights like ``w_hh`` (3H, H) and ``batch`` rows, all
+    of them resident until it ends; 0 where that path falls back to a launch per step."""
+    grid, _, grid_sync, _ = _launch_plan(batch, w_hh.shape[1], "grid_sync", device,
+                                         _uses_tensor_cores(w_hh, dot_precision), forward=forward,
+                                         three_pass=_three_pass(w_hh, dot_precision))
+    return grid[0] * grid[1] if grid_sync else 0
+
+
 def shared_memory_limit(device: torch.device) -> int:
     """Shared memory one program may take (the per-block opt-in limit; an H100 has 227 KiB,
     an A100 163 KiB). The interpreter plans as an H100 would."""

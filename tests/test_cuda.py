@@ -344,3 +344,75 @@ def test_auto_runs_grid_sync_where_it_was_measured_faster(launch_counter, monkey
     assert max_rel_err(out.float(), ref(x)[0].float()) <= 2e-2
     out.float().sum().backward()
     assert launch_counter["bwd"] == 1
+
+
+@pytest.mark.parametrize("form", ["plain", "batch_first", "packed"])
+def test_bidirectional_inference_runs_both_directions_at_once(form, monkeypatch):
+    """bf16 at B 16, H 256, two bidirectional layers, without grad: each layer's reverse
+    direction runs on the side stream beside the forward one (both grids fit), and every
+    output and h_n equals, bit for bit, the run of one direction after the other; nn.GRU's
+    within bf16's tolerance. With grad the directions run one after the other."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from gru_triton import functional
+
+    decisions = []
+    real = functional._directions_at_once
+
+    def recording(*args, **kwargs):
+        decisions.append(real(*args, **kwargs))
+        return decisions[-1]
+
+    torch.manual_seed(0)
+    ref = torch.nn.GRU(24, 256, 2, bidirectional=True, batch_first=form == "batch_first")
+    ref = ref.cuda().bfloat16()
+    ours = gru_triton.GRU(24, 256, 2, bidirectional=True, batch_first=form == "batch_first")
+    ours = ours.cuda().bfloat16()
+    ours.load_state_dict(ref.state_dict())
+    T, B = 50, 16
+    x = torch.randn(*((B, T, 24) if form == "batch_first" else (T, B, 24)), device="cuda",
+                    dtype=torch.bfloat16)
+    lengths = torch.randint(1, T + 1, (B,))
+    lengths[0] = T
+
+    def run(module):
+        inp = pack_padded_sequence(x, lengths, enforce_sorted=False) if form == "packed" else x
+        out, h_n = module(inp)
+        return (pad_packed_sequence(out)[0] if form == "packed" else out), h_n
+
+    with torch.no_grad():
+        monkeypatch.setattr(functional, "_directions_at_once", recording)
+        at_once = run(ours)
+        monkeypatch.setattr(functional, "_directions_at_once", lambda *a, **k: False)
+        one_by_one = run(ours)
+        expected = run(ref)
+    assert decisions == [True]
+    for got, want, cudnn in zip(at_once, one_by_one, expected, strict=True):
+        assert torch.equal(got, want)
+        assert max_rel_err(got.float(), cudnn.float()) <= 2e-2
+    monkeypatch.setattr(functional, "_directions_at_once", recording)
+    run(ours)[0].float().sum().backward()
+    assert decisions == [True, False]
+
+
+def test_bidirectional_directions_at_once_at_the_headline_shape(monkeypatch):
+    """bf16 B 16, H 1024: 64 programs a direction, both resident on an H100 or H200 at once
+    (not on a GPU with fewer than 128 SMs, where they run one after the other): equal to the
+    one-after-the-other run, repeatedly, with the caller's stream taking memory between."""
+    from gru_triton import functional
+
+    ours = gru_triton.GRU(64, 1024, bidirectional=True).cuda().bfloat16()
+    x = torch.randn(128, 16, 64, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        hx = torch.zeros(2, 16, 1024, device="cuda", dtype=torch.bfloat16)
+        fits = functional._directions_at_once(x, hx, ours._flat_weights, lengths=None,
+                                              reset_after=True)
+        sms = torch.cuda.get_device_properties(0).multi_processor_count
+        assert fits == (sms >= 128)
+        with monkeypatch.context() as patch:
+            patch.setattr(functional, "_directions_at_once", lambda *a, **k: False)
+            one_by_one = ours(x)
+        for _ in range(5):
+            at_once = ours(x)
+            torch.randn(4 << 20, device="cuda")  # the caller's stream takes memory meanwhile
+            assert all(torch.equal(a, b) for a, b in zip(at_once, one_by_one, strict=True))

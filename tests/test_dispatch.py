@@ -248,3 +248,56 @@ def test_compiled_lengths_take_the_kernels_where_the_route_would_pack(triton_bac
         got = torch.compile(lambda: model(x, lengths=lengths)[0], fullgraph=True,
                             backend="aot_eager")()
     assert_close(got, expected, what="compiled output")
+
+
+@pytest.mark.parametrize(("programs", "path", "grad", "capturing", "expected"), [
+    (64, "grid_sync", False, False, True),    # bf16 B 16, H 1024: 64 + 64 <= 132
+    (66, "grid_sync", False, False, True),
+    (67, "grid_sync", False, False, False),   # 134 > 132: one would wait for the other's SMs
+    (0, "grid_sync", False, False, False),    # no co-resident grid: launches per step
+    (64, "cudnn", False, False, False),
+    (64, "persistent", False, False, False),
+    (64, "grid_sync", True, False, False),    # saved for backward: autograd's streams
+    (64, "grid_sync", False, True, False),    # a CUDA graph being captured
+], ids=["fits", "fits-exactly", "too-many", "per-step", "cudnn", "persistent", "training",
+        "capturing"])
+def test_bidirectional_directions_at_once_only_where_both_grids_fit(
+        programs, path, grad, capturing, expected, monkeypatch):
+    """A bidirectional layer's reverse direction runs beside the forward one, on a side
+    stream, only for inference on the grid-synchronised path where both directions' grids
+    are resident together (132 SMs here): two grids that wait at barriers must never take
+    SMs from each other. The rule alone, with CUDA stood in for (tests/test_cuda.py runs it)."""
+    import types
+
+    from gru_triton import functional
+
+    monkeypatch.setattr(functional, "_path", lambda *args, **kwargs: path)
+    monkeypatch.setattr(functional, "grid_sync_programs", lambda *args: programs)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: capturing)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: types.SimpleNamespace(multi_processor_count=132))
+    x = types.SimpleNamespace(device=CUDA, shape=(40, 16, 8), requires_grad=False)
+    weights = [torch.zeros(3 * 1024, 8), torch.zeros(3 * 1024, 1024)]
+    for w in weights:
+        w.requires_grad_(grad)
+    hx = torch.zeros(2, 16, 1024)
+    assert functional._directions_at_once(x, hx, weights, lengths=None,
+                                          reset_after=True) is expected
+    with torch.no_grad():  # inference with weights that require grad: nothing is saved
+        assert functional._directions_at_once(x, hx, weights, lengths=None,
+                                              reset_after=True) is (expected or grad)
+    cpu = types.SimpleNamespace(device=torch.device("cpu"), shape=(40, 16, 8),
+                                requires_grad=False)
+    assert not functional._directions_at_once(cpu, hx, weights, lengths=None, reset_after=True)
+
+
+def test_grid_sync_programs_is_the_launch_plans_grid(monkeypatch):
+    """What the bidirectional rule reads: the programs of grid_sync's one launch on 132 SMs,
+    as the launcher plans it (bf16 B 16, H 1024: one 16-row tile × 64 chunks, so both
+    directions fit at once; B 64, H 512: four 16-row tiles × 32, so they do not)."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    monkeypatch.setattr(gru_kernels, "_sm_count", lambda device: 132)
+    for B, H, programs in ((16, 1024, 64), (64, 512, 128), (16, 256, 16)):
+        w_hh = torch.empty(3 * H, H, dtype=torch.bfloat16)
+        assert gru_kernels.grid_sync_programs(w_hh, B, torch.device("cpu"), "ieee") == programs
