@@ -211,11 +211,12 @@ def bench(args) -> int:
     meta = dict(gpu=gpu, torch=torch.__version__, triton=triton.__version__, date=date)
     impls = args.impls or [i for i in IMPLS if not (args.quick and i == "compiled_reference")]
     grid = None
-    if args.H or args.B or args.T:
+    if args.H or args.B or args.T or args.layers != 1 or args.bidirectional:
         base = harness.QUICK if args.quick else harness.SWEEP
         grid = {k: getattr(args, k) or base[k] for k in ("B", "T", "H")}
     cases = harness.cases(quick=args.quick, grid=grid, dtypes=args.dtypes,
-                          ops=args.ops or harness.OPS)
+                          ops=args.ops or harness.OPS, layers=args.layers,
+                          bidirectional=args.bidirectional)
     out_dir = harness.results_dir(args.results_root, gpu, date)
     command = " ".join(["python bench/bench_gru.py", *_options(args)])
     records, done = [], 0
@@ -251,7 +252,9 @@ def _options(args) -> list:
     for name in ("B", "T", "H", "dtypes", "ops"):
         if getattr(args, name):
             out += [f"--{name}", ",".join(map(str, getattr(args, name)))]
-    return out
+    if args.layers != 1:
+        out += ["--layers", str(args.layers)]
+    return out + (["--bidirectional"] if args.bidirectional else [])
 
 
 def _int_list(text: str) -> tuple:
@@ -291,6 +294,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.add_argument(f"--{name}", type=_int_list, default=None,
                             help=f"comma-separated {name} values: a one-layer sweep of these "
                                  "(the others from the quick or full grid), without extra cases")
+    parser.add_argument("--layers", type=int, default=1,
+                        help="layers of every case of a custom sweep (B, T, H as above)")
+    parser.add_argument("--bidirectional", action="store_true",
+                        help="a custom sweep of bidirectional stacks")
     parser.add_argument("--dtypes", type=_choices(harness.DTYPES), default=None)
     parser.add_argument("--ops", type=_choices(harness.OPS), default=None)
     return parser.parse_args(argv)

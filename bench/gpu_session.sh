@@ -6,8 +6,8 @@
 # tool's timeout_s at 600 and a start of up to ~3 minutes, inside the 15), the most needed
 # stages first, each capped so that the later ones still run:
 #
-#   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd auto memory \
-#                                  # variants-tf32 variants-fp32 breakdown
+#   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd auto \
+#                                  # bidirectional memory variants-tf32 variants-fp32 breakdown
 #   bash bench/gpu_session.sh dispatch pytest-bench     # another lease's call
 #
 # Stages:
@@ -30,6 +30,8 @@
 #                 W_hh product (lengths of 0), so a step's product share is measured in place
 #   dispatch      bench_gru.py over the shapes where the dispatcher's table chooses a path
 #   auto          bench_gru.py: auto against cuDNN around the table's grid_sync rows
+#   bidirectional bench_gru.py: 2-layer bidirectional inference, auto against cuDNN, where a
+#                 layer's two directions run at once (both grid_sync grids fit) and where not
 #   memory        tests/test_memory.py natively (the caching allocator's own peak), then
 #                 bench/memory_breakdown.py: what a training step holds at its peak, ours at
 #                 B 16 and B 1 with C++ frames (memory-cpp.json; auto's results.json has the
@@ -51,8 +53,8 @@ mkdir -p "$out"
 log="$out/session.log"
 deadline=$((SECONDS + ${GPU_SESSION_SECONDS:-560}))
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd auto memory variants-tf32
-                                  variants-fp32 breakdown)
+[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd auto bidirectional memory
+                                  variants-tf32 variants-fp32 breakdown)
 grid_ok=0
 
 say() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$log"; }
@@ -208,12 +210,20 @@ for stage in "${stages[@]}"; do
             --impls "$impls" --H 256,512,1024 --B 16,64 --T 256 --dtypes bf16,fp16,tf32 \
             --budget-s "$budget"
         ;;
+    bidirectional)
+        # Inference of a bidirectional stack runs each layer's reverse direction on a side
+        # stream where both grids fit (B 16-32 up to H 1024 on 132 SMs; B 64 at H 512 does
+        # not: 128 programs a direction); cuDNN runs the directions at once everywhere.
+        run 45 python3 bench/bench_gru.py --results-root "$out/bidirectional" \
+            --impls cudnn,gru_triton --layers 2 --bidirectional --B 16,32,64 --H 256,512,1024 \
+            --T 256 --dtypes bf16 --ops fwd --budget-s 30
+        ;;
     pytest-bench)
         run 600 python3 -m pytest -q "${pytest_timeout[@]}" bench/ --benchmark-only \
             --benchmark-json="$out/pytest-benchmark.json"
         ;;
     *)
-        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, variants-bwd, variants-tf32, variants-fp32, breakdown, memory, dispatch, auto, pytest-bench)"
+        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, variants-bwd, variants-tf32, variants-fp32, breakdown, memory, dispatch, auto, bidirectional, pytest-bench)"
         exit 2
         ;;
     esac

@@ -44,20 +44,24 @@ class Case:
     source: str = "sweep"
 
 
-def cases(quick: bool = False, grid: dict | None = None, dtypes=None, ops=OPS) -> list:
+def cases(quick: bool = False, grid: dict | None = None, dtypes=None, ops=OPS,
+          layers: int = 1, bidirectional: bool = False) -> list:
     """Every (shape, dtype, op) the suite times: the sweep (or its quick subset), a 2-layer
     bidirectional case per dtype, and the DeepBench GRU shapes (full suite only).
 
-    ``grid`` (a dict like SWEEP), ``dtypes`` and ``ops``: a custom sweep of one-layer shapes
-    alone (to measure the dispatcher's thresholds), without the extra cases.
+    ``grid`` (a dict like SWEEP), ``dtypes`` and ``ops``: a custom sweep of these shapes
+    alone (to measure the dispatcher's thresholds), without the extra cases; each a stack of
+    ``layers``, ``bidirectional`` or not (custom sweeps only).
 
     Ordered shape by shape, each shape in every op and dtype, so that a run cut short by its
     time budget has whole shapes to compare rather than whole dtypes missing."""
     custom = grid is not None
     grid = grid or (QUICK if quick else SWEEP)
     dtypes = dtypes or (QUICK_DTYPES if quick else DTYPES)
-    shapes = [dict(B=B, T=T, H=H, I=H) for H, B, T in
-              itertools.product(grid["H"], grid["B"], grid["T"])]
+    if not custom and (layers, bidirectional) != (1, False):
+        raise ValueError("layers and bidirectional shape a custom sweep (grid) only")
+    shapes = [dict(B=B, T=T, H=H, I=H, layers=layers, bidirectional=bidirectional)
+              for H, B, T in itertools.product(grid["H"], grid["B"], grid["T"])]
     if not custom:
         shapes.append(dict(B=32, T=256, H=512, I=512, layers=2, bidirectional=True))
     out = [Case(op, dtype, **shape)

@@ -41,6 +41,24 @@ def test_quick_subset_is_small_and_inside_the_sweep():
     assert all(c.source == "sweep" for c in quick)
 
 
+def test_custom_sweep_of_bidirectional_stacks(monkeypatch, tmp_path):
+    """bench_gru.py --layers 2 --bidirectional --B 16,32 --H 256 --T 256: every case of the
+    custom sweep a 2-layer bidirectional stack (what runs its directions at once for
+    inference), named so in the results' command line; the full sweep takes neither."""
+    import bench_gru
+
+    args = bench_gru.parse_args(["--layers", "2", "--bidirectional", "--B", "16,32",
+                                 "--H", "256", "--T", "256", "--dtypes", "bf16", "--ops", "fwd"])
+    grid = {"B": args.B, "T": args.T, "H": args.H}
+    cases = harness.cases(grid=grid, dtypes=args.dtypes, ops=args.ops, layers=args.layers,
+                          bidirectional=args.bidirectional)
+    assert [(c.B, c.H, c.layers, c.bidirectional) for c in cases] == [
+        (16, 256, 2, True), (32, 256, 2, True)]
+    assert bench_gru._options(args)[-3:] == ["--layers", "2", "--bidirectional"]
+    with pytest.raises(ValueError, match="custom sweep"):
+        harness.cases(layers=2)
+
+
 def _records():
     """Records as bench_gru.run_case builds them, with made-up timings (the writer's input)."""
     import bench_gru
