@@ -212,11 +212,13 @@ for stage in "${stages[@]}"; do
         ;;
     bidirectional)
         # Inference of a bidirectional stack runs each layer's reverse direction on a side
-        # stream where both grids fit (B 16-32 up to H 1024 on 132 SMs; B 64 at H 512 does
-        # not: 128 programs a direction); cuDNN runs the directions at once everywhere.
-        run 45 python3 bench/bench_gru.py --results-root "$out/bidirectional" \
-            --impls cudnn,gru_triton --layers 2 --bidirectional --B 16,32,64 --H 256,512,1024 \
-            --T 256 --dtypes bf16 --ops fwd --budget-s 30
+        # stream where both grids fit (on 132 SMs: B 16 up to H 1024, B 32 up to 512, B 64
+        # at 256; not B 64 at 512, 128 programs a direction); cuDNN runs the directions at
+        # once everywhere. TF32 too: the sweep's 2-layer bidirectional case (B 32, H 512)
+        # lost to cuDNN forward there, 33.6 against 30.1 us/step, one direction at a time.
+        run 55 python3 bench/bench_gru.py --results-root "$out/bidirectional" \
+            --impls cudnn,gru_triton --layers 2 --bidirectional --B 16,32,64 --H 1024,512,256 \
+            --T 256 --dtypes bf16,tf32 --ops fwd --budget-s 40
         ;;
     pytest-bench)
         run 600 python3 -m pytest -q "${pytest_timeout[@]}" bench/ --benchmark-only \
