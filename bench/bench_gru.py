@@ -114,12 +114,26 @@ def _peak_bytes(run) -> int:
 
 
 def _outputs(call, case, x, grad_out):
+    """What the timed call computes, as it computes it (forward under no_grad, where a
+    bidirectional stack may run its directions at once: the check must see that too)."""
     xi = x.detach().clone().requires_grad_(case.op == "fwdbwd")
-    out = call(xi)[0]
     if case.op == "fwd":
-        return [out.detach()]
+        with torch.no_grad():
+            return [call(xi)[0]]
+    out = call(xi)[0]
     out.backward(grad_out)
     return [out.detach(), xi.grad]
+
+
+def _directions_at_once(case, module, x) -> bool:
+    """Whether the forward under no_grad runs a bidirectional layer's directions at once
+    (gru_triton.functional's rule, asked with the module's own weights)."""
+    if not case.bidirectional:
+        return False
+    hx = x.new_zeros(2 * case.layers, case.B, case.H)
+    with torch.no_grad():
+        return functional._directions_at_once(x.detach(), hx, module._flat_weights,
+                                              lengths=None, reset_after=True)
 
 
 def run_case(case, impls, meta) -> list:
@@ -162,6 +176,8 @@ def run_case(case, impls, meta) -> list:
                 if (route != "cudnn"
                         and dispatch.dot_precision(dtype, device, case.H, case.B) == "tf32x3"):
                     route += "+tf32x3"  # IEEE fp32 as three TF32 products
+                if case.op == "fwd" and _directions_at_once(case, ours, x):
+                    route += "+directions at once"
             try:
                 got = _outputs(call, case, x, grad_out)
                 err = max(_max_rel_err(g, e) for g, e in zip(got, expected, strict=True))

@@ -59,6 +59,35 @@ def test_custom_sweep_of_bidirectional_stacks(monkeypatch, tmp_path):
         harness.cases(layers=2)
 
 
+def test_correctness_check_runs_the_forward_as_it_is_timed():
+    """A forward case is timed under no_grad (bench_gru._runner), where a bidirectional
+    stack may run its directions at once: its check against nn.GRU runs the same way, not
+    the autograd-recording forward that keeps them one after the other."""
+    import bench_gru
+
+    grad_modes = []
+
+    def call(x):
+        grad_modes.append(torch.is_grad_enabled())
+        return x * 2, None
+
+    x = torch.randn(3, 2, 4)
+    for op, expected in (("fwd", [False]), ("fwdbwd", [True])):
+        grad_modes.clear()
+        case = harness.Case(op, "fp32", 2, 3, 4, 4, layers=2, bidirectional=True)
+        outputs = bench_gru._outputs(call, case, x, torch.ones(3, 2, 4))
+        assert grad_modes == expected
+        assert torch.equal(outputs[0], x * 2)
+        timed_x = x.clone().requires_grad_(op == "fwdbwd")  # as run_case makes it
+        run, _ = bench_gru._runner(call, case, timed_x, torch.ones(3, 2, 4), [])
+        grad_modes.clear()
+        run()
+        assert grad_modes == expected
+    # No GPU here: the rule never runs the directions at once on the CPU.
+    module = torch.nn.GRU(4, 4, 2, bidirectional=True)
+    assert not bench_gru._directions_at_once(case, module, x)
+
+
 def _records():
     """Records as bench_gru.run_case builds them, with made-up timings (the writer's input)."""
     import bench_gru
