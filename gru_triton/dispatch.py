@@ -122,6 +122,33 @@ def force_ieee_dots(dots: str | None):
         _forced_ieee_dots = saved
 
 
+# When a bidirectional layer's two directions may run at once on CUDA (functional's
+# _directions_at_once says where they fit): "inference", where nothing is saved for
+# backward; "training" too, which autograd's engine then also runs the reverse direction's
+# backward beside the forward one's; "never". Training is opt-in until a GPU has run its
+# bit-equality test (tests/test_cuda.py) and timed it (bench/gpu_session.sh).
+DIRECTIONS_AT_ONCE = ("inference", "training", "never")
+_directions_at_once = "inference"
+
+
+@contextlib.contextmanager
+def directions_at_once(mode: str):
+    """Inside: a bidirectional layer's two directions run at once where ``mode`` (one of
+    ``DIRECTIONS_AT_ONCE``) allows it and their grids fit together."""
+    global _directions_at_once
+    if mode not in DIRECTIONS_AT_ONCE:
+        raise ValueError(f"mode must be one of {DIRECTIONS_AT_ONCE}, got {mode!r}")
+    saved, _directions_at_once = _directions_at_once, mode
+    try:
+        yield
+    finally:
+        _directions_at_once = saved
+
+
+def directions_at_once_mode() -> str:
+    return _directions_at_once
+
+
 def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
                     reset_after: bool = True, lengths: bool = False, dots: str = "16-bit") -> str:
     """The way to run the recurrence for this shape: the one table of choices.

@@ -299,25 +299,30 @@ def _directions_at_once(x, hx, weights, *, lengths, reset_after) -> bool:
     on CUDA) and the two grids fit on the GPU together. One such launch leaves the SMs its
     grid does not hold idle for all T steps (at B 16, H 1024, 64 of an H100's 132), where
     cuDNN runs the two directions at once; both fitting is also what keeps two launches that
-    each wait at a grid barrier from waiting on each other. Only where nothing is saved for
-    backward (inference): autograd would run the reverse direction's backward on the side
-    stream too, with its own cross-stream rules. Not while torch.compile traces or a CUDA
-    graph is captured, which have their own stream handling."""
-    if (x.device.type != "cuda" or torch.compiler.is_compiling()
+    each wait at a grid barrier from waiting on each other. Where autograd saves for
+    backward, only under ``dispatch.directions_at_once("training")``: its engine then runs
+    the reverse direction's backward on the side stream too, beside the forward one's, so
+    the backward's grids must fit together as well. Not while torch.compile traces or a
+    CUDA graph is captured, which have their own stream handling."""
+    mode = dispatch.directions_at_once_mode()
+    if (mode == "never" or x.device.type != "cuda" or torch.compiler.is_compiling()
             or torch.cuda.is_current_stream_capturing()):
         return False
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                       for t in (x, hx, *weights)):
+    saving = torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                             for t in (x, hx, *weights))
+    if saving and mode != "training":
         return False
     w_hh = weights[1]
     B, H = x.shape[1], w_hh.shape[1]
     if _path(w_hh.dtype, H, B, x.device, lengths=lengths is not None,
              reset_after=reset_after) != "grid_sync":
         return False
-    programs = grid_sync_programs(w_hh, B, x.device,
-                                  dispatch.dot_precision(w_hh.dtype, x.device, H, B))
+    precision = dispatch.dot_precision(w_hh.dtype, x.device, H, B)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-    return 0 < 2 * programs <= sms
+    programs = grid_sync_programs(w_hh, B, x.device, precision)
+    # A backward that falls back to a launch per step waits at no barrier: 0 fits anywhere.
+    backward = grid_sync_programs(w_hh, B, x.device, precision, forward=False) if saving else 0
+    return 0 < 2 * programs <= sms and 2 * backward <= sms
 
 
 def _side_stream(device: torch.device):
@@ -363,13 +368,19 @@ def gru(input, hx, weights, *, has_bias, num_layers, dropout, training, bidirect
             w_ih, w_hh = params[0], params[1]
             b_ih, b_hh = (params[2], params[3]) if has_bias else (None, None)
             on_side = at_once and direction == 1
+            if on_side:
+                # What the side stream reads (and autograd may keep for its backward there)
+                # was made on the caller's: not handed out again while the side may read it.
+                for t in (x, hx, *params, lengths):
+                    if t is not None:
+                        t.record_stream(side)
             with torch.cuda.stream(side) if on_side else contextlib.nullcontext():
                 out, h = layer(x, hx[cell], w_ih, w_hh, b_ih, b_hh, direction == 1, lengths,
                                reset_after)
             if on_side:
                 # The caller's stream waits for the reverse direction before it reads its
-                # results or frees what it read; those results, made on the side stream,
-                # are not handed out again while work queued on the caller's may read them.
+                # results; those, made on the side stream, are not handed out again while
+                # work queued on the caller's may read them.
                 main.wait_stream(side)
                 out.record_stream(main)
                 h.record_stream(main)

@@ -416,3 +416,47 @@ def test_bidirectional_directions_at_once_at_the_headline_shape(monkeypatch):
             at_once = ours(x)
             torch.randn(4 << 20, device="cuda")  # the caller's stream takes memory meanwhile
             assert all(torch.equal(a, b) for a, b in zip(at_once, one_by_one, strict=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "tf32"])
+def test_bidirectional_training_at_once_when_opted_in(dtype, monkeypatch):
+    """dispatch.directions_at_once("training"): the reverse direction's forward runs on the
+    side stream and autograd runs its backward there too, beside the forward direction's.
+    Output, h_n and every gradient (input, h0, each weight and bias) equal the
+    one-after-the-other run bit for bit, over three steps with the caller's stream taking
+    memory between them (2 layers, B 16, H 256: both grids fit, forward and backward)."""
+    from gru_triton import functional
+
+    decisions = []
+    real = functional._directions_at_once
+
+    def recording(*args, **kwargs):
+        decisions.append(real(*args, **kwargs))
+        return decisions[-1]
+
+    monkeypatch.setattr(functional, "_directions_at_once", recording)
+    torch.manual_seed(0)
+    ours = gru_triton.GRU(24, 256, 2, bidirectional=True).cuda().to(dtype)
+    x = torch.randn(50, 16, 24, device="cuda", dtype=dtype)
+    hx = torch.randn(4, 16, 256, device="cuda", dtype=dtype)
+    g_out = torch.randn(50, 16, 512, device="cuda", dtype=dtype)
+    g_h = torch.randn(4, 16, 256, device="cuda", dtype=dtype)
+
+    def step():
+        ours.zero_grad(set_to_none=True)
+        xi, hi = x.clone().requires_grad_(), hx.clone().requires_grad_()
+        out, h_n = ours(xi, hi)
+        ((out * g_out).sum() + (h_n * g_h).sum()).backward()
+        torch.randn(4 << 20, device="cuda")  # the caller's stream takes memory meanwhile
+        return [out.detach(), h_n.detach(), xi.grad, hi.grad,
+                *(p.grad.clone() for p in ours.parameters())]
+
+    with dispatch.rnn_fp32_precision("tf32"):
+        with dispatch.directions_at_once("never"):
+            one_by_one = step()
+        with dispatch.directions_at_once("training"):
+            runs = [step() for _ in range(3)]
+    assert decisions == [False, True, True, True]
+    for at_once in runs:
+        for got, want in zip(at_once, one_by_one, strict=True):
+            assert torch.equal(got, want)

@@ -250,29 +250,38 @@ def test_compiled_lengths_take_the_kernels_where_the_route_would_pack(triton_bac
     assert_close(got, expected, what="compiled output")
 
 
-@pytest.mark.parametrize(("programs", "path", "grad", "capturing", "expected"), [
-    (64, "grid_sync", False, False, True),    # bf16 B 16, H 1024: 64 + 64 <= 132
-    (66, "grid_sync", False, False, True),
-    (67, "grid_sync", False, False, False),   # 134 > 132: one would wait for the other's SMs
-    (0, "grid_sync", False, False, False),    # no co-resident grid: launches per step
-    (64, "cudnn", False, False, False),
-    (64, "persistent", False, False, False),
-    (64, "grid_sync", True, False, False),    # saved for backward: autograd's streams
-    (64, "grid_sync", False, True, False),    # a CUDA graph being captured
+@pytest.mark.parametrize(("mode", "programs", "backward", "path", "grad", "capturing",
+                          "expected"), [
+    ("inference", 64, 64, "grid_sync", False, False, True),  # bf16 B 16, H 1024: 2 x 64 <= 132
+    ("inference", 66, 66, "grid_sync", False, False, True),
+    ("inference", 67, 0, "grid_sync", False, False, False),  # 134 > 132: one waits on the other
+    ("inference", 0, 0, "grid_sync", False, False, False),   # not co-resident: per-step launches
+    ("inference", 64, 64, "cudnn", False, False, False),
+    ("inference", 64, 64, "persistent", False, False, False),
+    ("inference", 64, 64, "grid_sync", True, False, False),  # saved for backward: opt-in only
+    ("inference", 64, 64, "grid_sync", False, True, False),  # a CUDA graph being captured
+    ("never", 64, 64, "grid_sync", False, False, False),
+    ("training", 64, 64, "grid_sync", True, False, True),
+    ("training", 64, 67, "grid_sync", True, False, False),   # the backward's grids would not fit
+    ("training", 64, 0, "grid_sync", True, False, True),     # its launches per step never wait
 ], ids=["fits", "fits-exactly", "too-many", "per-step", "cudnn", "persistent", "training",
-        "capturing"])
+        "capturing", "never", "training-opted-in", "training-backward-too-many",
+        "training-backward-per-step"])
 def test_bidirectional_directions_at_once_only_where_both_grids_fit(
-        programs, path, grad, capturing, expected, monkeypatch):
+        mode, programs, backward, path, grad, capturing, expected, monkeypatch):
     """A bidirectional layer's reverse direction runs beside the forward one, on a side
-    stream, only for inference on the grid-synchronised path where both directions' grids
-    are resident together (132 SMs here): two grids that wait at barriers must never take
-    SMs from each other. The rule alone, with CUDA stood in for (tests/test_cuda.py runs it)."""
+    stream, only on the grid-synchronised path where both directions' grids are resident
+    together (132 SMs here): two grids that wait at barriers must never take SMs from each
+    other. With autograd saving for backward only when opted in, and then the backward's
+    grids must fit together too. The rule alone, with CUDA stood in for (tests/test_cuda.py
+    runs it)."""
     import types
 
     from gru_triton import functional
 
     monkeypatch.setattr(functional, "_path", lambda *args, **kwargs: path)
-    monkeypatch.setattr(functional, "grid_sync_programs", lambda *args: programs)
+    monkeypatch.setattr(functional, "grid_sync_programs",
+                        lambda *args, forward=True: programs if forward else backward)
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: capturing)
     monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda device: types.SimpleNamespace(multi_processor_count=132))
@@ -281,23 +290,34 @@ def test_bidirectional_directions_at_once_only_where_both_grids_fit(
     for w in weights:
         w.requires_grad_(grad)
     hx = torch.zeros(2, 16, 1024)
-    assert functional._directions_at_once(x, hx, weights, lengths=None,
-                                          reset_after=True) is expected
-    with torch.no_grad():  # inference with weights that require grad: nothing is saved
+    with dispatch.directions_at_once(mode):
         assert functional._directions_at_once(x, hx, weights, lengths=None,
-                                              reset_after=True) is (expected or grad)
-    cpu = types.SimpleNamespace(device=torch.device("cpu"), shape=(40, 16, 8),
-                                requires_grad=False)
-    assert not functional._directions_at_once(cpu, hx, weights, lengths=None, reset_after=True)
+                                              reset_after=True) is expected
+        with torch.no_grad():  # inference with weights that require grad: nothing is saved
+            inference = functional._directions_at_once(x, hx, weights, lengths=None,
+                                                       reset_after=True)
+        assert inference is (mode != "never" and 2 * programs <= 132 and programs > 0
+                             and path == "grid_sync" and not capturing)
+        cpu = types.SimpleNamespace(device=torch.device("cpu"), shape=(40, 16, 8),
+                                    requires_grad=False)
+        assert not functional._directions_at_once(cpu, hx, weights, lengths=None,
+                                                  reset_after=True)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        with dispatch.directions_at_once("always"):
+            pass
 
 
 def test_grid_sync_programs_is_the_launch_plans_grid(monkeypatch):
     """What the bidirectional rule reads: the programs of grid_sync's one launch on 132 SMs,
-    as the launcher plans it (bf16 B 16, H 1024: one 16-row tile × 64 chunks, so both
-    directions fit at once; B 64, H 512: four 16-row tiles × 32, so they do not)."""
+    as the launchers plan it (bf16 B 16, H 1024: one 16-row tile × 64 chunks, so both
+    directions fit at once; B 64, H 512: four 16-row tiles × 32 forward, so they do not)."""
     from gru_triton.kernels import gru as gru_kernels
 
     monkeypatch.setattr(gru_kernels, "_sm_count", lambda device: 132)
-    for B, H, programs in ((16, 1024, 64), (64, 512, 128), (16, 256, 16)):
+    # (B, H, forward's programs, backward's: its tile takes up to 64 rows)
+    for B, H, programs, backward in ((16, 1024, 64, 64), (64, 512, 128, 32), (16, 256, 16, 16),
+                                     (32, 512, 64, 32)):
         w_hh = torch.empty(3 * H, H, dtype=torch.bfloat16)
-        assert gru_kernels.grid_sync_programs(w_hh, B, torch.device("cpu"), "ieee") == programs
+        cpu = torch.device("cpu")
+        assert gru_kernels.grid_sync_programs(w_hh, B, cpu, "ieee") == programs
+        assert gru_kernels.grid_sync_programs(w_hh, B, cpu, "ieee", forward=False) == backward
