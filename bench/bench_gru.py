@@ -126,14 +126,15 @@ def _outputs(call, case, x, grad_out):
 
 
 def _directions_at_once(case, module, x) -> bool:
-    """Whether the forward under no_grad runs a bidirectional layer's directions at once
-    (gru_triton.functional's rule, asked with the module's own weights)."""
+    """Whether the timed call runs a bidirectional layer's directions at once (the forward
+    under no_grad, or forward + backward: gru_triton.functional's rule, asked with the
+    module's own weights and the dispatcher's mode)."""
     if not case.bidirectional:
         return False
     hx = x.new_zeros(2 * case.layers, case.B, case.H)
-    with torch.no_grad():
-        return functional._directions_at_once(x.detach(), hx, module._flat_weights,
-                                              lengths=None, reset_after=True)
+    with torch.set_grad_enabled(case.op == "fwdbwd"):
+        return functional._directions_at_once(x, hx, module._flat_weights, lengths=None,
+                                              reset_after=True)
 
 
 def run_case(case, impls, meta) -> list:
@@ -176,7 +177,7 @@ def run_case(case, impls, meta) -> list:
                 if (route != "cudnn"
                         and dispatch.dot_precision(dtype, device, case.H, case.B) == "tf32x3"):
                     route += "+tf32x3"  # IEEE fp32 as three TF32 products
-                if case.op == "fwd" and _directions_at_once(case, ours, x):
+                if _directions_at_once(case, ours, x):
                     route += "+directions at once"
             try:
                 got = _outputs(call, case, x, grad_out)
@@ -239,10 +240,15 @@ def bench(args) -> int:
     for case in tqdm(cases, desc="cases", dynamic_ncols=True):
         if args.budget_s is not None and time.monotonic() - started > args.budget_s:
             break
-        records.extend(run_case(case, impls, meta))
+        with dispatch.directions_at_once(args.directions_at_once):
+            records.extend(run_case(case, impls, meta))
         done += 1
-        left = (f" Stopped by --budget-s {args.budget_s:g} after {done} of {len(cases)} cases."
-                if done < len(cases) else "")
+        # Rewritten after every case, so a run killed later says where it stopped.
+        left = ""
+        if done < len(cases):
+            why = ("Stopped" if args.budget_s is None else
+                   f"Stopped by --budget-s {args.budget_s:g}")
+            left = f" {why} after {done} of {len(cases)} cases."
         header = (f"# gru_triton vs nn.GRU (cuDNN)\n\nGPU: {gpu}; CUDA {torch.version.cuda}; "
                   f"torch {torch.__version__}; triton {triton.__version__}; {date}. "
                   f"`{command}`: triton.testing.do_bench median, after a correctness check "
@@ -270,7 +276,11 @@ def _options(args) -> list:
             out += [f"--{name}", ",".join(map(str, getattr(args, name)))]
     if args.layers != 1:
         out += ["--layers", str(args.layers)]
-    return out + (["--bidirectional"] if args.bidirectional else [])
+    if args.bidirectional:
+        out += ["--bidirectional"]
+    if args.directions_at_once != "inference":
+        out += ["--directions-at-once", args.directions_at_once]
+    return out
 
 
 def _int_list(text: str) -> tuple:
@@ -314,6 +324,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="layers of every case of a custom sweep (B, T, H as above)")
     parser.add_argument("--bidirectional", action="store_true",
                         help="a custom sweep of bidirectional stacks")
+    parser.add_argument("--directions-at-once", default="inference",
+                        choices=dispatch.DIRECTIONS_AT_ONCE,
+                        help="where a bidirectional layer's directions may run at once "
+                             "(gru_triton.dispatch.directions_at_once; training is opt-in)")
     parser.add_argument("--dtypes", type=_choices(harness.DTYPES), default=None)
     parser.add_argument("--ops", type=_choices(harness.OPS), default=None)
     return parser.parse_args(argv)

@@ -7,7 +7,8 @@
 # stages first, each capped so that the later ones still run:
 #
 #   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd auto \
-#                                  # bidirectional memory variants-tf32 variants-fp32 breakdown
+#                                  # bidirectional memory variants-tf32 variants-fp32 breakdown \
+#                                  # bidirectional-training
 #   bash bench/gpu_session.sh dispatch pytest-bench     # another lease's call
 #
 # Stages:
@@ -32,6 +33,9 @@
 #   auto          bench_gru.py: auto against cuDNN around the table's grid_sync rows
 #   bidirectional bench_gru.py: 2-layer bidirectional inference, auto against cuDNN, where a
 #                 layer's two directions run at once (both grid_sync grids fit) and where not
+#   bidirectional-training  the same stacks' training step, the directions one after the
+#                 other (the default) and at once (dispatch.directions_at_once("training"),
+#                 opt-in until measured; its bit-equality test is in the suite)
 #   memory        tests/test_memory.py natively (the caching allocator's own peak), then
 #                 bench/memory_breakdown.py: what a training step holds at its peak, ours at
 #                 B 16 and B 1 with C++ frames (memory-cpp.json; auto's results.json has the
@@ -54,7 +58,7 @@ log="$out/session.log"
 deadline=$((SECONDS + ${GPU_SESSION_SECONDS:-560}))
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd auto bidirectional memory
-                                  variants-tf32 variants-fp32 breakdown)
+                                  variants-tf32 variants-fp32 breakdown bidirectional-training)
 grid_ok=0
 
 say() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$log"; }
@@ -220,12 +224,21 @@ for stage in "${stages[@]}"; do
             --impls cudnn,gru_triton --layers 2 --bidirectional --B 16,32,64 --H 1024,512,256 \
             --T 256 --dtypes bf16,tf32 --ops fwd --budget-s 40
         ;;
+    bidirectional-training)
+        # A training step of the same stacks, one direction after the other (the default),
+        # then at once: what decides whether "training" becomes the default mode.
+        for mode in inference training; do
+            run 35 python3 bench/bench_gru.py --results-root "$out/bidirectional-$mode" \
+                --impls cudnn,gru_triton --layers 2 --bidirectional --B 16,32 --H 1024,512 \
+                --T 256 --dtypes bf16 --ops fwdbwd --directions-at-once "$mode" --budget-s 25
+        done
+        ;;
     pytest-bench)
         run 600 python3 -m pytest -q "${pytest_timeout[@]}" bench/ --benchmark-only \
             --benchmark-json="$out/pytest-benchmark.json"
         ;;
     *)
-        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, variants-bwd, variants-tf32, variants-fp32, breakdown, memory, dispatch, auto, bidirectional, pytest-bench)"
+        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, variants-bwd, variants-tf32, variants-fp32, breakdown, memory, dispatch, auto, bidirectional, bidirectional-training, pytest-bench)"
         exit 2
         ;;
     esac

@@ -41,6 +41,37 @@ def test_quick_subset_is_small_and_inside_the_sweep():
     assert all(c.source == "sweep" for c in quick)
 
 
+def test_a_run_without_budget_times_every_case(monkeypatch, tmp_path):
+    """The README's main command, `python bench/bench_gru.py` on a GPU, has no --budget-s:
+    it runs every case and writes the table after each (it used to fail after the first
+    case, formatting the missing budget into the header)."""
+    import bench_gru
+
+    out_dir = harness.results_dir(str(tmp_path), "Fake GPU", str(datetime.date.today()))
+    headers = []
+
+    def fake_run_case(case, impls, meta):
+        return [bench_gru._record(case, impl, meta, ms=1.0, err=0.0, correct=True, peak=1)
+                | {"cudnn_peak_mem_bytes": 1} for impl in impls]
+
+    real_write = harness.write_results
+
+    def recording_write(records, out, header):
+        headers.append(header)
+        return real_write(records, out, header)
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+    monkeypatch.setattr(bench_gru, "run_case", fake_run_case)
+    monkeypatch.setattr(harness, "write_results", recording_write)
+    args = bench_gru.parse_args(["--B", "1,16,64", "--H", "64", "--T", "64", "--dtypes",
+                                 "bf16", "--ops", "fwd", "--results-root", str(tmp_path),
+                                 "--impls", "cudnn,gru_triton"])
+    assert bench_gru.bench(args) == 0
+    assert len(headers) == 3
+    assert "Stopped after 1 of 3 cases." in headers[0] and "Stopped" not in headers[-1]
+    assert len(json.loads((out_dir / "results.json").read_text())) == 6
+
+
 def test_custom_sweep_of_bidirectional_stacks(monkeypatch, tmp_path):
     """bench_gru.py --layers 2 --bidirectional --B 16,32 --H 256 --T 256: every case of the
     custom sweep a 2-layer bidirectional stack (what runs its directions at once for
@@ -55,6 +86,26 @@ def test_custom_sweep_of_bidirectional_stacks(monkeypatch, tmp_path):
     assert [(c.B, c.H, c.layers, c.bidirectional) for c in cases] == [
         (16, 256, 2, True), (32, 256, 2, True)]
     assert bench_gru._options(args)[-3:] == ["--layers", "2", "--bidirectional"]
+    training = bench_gru.parse_args(["--bidirectional", "--directions-at-once", "training",
+                                     "--B", "16", "--H", "256", "--T", "64", "--dtypes", "bf16",
+                                     "--results-root", str(tmp_path), "--impls", "cudnn"])
+    assert bench_gru._options(training)[-3:] == ["--bidirectional", "--directions-at-once",
+                                                 "training"]
+    # Every case runs inside the asked mode, and the default is back afterwards.
+    from gru_triton import dispatch
+
+    modes = []
+
+    def fake_run_case(case, impls, meta):
+        modes.append(dispatch.directions_at_once_mode())
+        return [bench_gru._record(case, "cudnn", meta, ms=1.0, err=0.0, correct=True, peak=1)
+                | {"cudnn_peak_mem_bytes": 1}]
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+    monkeypatch.setattr(bench_gru, "run_case", fake_run_case)
+    assert bench_gru.bench(training) == 0
+    assert modes == ["training", "training"]  # fwd and fwdbwd
+    assert dispatch.directions_at_once_mode() == "inference"
     with pytest.raises(ValueError, match="custom sweep"):
         harness.cases(layers=2)
 
