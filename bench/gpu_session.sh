@@ -6,8 +6,8 @@
 # tool's timeout_s at 600 and a start of up to ~3 minutes, inside the 15), the most needed
 # stages first, each capped so that the later ones still run:
 #
-#   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd auto \
-#                                  # bidirectional memory variants-tf32 variants-fp32 breakdown \
+#   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd auto memory \
+#                                  # variants-tf32 variants-fp32 bidirectional breakdown \
 #                                  # bidirectional-training
 #   bash bench/gpu_session.sh dispatch pytest-bench     # another lease's call
 #
@@ -57,8 +57,11 @@ mkdir -p "$out"
 log="$out/session.log"
 deadline=$((SECONDS + ${GPU_SESSION_SECONDS:-560}))
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd auto bidirectional memory
-                                  variants-tf32 variants-fp32 breakdown bidirectional-training)
+# Most needed first: correctness, the levers and auto for the issue's targets, memory, the
+# fp32 dispatcher decisions; then the bidirectional layers (their correctness is in the
+# suite) and the diagnosis.
+[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd auto memory variants-tf32
+                                  variants-fp32 bidirectional breakdown bidirectional-training)
 grid_ok=0
 
 say() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$log"; }
@@ -185,7 +188,7 @@ for stage in "${stages[@]}"; do
     breakdown)
         # How much of a step is its product (h_{t-1}'s read and the dots) and how much the rest
         # (barrier, x-side gates, gate math, stores), in the launcher's form and the split one:
-        # the share that decides which lever can reach 2 us/step at H 1024. Last: diagnosis,
+        # the share that decides which lever can reach 2 us/step at H 1024. Late: diagnosis,
         # not a dispatcher decision.
         run_grid_sync_tests && run 40 python3 bench/step_breakdown.py --shapes 16:1024,64:512,16:512 \
             --variant launcher --variant "split K" --out "$out/step-breakdown.json"
