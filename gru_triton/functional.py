@@ -296,7 +296,8 @@ _SIDE_STREAMS: dict = {}
 def _directions_at_once(x, hx, weights, *, lengths, reset_after) -> bool:
     """Whether a bidirectional layer's two directions run at the same time, the reverse one
     on a side stream: where each is one grid-synchronised launch (what the dispatcher picks
-    on CUDA) and the two grids fit on the GPU together. One such launch leaves the SMs its
+    on CUDA) and the two grids fit on the GPU together, or one persistent launch (a program
+    per batch tile, which waits on no other program). One such launch leaves the SMs its
     grid does not hold idle for all T steps (at B 16, H 1024, 64 of an H100's 132), where
     cuDNN runs the two directions at once; both fitting is also what keeps two launches that
     each wait at a grid barrier from waiting on each other. Where autograd saves for
@@ -314,8 +315,13 @@ def _directions_at_once(x, hx, weights, *, lengths, reset_after) -> bool:
         return False
     w_hh = weights[1]
     B, H = x.shape[1], w_hh.shape[1]
-    if _path(w_hh.dtype, H, B, x.device, lengths=lengths is not None,
-             reset_after=reset_after) != "grid_sync":
+    path = _path(w_hh.dtype, H, B, x.device, lengths=lengths is not None,
+                 reset_after=reset_after)
+    if path == "persistent":
+        # (The reset-before form's path on CUDA.) One program per batch tile that waits on
+        # no other: two such grids may share the SMs in any way.
+        return True
+    if path != "grid_sync":
         return False
     precision = dispatch.dot_precision(w_hh.dtype, x.device, H, B)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count

@@ -461,3 +461,32 @@ def test_bidirectional_training_at_once_when_opted_in(dtype, monkeypatch):
     for at_once in runs:
         for got, want in zip(at_once, one_by_one, strict=True):
             assert torch.equal(got, want)
+
+
+def test_bidirectional_reset_before_inference_at_once(monkeypatch):
+    """The reset-before form runs on the persistent path (a program per batch tile, none
+    waiting on another), so its two directions run at once at any size: equal bit for bit
+    to one after the other, and to the reference within bf16's tolerance."""
+    from gru_triton import functional
+
+    decisions = []
+    real = functional._directions_at_once
+
+    def recording(*args, **kwargs):
+        decisions.append(real(*args, **kwargs))
+        return decisions[-1]
+
+    ours = gru_triton.GRU(24, 96, 2, bidirectional=True, reset_after=False)
+    ours = ours.cuda().bfloat16()
+    x = torch.randn(30, 40, 24, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        monkeypatch.setattr(functional, "_directions_at_once", recording)
+        at_once = ours(x)
+        monkeypatch.setattr(functional, "_directions_at_once", lambda *a, **k: False)
+        one_by_one = ours(x)
+        gru_triton.set_backend("reference")
+        expected = ours(x)
+    assert decisions == [True]
+    for got, want, ref in zip(at_once, one_by_one, expected, strict=True):
+        assert torch.equal(got, want)
+        assert max_rel_err(got.float(), ref.float()) <= 5e-2
