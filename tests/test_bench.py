@@ -620,6 +620,50 @@ def test_variants_are_picked_by_name():
     assert "split K, flagged" in asked
 
 
+def test_every_command_the_gpu_session_runs_takes_its_arguments(tmp_path):
+    """A lease is one call: a flag a script does not take would cost its stage. Every stage
+    of bench/gpu_session.sh runs here with python3 replaced by a recorder, and each bench
+    script then parses what it was given (without a GPU each stops after parsing)."""
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU: the session itself runs the scripts")
+    import barrier_bench
+    import bench_gru
+    import exchange_bench
+    import memory_breakdown
+    import step_breakdown
+    import variants
+
+    shim_dir = tmp_path / "bin"
+    shim_dir.mkdir()
+    log = tmp_path / "argv.jsonl"
+    shim = shim_dir / "python3"
+    shim.write_text("#!/usr/bin/env bash\n"
+                    f"'{sys.executable}' -c 'import json, sys; "
+                    "open(sys.argv[1], \"a\").write(json.dumps(sys.argv[2:]) + \"\\n\")' "
+                    f"'{log}' \"$@\"\n")
+    shim.chmod(0o755)
+    out = tmp_path / "out"
+    stages = ["gridsync", "suite", "cuda", "bench", "variants", "variants-bwd", "variants-tf32",
+              "variants-fp32", "breakdown", "memory", "dispatch", "auto", "bidirectional",
+              "bidirectional-training", "pytest-bench"]
+    env = dict(os.environ, PATH=f"{shim_dir}:{os.environ['PATH']}", OUT=str(out))
+    done = subprocess.run(["bash", str(BENCH / "gpu_session.sh"), *stages], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    commands = [json.loads(line) for line in log.read_text().splitlines()]
+    parsers = {"bench_gru.py": bench_gru.parse_args, "variants.py": variants.main,
+               "step_breakdown.py": step_breakdown.main, "barrier_bench.py": barrier_bench.main,
+               "exchange_bench.py": exchange_bench.main, "memory_breakdown.py": memory_breakdown.main}
+    seen = set()
+    for argv in commands:
+        script = pathlib.Path(argv[0]).name
+        if script in parsers:
+            seen.add(script)
+            parsers[script](argv[1:])  # an unknown flag or value exits 2
+    assert seen == set(parsers)
+    assert sum(argv[0].endswith("bench_gru.py") for argv in commands) == 6
+
+
 def test_variants_summary_ranks_against_the_launcher():
     """The summary a GPU session reads to decide a launcher change: per shape, fastest first,
     with the speed-up over the launcher's config; a variant that was not timed (failed, or
