@@ -321,3 +321,66 @@ def test_grid_sync_programs_is_the_launch_plans_grid(monkeypatch):
         cpu = torch.device("cpu")
         assert gru_kernels.grid_sync_programs(w_hh, B, cpu, "ieee") == programs
         assert gru_kernels.grid_sync_programs(w_hh, B, cpu, "ieee", forward=False) == backward
+
+
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
+def test_bidirectional_directions_at_once_plumbing(lengths, monkeypatch, triton_backend):
+    """The at-once order of gru() with CUDA's streams stood in for by recorders, in the
+    interpreter: per layer the side stream waits for the caller's, the reverse direction
+    runs inside the side stream's context, then the caller's waits for the side; what the
+    side reads is recorded on it, its results on the caller's; and the numbers are the
+    sequential run's, bit for bit (2 layers, packed lengths or not)."""
+    import contextlib
+
+    from gru_triton import functional
+
+    events = []
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+
+        def wait_stream(self, other):
+            events.append(("wait", self.name, other.name))
+
+    main, side = Stream("main"), Stream("side")
+    current = [main]
+
+    @contextlib.contextmanager
+    def stream(s):
+        events.append(("enter", s.name))
+        current.append(s)
+        yield
+        current.pop()
+        events.append(("exit", s.name))
+
+    recorded = []
+    real_layer = functional._layer_triton
+
+    def layer(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, *args):
+        events.append(("layer", "reverse" if reverse else "forward", current[-1].name))
+        return real_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, *args)
+
+    ours = gru_triton.GRU(5, 12, 2, bidirectional=True).to(DEVICE)
+    x = torch.randn(6, 3, 5, device=DEVICE)
+    lens = torch.tensor([6, 2, 4]) if lengths else None
+    with torch.no_grad():
+        expected = ours(x, lengths=lens)
+        monkeypatch.setattr(functional, "_directions_at_once", lambda *a, **k: True)
+        monkeypatch.setattr(functional, "_side_stream", lambda device: side)
+        monkeypatch.setattr(functional, "_layer_triton", layer)
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: main)
+        monkeypatch.setattr(torch.cuda, "stream", stream)
+        monkeypatch.setattr(torch.Tensor, "record_stream",
+                            lambda t, s: recorded.append((tuple(t.shape), s.name)))
+        got = ours(x, lengths=lens)
+    for g, e in zip(got, expected, strict=True):
+        assert torch.equal(g, e)
+    per_layer = [("wait", "side", "main"), ("layer", "forward", "main"), ("enter", "side"),
+                 ("layer", "reverse", "side"), ("exit", "side"), ("wait", "main", "side")]
+    assert events == per_layer * 2
+    # Per layer: its input, hx, the reverse direction's 4 weights (and lengths) on the side;
+    # the reverse output and h_n on the caller's.
+    reads = 7 if lengths else 6
+    assert [name for _, name in recorded] == (["side"] * reads + ["main"] * 2) * 2
+    assert recorded[reads:reads + 2] == [((6, 3, 12), "main"), ((3, 12), "main")]
