@@ -318,8 +318,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"comma-separated subset of {', '.join(IMPLS)}")
     for name in ("B", "T", "H"):
         parser.add_argument(f"--{name}", type=_int_list, default=None,
-                            help=f"comma-separated {name} values: a one-layer sweep of these "
-                                 "(the others from the quick or full grid), without extra cases")
+                            help=f"comma-separated {name} values: a sweep of these (the "
+                                 "others from the quick or full grid), without extra cases")
     parser.add_argument("--layers", type=int, default=1,
                         help="layers of every case of a custom sweep (B, T, H as above)")
     parser.add_argument("--bidirectional", action="store_true",
