@@ -32,7 +32,8 @@
 #   dispatch      bench_gru.py over the shapes where the dispatcher's table chooses a path
 #   auto          bench_gru.py: auto against cuDNN around the table's grid_sync rows
 #   bidirectional bench_gru.py: 2-layer bidirectional inference, auto against cuDNN, where a
-#                 layer's two directions run at once (both grid_sync grids fit) and where not
+#                 layer's two directions run at once (both grid_sync grids fit) and where not,
+#                 with them at once (the default) and one after the other
 #   bidirectional-training  the same stacks' training step, the directions one after the
 #                 other (the default) and at once (dispatch.directions_at_once("training"),
 #                 opt-in until measured; its bit-equality test is in the suite)
@@ -223,9 +224,14 @@ for stage in "${stages[@]}"; do
         # at 256; not B 64 at 512, 128 programs a direction); cuDNN runs the directions at
         # once everywhere. TF32 too: the sweep's 2-layer bidirectional case (B 32, H 512)
         # lost to cuDNN forward there, 33.6 against 30.1 us/step, one direction at a time.
-        run 55 python3 bench/bench_gru.py --results-root "$out/bidirectional" \
-            --impls cudnn,gru_triton --layers 2 --bidirectional --B 16,32,64 --H 1024,512,256 \
-            --T 256 --dtypes bf16,tf32 --ops fwd --budget-s 40
+        # Both modes: at once (the default) and one after the other, which decides whether
+        # the default stands.
+        for mode in inference never; do
+            run 45 python3 bench/bench_gru.py --results-root "$out/bidirectional-fwd-$mode" \
+                --impls cudnn,gru_triton --layers 2 --bidirectional --B 16,32,64 \
+                --H 1024,512,256 --T 256 --dtypes bf16,tf32 --ops fwd --directions-at-once "$mode" \
+                --budget-s 30
+        done
         ;;
     bidirectional-training)
         # A training step of the same stacks, one direction after the other (the default),
