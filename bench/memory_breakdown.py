@@ -13,9 +13,10 @@ and exits 0.
 
 ``--cpu`` counts the same step on the CPU instead, gru_triton only, its kernels in the
 Triton interpreter: every tensor the ops return, the custom ops' insides included
-(``LiveBytes``), named by the op that made it. At T 256, B 1 that count equals the H200's
-allocator's, give or take its 512-byte rounding; at B 16 the GPU allocated about 22 B per
-(t, b, h) more (docs/performance.md, "Memory"). It takes minutes at H 256.
+(``LiveBytes``), named by the op that made it, and the staging buffers CUDA's column sums
+would allocate inside (``cuda_sum_staging_bytes``). For the code of 2026-11-25 at T 256,
+H 64, B 1 and 16, that count equals the H200's allocator's to 1 KiB (docs/performance.md,
+"Memory"). It takes minutes at H 256.
 """
 
 import argparse
@@ -81,6 +82,74 @@ def peak_composition(events: list) -> tuple[int, list]:
     return peak, sorted(at_peak, key=lambda item: -item[0])
 
 
+# The GPU whose reduction kernel ``cuda_sum_staging_bytes`` stands in for by default: an H100's
+# or H200's streaming multiprocessors and resident threads per multiprocessor.
+GPU_SMS, GPU_THREADS_PER_SM = 132, 2048
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def cuda_sum_staging_bytes(t: torch.Tensor, dims, acc_size: int, *, sms: int = GPU_SMS,
+                           threads_per_sm: int = GPU_THREADS_PER_SM) -> int:
+    """The bytes CUDA's ``t.sum(dims)`` allocates inside the op and frees before returning:
+    the staging buffer and semaphores of a reduction split across blocks, rounded as the
+    caching allocator rounds them (512 B). Modelled on ATen's ``setReduceConfig`` and
+    ``ReduceConfig.global_memory_size`` (aten/src/ATen/native/cuda/Reduce.cuh) for the case
+    that allocates much, a column sum: the innermost dimension kept and contiguous, each
+    thread of a block loading 4 (or 2, or 1) neighbouring outputs. A sum over the innermost
+    dimension stages 4 B per output and block at most, and is counted as 0. ``acc_size``:
+    the bytes of the accumulator (4 for 16- and 32-bit sums, 8 for fp64).
+
+    The buffer is ``acc_size`` x outputs x blocks per output x block width x outputs per
+    thread, 128 times what the kernel writes: a (T·B, 3H) column sum at T 256, B 16 takes
+    24 B per (t, b, h). With it the CPU count of the benchmark's training step of 2026-11-25
+    (code of f51d219, T 256, H 64) equals the H200's allocator's to 1 KiB at B 16 in bf16
+    and fp32, where without it the count was 5.8-6.2 MB short (docs/performance.md,
+    "Memory")."""
+    dims = sorted({d % t.dim() for d in dims}) if t.dim() else []
+    last = t.dim() - 1
+    if not dims or last in dims or t.stride(last) != 1 or t.numel() == 0:
+        return 0
+    rows = 1
+    for d in dims:
+        rows *= t.shape[d]
+    outputs = t.numel() // rows
+    # The innermost run of kept dimensions that TensorIterator merges into one.
+    inner, d = t.shape[last], last
+    while d - 1 >= 0 and d - 1 not in dims and t.stride(d - 1) == t.shape[d] * t.stride(d):
+        d -= 1
+        inner *= t.shape[d]
+    others = [t.stride(k) for k in range(d)]
+    vec = 4
+    while inner % vec or t.storage_offset() % vec or any(s % vec for s in others):
+        vec //= 2
+    max_threads = 512 // vec
+    dim0, dim1 = outputs // vec, rows
+    pow2 = lambda n: max_threads if n >= max_threads else 1 << (n.bit_length() - 1)
+    width = min(pow2(dim0), 32)
+    height = min(pow2(dim1), max_threads // width)
+    width = min(pow2(dim0), max_threads // height)
+    step_output, step_input = width, 1
+    across_warps = rows >= min(height * 16, 256)
+    if across_warps:
+        step_input = height
+    else:
+        step_output *= height
+    target_grid = sms * (threads_per_sm // (width * height))
+    grid = _ceil_div(outputs // vec, step_output)
+    per_thread = _ceil_div(rows, step_input)
+    if not (across_warps and per_thread >= 256 and grid <= target_grid):
+        return 0
+    blocks = max(min(_ceil_div(target_grid, grid), _ceil_div(per_thread, 16)),
+                 _ceil_div(per_thread, 256))
+    if blocks <= 1:
+        return 0
+    rounded = lambda n: 512 * _ceil_div(n, 512)
+    return rounded(acc_size * outputs * blocks * width * vec) + rounded(4 * grid)
+
+
 def live_tensors() -> list:
     """Every tensor alive now: those Python holds, and their ``.grad`` (held by autograd,
     which gives it a Python object only when asked)."""
@@ -104,7 +173,11 @@ class LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
     Storages that exist when counting begins are not counted, as the allocator's count
     starts above them: a custom op's body runs below autograd, where a view (the input's
     ``reshape``, a slice of a weight) is not marked as one, and its storage would otherwise
-    be counted as new."""
+    be counted as new.
+
+    One kind of temporary is counted, as a GPU would allocate it: a sum's staging buffer
+    (``cuda_sum_staging_bytes``), live while the sum runs, on top of what is live then.
+    ``staging_peak`` is the largest one seen (0: no sum in the block allocates one)."""
 
     def __init__(self):
         from torch._library.custom_ops import CustomOpDef
@@ -113,6 +186,7 @@ class LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
 
         super().__init__()
         self.live, self.now, self.peak, self.at_peak = {}, 0, 0, []
+        self.staging_peak = 0
         self.before = set()
         for t in live_tensors():
             try:
@@ -137,7 +211,21 @@ class LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
     def _free(self, key):
         self.now -= self.live.pop(key, (0, None))[0]
 
+    def _staging(self, func, args, kwargs):
+        if func is not torch.ops.aten.sum.dim_IntList:
+            return
+        t, dims = args[0], args[1]
+        dtype = (kwargs or {}).get("dtype") or t.dtype
+        staging = cuda_sum_staging_bytes(t, dims or range(t.dim()),
+                                         8 if dtype == torch.float64 else 4)
+        self.staging_peak = max(self.staging_peak, staging)
+        if staging and self.now + staging > self.peak:
+            self.peak = self.now + staging
+            self.at_peak = [*self.live.values(),
+                            (staging, f"{func} staging of {tuple(t.shape)} over {list(dims)}")]
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self._staging(func, args, kwargs)
         body = self.bodies.get(func)
         if body is None:
             out = func(*args, **(kwargs or {}))

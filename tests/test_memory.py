@@ -122,3 +122,18 @@ def test_training_step_peak(held, dtype, bound, triton_backend):
     x.grad = None
     peak = _training_step_peak(module, x, grad, held)
     assert peak <= bound * T * B * H, peak / (T * B * H)
+
+
+def test_the_staging_model_follows_atens_config():
+    """cuda_sum_staging_bytes against ATen's formula worked by hand for a (T·B, 3H) column
+    sum at T 256, B 16, H 64 on 132 SMs: outputs per thread 4, block 32 x 4 threads, 2
+    blocks along the outputs, 1024 values per thread before splitting, so 64 blocks per
+    column and 4 B x 192 x 64 x 32 x 4 staged, plus 2 semaphores (512 B as allocated). At
+    B 1 (256 rows: 64 values per thread) nothing is split; a 512-row chunk neither."""
+    stage = memory_breakdown.cuda_sum_staging_bytes
+    assert stage(torch.empty(4096, 192), [0], 4) == 4 * 192 * 64 * 32 * 4 + 512
+    assert stage(torch.empty(256, 192), [0], 4) == 0
+    assert stage(torch.empty(8, 512, 192), [1], 4) == 0
+    assert stage(torch.empty(4096, 192), [1], 4) == 0  # innermost: not a column sum
+    # A (T, B, 3H) buffer summed over T and B is the same column sum.
+    assert stage(torch.empty(256, 16, 192), [0, 1], 4) == stage(torch.empty(4096, 192), [0], 4)
