@@ -181,10 +181,12 @@ for stage in "${stages[@]}"; do
         ;;
     memory)
         run 30 python3 -m pytest -q -rA "${pytest_timeout[@]}" tests/test_memory.py
-        # The ~22 B per (t, b, h) the GPU allocated beyond the CPU's count at B 16 (and not
-        # at B 1): which ATen function made it (C++ frames; docs/performance.md, "Memory").
-        run 70 python3 bench/memory_breakdown.py --dtypes bf16 --B 16,1 --H 256 --T 256 \
-            --impls gru_triton --stacks all --out "$out/memory-cpp.json"
+        # The training step's allocator peak against the CPU count (10.9 B per (t, b, h) at
+        # bf16 B 16, H 256, CUDA's reduction staging included: the bias sums now stage
+        # nothing) and against cuDNN's, with the ATen function behind each block (C++ frames;
+        # docs/performance.md, "Memory").
+        run 70 python3 bench/memory_breakdown.py --dtypes bf16,tf32 --B 16,64 --H 256,1024 \
+            --T 256 --impls cudnn,gru_triton --stacks all --out "$out/memory-cpp.json"
         ;;
     breakdown)
         # How much of a step is its product (h_{t-1}'s read and the dots) and how much the rest

@@ -148,14 +148,38 @@ def _layer_backward(d_hs, d_h_n, x, h0, w_ih, w_hh, hs, gates, ghn, lengths, rev
             dw_hh[2 * H:].addmm_(dghn[first].t(), n_first)
     if need_weights and has_bias:
         # The r and z parts of the hidden-side bias gradient are the input side's.
-        db_ih = dgx2d.sum(0, dtype=acc)
-        db_hh = torch.cat([db_ih[:2 * H], dghn2d.sum(0, dtype=acc)]).to(w_hh.dtype)
+        db_ih = _sum_rows(dgx2d, acc)
+        db_hh = torch.cat([db_ih[:2 * H], _sum_rows(dghn2d, acc)]).to(w_hh.dtype)
         db_ih = db_ih.to(w_hh.dtype)
     if dx_over_ghn:
         # After the last read of dghn above (dh0, dw_hh, db_hh).
         with dispatch.gemm_precision(x.device, dot_precision):
             torch.mm(dgx2d, w_ih, out=dghn2d)
     return dx, dh0.to(x.dtype), dw_ih, dw_hh, db_ih, db_hh
+
+
+# Rows per partial sum in _sum_rows: at most 128 values for each thread of CUDA's reduction
+# kernel, under the 256 from which it splits a column across blocks.
+_SUM_ROWS_CHUNK = 512
+
+
+def _sum_rows(t: Tensor, acc: torch.dtype) -> Tensor:
+    """The sum over the rows of ``t`` (N, M), in ``acc`` (M,), taken over chunks of up to 512
+    rows, then over the chunks' sums.
+
+    Why not ``t.sum(0, dtype=acc)``: once each thread of CUDA's reduction kernel would add
+    256 values or more, the kernel splits every column across blocks and allocates their
+    staging buffer 128 times larger than it uses (ATen's ``ReduceConfig.global_memory_size``:
+    4 B x M x blocks per column x block width 32 x 4 outputs per thread). For the gate
+    gradients (T·B, 3H) at T 256, B 16 that is 24 B per (t, b, h), 96 MiB at H 1024: the
+    whole of what the H200's allocator counted in a training step beyond what its tensors
+    hold (docs/performance.md, "Memory"). A chunk's column sum leaves each thread at most
+    128 values; the chunks' sums are summed the same way while there are over 512 of them."""
+    whole = t.shape[0] - t.shape[0] % _SUM_ROWS_CHUNK
+    total = t[whole:].sum(0, dtype=acc)
+    if whole:
+        total += _sum_rows(t[:whole].unflatten(0, (-1, _SUM_ROWS_CHUNK)).sum(1, dtype=acc), acc)
+    return total
 
 
 def _dx_over_ghn(x: Tensor, ghn: Tensor, need_input: bool) -> bool:
