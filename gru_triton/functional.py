@@ -175,10 +175,13 @@ def _sum_rows(t: Tensor, acc: torch.dtype) -> Tensor:
     whole of what the H200's allocator counted in a training step beyond what its tensors
     hold (docs/performance.md, "Memory"). A chunk's column sum leaves each thread at most
     128 values; the chunks' sums are summed the same way while there are over 512 of them."""
-    whole = t.shape[0] - t.shape[0] % _SUM_ROWS_CHUNK
-    total = t[whole:].sum(0, dtype=acc)
-    if whole:
-        total += _sum_rows(t[:whole].unflatten(0, (-1, _SUM_ROWS_CHUNK)).sum(1, dtype=acc), acc)
+    rows = t.shape[0]
+    if rows <= _SUM_ROWS_CHUNK:
+        return t.sum(0, dtype=acc)
+    whole = rows - rows % _SUM_ROWS_CHUNK
+    total = _sum_rows(t[:whole].unflatten(0, (-1, _SUM_ROWS_CHUNK)).sum(1, dtype=acc), acc)
+    if whole < rows:  # no launch for an empty remainder
+        total += t[whole:].sum(0, dtype=acc)
     return total
 
 

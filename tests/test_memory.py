@@ -105,13 +105,13 @@ def test_training_step_peak(held, dtype, bound, triton_backend):
     T·B, the weights' gradients; the gate gradients are written over the saved activations
     (dgx over r, z, n and dghn over W_hn h + b_hn), and dx (I = H here) over the spent
     dghn. Measured on the
-    CPU: 26.2 and 13.3 B; 30.1 and 15.3 B while dx was a buffer of its own, 34.1 and 17.3
+    CPU: 26.1 and 13.3 B; 30.1 and 15.3 B while dx was a buffer of its own, 34.1 and 17.3
     B while dghn was too. Before (34df5d7): 50.4 and 31.8 B while the states were kept in
     fp32, the output was a copy of them whose gradient went into an fp32 (T+1, B, H)
     buffer, and dgx was a buffer of its own.
 
     With the output's gradient held by the caller (the benchmark's measurement), the peak
-    holds that gradient as the caller passed it: 22.2 and 11.3 B (26.1 and 13.3 with dx
+    holds that gradient as the caller passed it: 22.1 and 11.3 B (26.1 and 13.3 with dx
     apart, 30.1 and 15.3 with dghn apart too). While the output was a slice of a (T+1)-row
     states buffer, autograd built a zero-filled (T+1, B, H) gradient beside it and copied
     into it: 34.1 and 17.3 B.
