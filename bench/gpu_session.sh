@@ -38,15 +38,15 @@
 #                 other (the default) and at once (dispatch.directions_at_once("training"),
 #                 opt-in until measured; its bit-equality test is in the suite)
 #   memory        tests/test_memory.py natively (the caching allocator's own peak), then
-#                 bench/memory_breakdown.py: what a training step holds at its peak, ours at
-#                 B 16 and B 1 with C++ frames (memory-cpp.json; auto's results.json has the
-#                 peaks against cuDNN's)
+#                 bench/memory_breakdown.py: what a training step holds at its peak, ours
+#                 and cuDNN's, B 16/64, H 256/1024, with C++ frames (memory-cpp.json), and
+#                 the 2-layer bidirectional case (memory-bidirectional.json)
 #   pytest-bench  pytest bench/ --benchmark-only
 #
 # Output goes to $OUT (the device tool's folder; bench/results otherwise): session.log
 # (every stage's output, versions, nvidia-smi), <gpu>-<date>/results.{json,md,png},
 # <gpu>-<date>/barrier.json and exchange.json, pytest-benchmark.json, variants*.json,
-# step-breakdown*.json and memory-cpp.json. The device tool brings back at most 8 files, so under $OUT they are
+# step-breakdown*.json and memory-*.json. The device tool brings back at most 8 files, so under $OUT they are
 # packed at the end into session.tar.gz (bench/pack_results.sh), session.log kept beside it;
 # a call cut off before the end leaves them unpacked. GPU_SESSION_SECONDS (default 560)
 # bounds the whole call, SUITE_SECONDS (default 90) the suite, AUTO_SECONDS (default 90)
@@ -187,6 +187,10 @@ for stage in "${stages[@]}"; do
         # docs/performance.md, "Memory").
         run 70 python3 bench/memory_breakdown.py --dtypes bf16,tf32 --B 16,64 --H 256,1024 \
             --T 256 --impls cudnn,gru_triton --stacks all --out "$out/memory-cpp.json"
+        # The sweep's 2-layer bidirectional case (counted on the CPU: 56.1 B per (t, b, h) in
+        # bf16 at H 64, against cuDNN's 105.6 at H 512).
+        run 25 python3 bench/memory_breakdown.py --layers 2 --bidirectional --dtypes bf16,tf32 \
+            --B 32 --H 512 --T 256 --impls cudnn,gru_triton --out "$out/memory-bidirectional.json"
         ;;
     breakdown)
         # How much of a step is its product (h_{t-1}'s read and the dots) and how much the rest

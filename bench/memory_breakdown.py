@@ -2,6 +2,7 @@
 
     python bench/memory_breakdown.py --dtypes bf16,tf32 --B 16 --H 256,1024 --T 256 --out m.json
     python bench/memory_breakdown.py --cpu --dtypes bf16 --B 1,16 --H 64 --T 256
+    python bench/memory_breakdown.py --cpu --layers 2 --bidirectional --B 32 --H 64 --impls gru_triton
 
 For gru_triton (each path asked for) and nn.GRU (cuDNN) at each shape, runs the step the
 benchmark times (forward, then backward of the output with a given gradient), with the CUDA
@@ -267,20 +268,21 @@ def counting_live_bytes():
         gru_kernels._launch = real
 
 
-def _module_and_step(impl: str, dtype, B: int, H: int, T: int, device):
+def _module_and_step(impl: str, dtype, B: int, H: int, T: int, device, layers=1,
+                     bidirectional=False):
     """The benchmark's training step (forward, backward of the output with a gradient the
     caller keeps), run once so that the gradients are allocated as a timed run leaves them."""
     import gru_triton
     from gru_triton import dispatch
 
     torch.manual_seed(0)
-    ref = torch.nn.GRU(H, H).to(device, dtype)
+    ref = torch.nn.GRU(H, H, layers, bidirectional=bidirectional).to(device, dtype)
     module = ref
     if impl != "cudnn":
-        module = gru_triton.GRU(H, H).to(device, dtype)
+        module = gru_triton.GRU(H, H, layers, bidirectional=bidirectional).to(device, dtype)
         module.load_state_dict(ref.state_dict())
     x = torch.randn(T, B, H, device=device, dtype=dtype, requires_grad=True)
-    grad_out = torch.randn(T, B, H, device=device, dtype=dtype)
+    grad_out = torch.randn(T, B, (2 if bidirectional else 1) * H, device=device, dtype=dtype)
     path = None if impl in ("cudnn", "gru_triton") else impl.split("/")[1]
 
     def step():
@@ -291,23 +293,27 @@ def _module_and_step(impl: str, dtype, B: int, H: int, T: int, device):
     return step
 
 
-def cpu_breakdown(impl: str, dtype_name: str, B: int, H: int, T: int) -> dict:
+def cpu_breakdown(impl: str, dtype_name: str, B: int, H: int, T: int, layers=1,
+                  bidirectional=False) -> dict:
     """``breakdown``'s record, counted on the CPU by ``LiveBytes`` (gru_triton only)."""
     import gru_triton
 
     gru_triton.set_backend("triton")
-    step = _module_and_step(impl, DTYPES[dtype_name], B, H, T, torch.device("cpu"))
+    step = _module_and_step(impl, DTYPES[dtype_name], B, H, T, torch.device("cpu"), layers,
+                            bidirectional)
     with counting_live_bytes() as counter:
         step()
     per = T * B * H
-    return dict(impl=impl, dtype=dtype_name, B=B, H=H, T=T, device="cpu (Triton interpreter)",
+    return dict(impl=impl, dtype=dtype_name, B=B, H=H, T=T, layers=layers,
+                bidirectional=bidirectional, device="cpu (Triton interpreter)",
                 allocator_peak_bytes=None, traced_peak_bytes=counter.peak,
                 per_tbh=round(counter.peak / per, 3),
                 live_at_peak=[dict(bytes=size, per_tbh=round(size / per, 3), where=where)
                               for size, where in sorted(counter.at_peak, key=lambda e: -e[0])])
 
 
-def breakdown(impl: str, dtype_name: str, B: int, H: int, T: int, stacks="python") -> dict:
+def breakdown(impl: str, dtype_name: str, B: int, H: int, T: int, layers=1,
+              bidirectional=False, stacks="python") -> dict:
     """The allocator's peak of the benchmark's training step, and what is live at it.
     stacks: "python", or "all" to record C++ frames too (the ATen function that made each
     block; symbolising them takes longer)."""
@@ -315,7 +321,8 @@ def breakdown(impl: str, dtype_name: str, B: int, H: int, T: int, stacks="python
 
     precision = dispatch.rnn_fp32_precision("tf32" if dtype_name == "tf32" else "ieee")
     with precision:
-        step = _module_and_step(impl, DTYPES[dtype_name], B, H, T, torch.device("cuda"))
+        step = _module_and_step(impl, DTYPES[dtype_name], B, H, T, torch.device("cuda"),
+                                layers, bidirectional)
         torch.cuda.synchronize()
         torch.cuda.memory._record_memory_history(max_entries=200000, stacks=stacks)
         torch.cuda.reset_peak_memory_stats()
@@ -328,7 +335,8 @@ def breakdown(impl: str, dtype_name: str, B: int, H: int, T: int, stacks="python
     events = snapshot["device_traces"][torch.cuda.current_device()]
     peak, live = peak_composition(events)
     per = T * B * H
-    return dict(impl=impl, dtype=dtype_name, B=B, H=H, T=T, allocator_peak_bytes=allocator_peak,
+    return dict(impl=impl, dtype=dtype_name, B=B, H=H, T=T, layers=layers,
+                bidirectional=bidirectional, allocator_peak_bytes=allocator_peak,
                 traced_peak_bytes=peak, per_tbh=round(peak / per, 3),
                 live_at_peak=[dict(bytes=size, per_tbh=round(size / per, 3), where=where)
                               for size, where in live])
@@ -340,6 +348,8 @@ def main(argv=None) -> int:
     parser.add_argument("--B", default="16", help="comma-separated batch sizes")
     parser.add_argument("--H", default="256", help="comma-separated hidden sizes (I = H)")
     parser.add_argument("--T", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--bidirectional", action="store_true")
     parser.add_argument("--impls", default="cudnn,gru_triton,gru_triton/grid_sync")
     parser.add_argument("--cpu", action="store_true",
                         help="count on the CPU (gru_triton's impls only, in the interpreter)")
@@ -366,14 +376,17 @@ def main(argv=None) -> int:
     for dtype, B, H, impl in itertools.product(args.dtypes.split(","),
                                                [int(b) for b in args.B.split(",")],
                                                [int(h) for h in args.H.split(",")], impls):
-        result = measure(impl, dtype, B, H, args.T)
+        result = measure(impl, dtype, B, H, args.T, args.layers, args.bidirectional)
         results.append(result)
         if args.out:  # so that a run cut off by its time box keeps what it measured
             with open(args.out, "w") as f:
                 json.dump(results, f, indent=1)
         allocator = ("" if result["allocator_peak_bytes"] is None else
                      f" (allocator: {result['allocator_peak_bytes'] / 2**20:.1f} MiB)")
-        print(f"\n{impl} {dtype} B={B} H={H} T={args.T}: peak {result['traced_peak_bytes']} B "
+        stack = ("" if args.layers == 1 else f" layers={args.layers}") + (
+            " bidirectional" if args.bidirectional else "")
+        print(f"\n{impl} {dtype} B={B} H={H} T={args.T}{stack}: peak "
+              f"{result['traced_peak_bytes']} B "
               f"= {result['traced_peak_bytes'] / 2**20:.1f} MiB = {result['per_tbh']} B per "
               f"(t, b, h){allocator}")
         for entry in result["live_at_peak"][:12]:
