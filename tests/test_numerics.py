@@ -145,6 +145,15 @@ def test_fp64_matches_nn_gru(triton_backend):
     _compare(_run(ours, *args), _run(ref, *args), torch.float64)
 
 
+@pytest.mark.parametrize("T,B", [(43, 13), (73, 15)], ids=["559-rows", "1095-rows"])
+def test_bias_gradients_over_more_rows_than_a_chunk(T, B, triton_backend):
+    """The bias gradients are summed in 512-row chunks of the T·B rows (functional._sum_rows),
+    then over the chunks' sums, plus a ragged remainder: every gradient still matches."""
+    ref, ours = _pair(3, 6, 1, True, False, True)
+    args = _inputs(T, B, 3, 6, 1, False, True, True)
+    _compare(_run(ours, *args), _run(ref, *args))
+
+
 def test_only_some_inputs_need_grad(triton_backend):
     """Backward with frozen weights and an input that needs no gradient."""
     ref, ours = _pair(3, 20, 1, True, False, False)
