@@ -67,11 +67,10 @@ def test_nothing_saved_without_grad(triton_backend):
 def _training_step_peak(module, x, grad, held=False) -> int:
     """Peak bytes allocated during one forward + backward, above what was allocated before:
     the caching allocator's count on a GPU, ``memory_breakdown.LiveBytes`` on the CPU (at
-    T 256, B 1 and 16, it counted the code of 2026-11-25 to within 1 KiB of what the H200's
-    allocator did: docs/performance.md, "Memory"). The
-    gradients of the output and h_n come from a loss (autograd frees each once used), or,
-    ``held``, from the caller, who keeps them (as the benchmark's ``peak_mem_bytes`` does:
-    ``backward(grad)``)."""
+    T 256, B 1 and 16, it counted the code of 2026-11-25 to within 1-3 KiB of what the
+    H200's allocator did: docs/performance.md, "Memory"). The gradients of the output and
+    h_n come from a loss (autograd frees each once used), or, ``held``, from the caller,
+    who keeps them (as the benchmark's ``peak_mem_bytes`` does: ``backward(grad)``)."""
     # The caller's gradient of h_n (num_layers, B, H), made before counting starts.
     h_n_grad = grad[-1:].clone()
     if x.device.type == "cuda":
@@ -104,11 +103,10 @@ def test_training_step_peak(held, dtype, bound, triton_backend):
     them), dL/d(states) (the output's gradient), the loss's own gradient and, at this small
     T·B, the weights' gradients; the gate gradients are written over the saved activations
     (dgx over r, z, n and dghn over W_hn h + b_hn), and dx (I = H here) over the spent
-    dghn. Measured on the
-    CPU: 26.1 and 13.3 B; 30.1 and 15.3 B while dx was a buffer of its own, 34.1 and 17.3
-    B while dghn was too. Before (34df5d7): 50.4 and 31.8 B while the states were kept in
-    fp32, the output was a copy of them whose gradient went into an fp32 (T+1, B, H)
-    buffer, and dgx was a buffer of its own.
+    dghn. Measured on the CPU: 26.1 and 13.3 B; 30.1 and 15.3 B while dx was a buffer of
+    its own, 34.1 and 17.3 B while dghn was too. Before (34df5d7): 50.4 and 31.8 B while
+    the states were kept in fp32, the output was a copy of them whose gradient went into an
+    fp32 (T+1, B, H) buffer, and dgx was a buffer of its own.
 
     With the output's gradient held by the caller (the benchmark's measurement), the peak
     holds that gradient as the caller passed it: 22.1 and 11.3 B (26.1 and 13.3 with dx
@@ -116,9 +114,10 @@ def test_training_step_peak(held, dtype, bound, triton_backend):
     states buffer, autograd built a zero-filled (T+1, B, H) gradient beside it and copied
     into it: 34.1 and 17.3 B.
 
-    On a GPU, T = 256: from T·B = 4096 rows a one-shot column sum of the gate gradients
-    (the bias gradients) would stage 24 B per (t, b, h) inside CUDA's reduction kernel.
-    The interpreter keeps T = 40 (test_no_sum_stages_a_buffer counts that case at 256)."""
+    On a GPU, T = 256: at T·B = 4096 rows a one-shot column sum of the gate gradients (the
+    bias gradients) would stage 6 B per (t, b, h) inside CUDA's reduction kernel at this H
+    (24 B at H 44 or 48: it depends on how the columns align), over every bound here. The
+    interpreter keeps T = 40 (test_no_sum_stages_a_buffer counts that case at T 256)."""
     T, B, H = (256 if DEVICE.type == "cuda" else 40), 16, 32
     module = gru_triton.GRU(H, H).to(DEVICE, dtype)
     x = torch.randn(T, B, H, device=DEVICE, dtype=dtype, requires_grad=True)
