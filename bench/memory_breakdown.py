@@ -105,7 +105,7 @@ def cuda_sum_staging_bytes(t: torch.Tensor, dims, acc_size: int, *, sms: int = G
 
     The buffer is ``acc_size`` x outputs x blocks per output x block width x outputs per
     thread, 128 times what the kernel writes: a (T·B, 3H) column sum at T 256, B 16 takes
-    24 B per (t, b, h). With it the CPU count of the benchmark's training step of 2026-11-25
+    24 B per (t, b, h) at H 64-1024. With it the CPU count of the benchmark's training step of 2026-11-25
     (code of f51d219, T 256, H 64) equals the H200's allocator's to 1 KiB at B 16 in bf16
     and fp32, where without it the count was 5.8-6.2 MB short (docs/performance.md,
     "Memory")."""

@@ -171,7 +171,7 @@ def _sum_rows(t: Tensor, acc: torch.dtype) -> Tensor:
     256 values or more, the kernel splits every column across blocks and allocates their
     staging buffer 128 times larger than it uses (ATen's ``ReduceConfig.global_memory_size``:
     4 B x M x blocks per column x block width 32 x 4 outputs per thread). For the gate
-    gradients (T·B, 3H) at T 256, B 16 that is 24 B per (t, b, h), 96 MiB at H 1024: the
+    gradients (T·B, 3H) at T 256, B 16 that is 24 B per (t, b, h) at H 1024 (96 MiB): the
     whole of what the H200's allocator counted in a training step beyond what its tensors
     hold (docs/performance.md, "Memory"). A chunk's column sum leaves each thread at most
     128 values; the chunks' sums are summed the same way while there are over 512 of them."""
