@@ -278,7 +278,7 @@ def _options(args) -> list:
         out += ["--layers", str(args.layers)]
     if args.bidirectional:
         out += ["--bidirectional"]
-    if args.directions_at_once != "inference":
+    if args.directions_at_once != dispatch.directions_at_once_mode():
         out += ["--directions-at-once", args.directions_at_once]
     return out
 
@@ -324,10 +324,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="layers of every case of a custom sweep (B, T, H as above)")
     parser.add_argument("--bidirectional", action="store_true",
                         help="a custom sweep of bidirectional stacks")
-    parser.add_argument("--directions-at-once", default="inference",
+    parser.add_argument("--directions-at-once", default=dispatch.directions_at_once_mode(),
                         choices=dispatch.DIRECTIONS_AT_ONCE,
                         help="where a bidirectional layer's directions may run at once "
-                             "(gru_triton.dispatch.directions_at_once; training is opt-in)")
+                             "(gru_triton.dispatch.directions_at_once; default: its default)")
     parser.add_argument("--dtypes", type=_choices(harness.DTYPES), default=None)
     parser.add_argument("--ops", type=_choices(harness.OPS), default=None)
     return parser.parse_args(argv)

@@ -15,8 +15,10 @@ step is built this way, and what a protocol without the barrier would take inste
 - "flagged": each 8-byte word carries two 16-bit values and the step that wrote them (one
   aligned 64-bit store, which a reader sees whole or not at all), so the data is its own
   signal: no fence, no atomic, no counter. A reader loads the rows (twice the bytes) and
-  loads them again while any word is from an older step. NCCL's LL protocol works this way,
-  and so does gru_fwd_kernel's FLAGGED_H (its helpers are used here).
+  loads them again while any word is from an older step. NCCL's LL protocol works this way.
+  (The GRU forward had this handover as a form of its own, FLAGGED_H, from ac49bc4: on the
+  H200 it was slower than the barrier's split forward at three of the four shapes timed, and
+  it was removed; docs/performance.md.)
 - "flagged, probe": the same, but it first spins on one word per publishing program (row 0,
   the first word of each 16-unit chunk: H / 16 words), so a reader that arrives early
   re-reads a few sectors, not the whole (16, H) tile.
@@ -47,9 +49,7 @@ import triton.testing  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import harness  # noqa: E402
-
-# The kernels' own: the barrier, and the flagged words gru_fwd_kernel's FLAGGED_H uses.
-from gru_triton.kernels.gru import _grid_barrier, _oldest_flag, _pack_h_words, _unpack_h_words  # noqa: E402
+from gru_triton.kernels.gru import _grid_barrier  # noqa: E402
 
 STEPS = 2000
 NUM_WARPS = 8
@@ -57,6 +57,34 @@ BLOCK_B, BLOCK_H = 16, 16
 PROTOCOLS = ("barrier", "flagged", "flagged, probe")
 # (B, H): grid_sync's forward grids, B / 16 tiles × H / 16 chunks, up to 128 programs.
 SHAPES = ((16, 256), (16, 512), (16, 1024), (16, 2048), (64, 256), (64, 512))
+
+
+@triton.jit
+def _pack_h_words(value, flag):
+    """value (R, C) 16-bit, C even; flag a scalar int: (R, C // 2) int64 words, word i holding
+    value[:, 2i] in bits 0-15, value[:, 2i + 1] in bits 16-31 (the two values' own layout in
+    memory, little-endian) and the flag in bits 32-63. One aligned 8-byte store writes a
+    word, and a reader sees all of it or none: the flag says which step's values it holds."""
+    lo, hi = tl.split(tl.reshape(value, (value.shape[0], value.shape[1] // 2, 2)))
+    lo = lo.to(tl.uint16, bitcast=True).to(tl.uint64)
+    hi = hi.to(tl.uint16, bitcast=True).to(tl.uint64)
+    stamp = tl.full(lo.shape, flag, tl.uint64) << 32
+    return (stamp | (hi << 16) | lo).to(tl.int64, bitcast=True)
+
+
+@triton.jit
+def _unpack_h_words(words, dtype: tl.constexpr):
+    """``_pack_h_words`` undone: (R, 2C) values of the 16-bit ``dtype`` from (R, C) words."""
+    w = words.to(tl.uint64, bitcast=True)
+    lo = (w & 0xFFFF).to(tl.uint16).to(dtype, bitcast=True)
+    hi = ((w >> 16) & 0xFFFF).to(tl.uint16).to(dtype, bitcast=True)
+    return tl.reshape(tl.join(lo, hi), (w.shape[0], 2 * w.shape[1]))
+
+
+@triton.jit
+def _oldest_flag(words, mask):
+    """The smallest flag among the words under ``mask`` (int32 max where there are none)."""
+    return tl.min(tl.ravel(tl.where(mask, (words >> 32).to(tl.int32), 2147483647)))
 
 
 @triton.jit
@@ -111,22 +139,33 @@ def _exchange_kernel(hs_ptr, words_ptr, sync_ptr, errors_ptr, B, H, n_steps,
     tl.atomic_add(errors_ptr, total)
 
 
-def exchange(protocol: str, B: int, H: int, n_steps: int, device, start_flag: int = 0) -> int:
+def exchange(protocol: str, B: int, H: int, n_steps: int, device, start_flag: int = 0,
+             columns: int | None = None) -> int:
     """One launch of ``n_steps`` exchanges among (cdiv(B, 16), H / 16) programs; returns the
     number of values read wrong (0 unless the protocol is broken). H a multiple of 16.
     start_flag: the flag the flagged protocols' words hold at launch (0, older than any
-    step); a larger one makes readers take words never written, which the count must show."""
+    step); a larger one makes readers take words not yet written, which the count must show.
+    columns (flagged only, with a start_flag past every step): launch only that many of each
+    tile's H / 16 programs, so the other chunks' words are never written and every reader
+    takes them (on a GPU, where programs run at once, a word not yet written is otherwise
+    a race the writer usually wins)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if H % BLOCK_H:
         raise ValueError(f"H must be a multiple of {BLOCK_H}, got {H}")
+    if columns is not None and (protocol == "barrier" or start_flag <= n_steps
+                                or not 1 <= columns <= H // BLOCK_H):
+        # Under the barrier the missing programs never arrive; with an older flag their
+        # words are awaited forever.
+        raise ValueError("columns: flagged protocols only, with start_flag > n_steps and "
+                         f"1 <= columns <= {H // BLOCK_H}")
     tiles = triton.cdiv(B, BLOCK_B)
     hs = torch.zeros(2, B, H, dtype=torch.bfloat16, device=device)
     words = torch.full((2, B, H // 2), start_flag << 32, dtype=torch.int64, device=device)
     sync = torch.zeros(tiles, dtype=torch.int32, device=device)
     errors = torch.zeros(1, dtype=torch.int32, device=device)
     extra = {"launch_cooperative_grid": True} if device.type == "cuda" else {}
-    _exchange_kernel[(tiles, H // BLOCK_H)](
+    _exchange_kernel[(tiles, columns or H // BLOCK_H)](
         hs, words, sync, errors, B, H, n_steps, FLAGGED=protocol != "barrier",
         PROBE=protocol == "flagged, probe", BLOCK_B=BLOCK_B, BLOCK_H=BLOCK_H,
         BLOCK_K=triton.next_power_of_2(H), num_warps=NUM_WARPS, **extra)

@@ -6,7 +6,7 @@
 # tool's timeout_s at 600 and a start of up to ~3 minutes, inside the 15), the most needed
 # stages first, each capped so that the later ones still run:
 #
-#   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd auto memory \
+#   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd auto forms memory \
 #                                  # variants-tf32 variants-fp32 bidirectional breakdown \
 #                                  # bidirectional-training
 #   bash bench/gpu_session.sh dispatch pytest-bench     # another lease's call
@@ -31,6 +31,7 @@
 #                 W_hh product (lengths of 0), so a step's product share is measured in place
 #   dispatch      bench_gru.py over the shapes where the dispatcher's table chooses a path
 #   auto          bench_gru.py: auto against cuDNN around the table's grid_sync rows
+#   forms         bench_gru.py: grid_sync's 16-bit forms against cuDNN, H 256-2048
 #   bidirectional bench_gru.py: 2-layer bidirectional inference, auto against cuDNN, where a
 #                 layer's two directions run at once (both grid_sync grids fit) and where not,
 #                 with them at once (the default) and one after the other
@@ -49,7 +50,7 @@
 # step-breakdown*.json and memory-*.json. The device tool brings back at most 8 files, so under $OUT they are
 # packed at the end into session.tar.gz (bench/pack_results.sh), session.log kept beside it;
 # a call cut off before the end leaves them unpacked. GPU_SESSION_SECONDS (default 560)
-# bounds the whole call, SUITE_SECONDS (default 90) the suite, AUTO_SECONDS (default 90)
+# bounds the whole call, SUITE_SECONDS (default 120: the suite took 85 s on the H200) the suite, AUTO_SECONDS (default 90)
 # when auto starts its last case, and BENCH_IMPLS picks what bench times besides cuDNN.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -61,7 +62,7 @@ stages=("$@")
 # Most needed first: correctness, the levers and auto for the issue's targets, memory, the
 # fp32 dispatcher decisions; then the bidirectional layers (their correctness is in the
 # suite) and the diagnosis.
-[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd auto memory variants-tf32
+[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd auto forms memory variants-tf32
                                   variants-fp32 bidirectional breakdown bidirectional-training)
 grid_ok=0
 
@@ -117,7 +118,7 @@ for stage in "${stages[@]}"; do
     suite)
         # -v logs each result as it lands, so a suite cut off by its cap still says what passed.
         # The suite runs the grid_sync tests too: if it passes, grid_sync may be timed.
-        run "${SUITE_SECONDS:-90}" python3 -m pytest -v -rfE -n 12 "${pytest_timeout[@]}" tests \
+        run "${SUITE_SECONDS:-120}" python3 -m pytest -v -rfE -n 12 "${pytest_timeout[@]}" tests \
             --ignore=tests/test_kernel_report.py && grid_ok=1
         ;;
     cuda)
@@ -142,11 +143,6 @@ for stage in "${stages[@]}"; do
             --variant launcher --variant "split K" --variant "16 rows, 32 wide, split K" \
             --variant stacked --variant "K 128" \
             --variant "3 stages" --variant "K 128, 3 stages"
-        # Apart, in a file of its own: the first form that waits on data instead of a
-        # barrier, which a protocol error would hang (its cap then costs only itself).
-        run_grid_sync_tests && run 35 python3 bench/variants.py --out "$out/variants-flagged.json" \
-            --shapes 16:1024,16:2048,64:512,64:256 --variant launcher --variant "split K" \
-            --variant "split K, flagged"
         ;;
     variants-bwd)
         # The levers that apply to the backward, most promising first (a time-boxed run
@@ -211,6 +207,15 @@ for stage in "${stages[@]}"; do
             --H 64,128,256,512 --B 1,16,64 --T 256 --dtypes bf16,tf32,fp32 \
             --budget-s $(($(left) - 30))
         ;;
+    forms)
+        # grid_sync's 16-bit forms as the launchers now plan them (kernels.gru.
+        # _sixteen_bit_forms, from the variants of 2026-12-04), against cuDNN, from H 256 to
+        # 2048: what decides how far dispatch.GRID_SYNC_WINS["16-bit"] reaches.
+        impls="cudnn,gru_triton"
+        run_grid_sync_tests && impls="$impls,gru_triton/grid_sync"
+        run 120 python3 bench/bench_gru.py --results-root "$out/forms" --impls "$impls" \
+            --H 1024,2048,512,256 --B 16,64 --T 256 --dtypes bf16,fp16 --budget-s 90
+        ;;
     auto)
         # auto against cuDNN where the dispatcher now picks grid_sync, and just past it; fp16
         # too (the issue asks for its timings, and none has been taken).
@@ -253,7 +258,7 @@ for stage in "${stages[@]}"; do
             --benchmark-json="$out/pytest-benchmark.json"
         ;;
     *)
-        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, variants-bwd, variants-tf32, variants-fp32, breakdown, memory, dispatch, auto, bidirectional, bidirectional-training, pytest-bench)"
+        say "unknown stage $stage (gridsync, suite, cuda, bench, variants, variants-bwd, variants-tf32, variants-fp32, breakdown, memory, dispatch, auto, forms, bidirectional, bidirectional-training, pytest-bench)"
         exit 2
         ;;
     esac

@@ -22,8 +22,7 @@ GEMM, no autograd) three ways:
 - "lengths": every length T, the same kernel built with lengths (the same work);
 - "idle": every length 0: every step without its product.
 
-``product_us`` = lengths - idle. "split K, flagged" is the exception: its idle tiles also skip
-the wait for the other programs' words, so there the difference is product and exchange.
+``product_us`` = lengths - idle.
 
 Each record is checked before it is timed, and not timed if a check fails (``error``):
 "full" against ``gru_triton.reference`` in fp32 (through an identity W_ih, so the reference

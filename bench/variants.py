@@ -43,16 +43,12 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
             ("K 128, 3 stages", {"BLOCK_K": 128, "num_stages": 3}), ("3 stages", {"num_stages": 3}),
             ("16 rows", {"BLOCK_B": 16}), ("4 warps", {"num_warps": 4}),
             ("16 rows, 4 warps", {"BLOCK_B": 16, "num_warps": 4}), ("8 warps", {"num_warps": 8}),
-            ("tf32x3", {"dots": "tf32x3"}),
-            ("split K, flagged", {"SPLIT_K": 8, "FLAGGED_H": True}))
+            ("tf32x3", {"dots": "tf32x3"}))
 # "tf32x3" (--dtype fp32 only: nn.GRU's IEEE flag): both kernels' W_hh products as three TF32
 # tensor-core products, IEEE fp32's accuracy (docs/performance.md, "IEEE fp32 on tensor
 # cores"), with the tiles and resident plan the launchers give it; "launcher" there is IEEE
 # FMAs. What decides dispatch.TF32X3_WINS.
-# "split K, flagged" (16-bit only; forward): the split forward handing h_{t-1} to the other
-# programs in words that carry the step that wrote them, with no grid barrier
-# (gru_fwd_kernel's FLAGGED_H; bench/exchange_bench.py times the handover alone).
-FORWARD_ONLY = ("STACKED_GATES", "FLAGGED_H")
+FORWARD_ONLY = ("STACKED_GATES",)
 # (B, H), I = H; a time-boxed run reaches the first ones: the headline H first.
 SHAPES = ((16, 1024), (64, 1024), (64, 512), (64, 256), (16, 2048))
 # Largest max |ours - nn.GRU| / max |nn.GRU| a variant may have to be timed: fp32 under the
@@ -63,11 +59,9 @@ T = 256
 
 def applies(overrides: dict, kernel: str, dtype: str) -> bool:
     """Whether a variant changes anything for this kernel ("fwd" / "bwd") and dtype: the
-    forward-only forms are not the backward's, tf32x3 is fp32's (IEEE flag) only, and the
-    flagged handover carries 16-bit states only."""
+    forward-only forms are not the backward's, and tf32x3 is fp32's (IEEE flag) only."""
     return not ((kernel == "bwd" and any(key in overrides for key in FORWARD_ONLY))
-                or ("dots" in overrides and dtype != "fp32")
-                or ("FLAGGED_H" in overrides and dtype in ("tf32", "fp32")))
+                or ("dots" in overrides and dtype != "fp32"))
 
 
 @contextlib.contextmanager
@@ -80,10 +74,15 @@ def grid_sync_config(overrides: dict, kernel: str = "fwd"):
     real_config, real_resident = gru_kernels.recurrence_config, gru_kernels.resident_config
 
     def config(hidden_size, path="persistent", batch=16, tensor_cores=True, forward=False,
-               sms=None, three_pass=False):
-        cfg = real_config(hidden_size, path, batch, tensor_cores, forward, sms, three_pass)
-        mine = path == "grid_sync" and forward == (kernel == "fwd")
-        return {**cfg, **overrides} if mine else cfg
+               sms=None, three_pass=False, sixteen_bit=False):
+        cfg = real_config(hidden_size, path, batch, tensor_cores, forward, sms, three_pass,
+                          sixteen_bit)
+        if not (path == "grid_sync" and forward == (kernel == "fwd")):
+            return cfg
+        if "SPLIT_K" in overrides:
+            # The launcher's stacked product would take precedence over the split asked for.
+            cfg = {k: v for k, v in cfg.items() if k != "STACKED_GATES"}
+        return {**cfg, **overrides}
 
     def resident(cfg, hidden_size, itemsize, smem_limit, row_operands=1, three_pass=False):
         out = real_resident(cfg, hidden_size, itemsize, smem_limit, row_operands, three_pass)
@@ -151,8 +150,6 @@ def main(argv=None) -> int:
         parser.error(f"unknown variants {unknown}; known: {names}")
     if args.dtype != "fp32" and "tf32x3" in (args.variant or []):
         parser.error("tf32x3 is how fp32 models reach IEEE accuracy: --dtype fp32 only")
-    if args.dtype in ("tf32", "fp32") and "split K, flagged" in (args.variant or []):
-        parser.error("split K, flagged hands over 16-bit states: --dtype bf16 or fp16 only")
     try:
         args.shapes = (SHAPES if args.shapes is None else
                        tuple(tuple(int(n) for n in pair.split(":")) for pair in args.shapes.split(",")))

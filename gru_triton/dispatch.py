@@ -81,19 +81,21 @@ TF32X3_WINS: tuple = ()
 
 # Where grid_sync beat nn.GRU (cuDNN) in the forward and in the forward + backward, per kind
 # of dot: (smallest H, largest H, largest B). Measured on an H200, T = 256, one layer, I = H,
-# µs per step, in bench/results/nvidia-h200-2026-11-25/: auto/ (the current kernels, H 256,
-# 512, 1024 at B 16, 64), dispatch/ (H 64-512 at B 1/16/64, before grid_sync's forward took
-# 4 warps, which only made it faster) and the quick run (H 1024, 2048). Everything else on
-# CUDA goes to cuDNN.
+# µs per step: 16-bit in bench/results/nvidia-h200-2026-12-04/forms/ (the kernels with
+# kernels.gru._sixteen_bit_forms, H 256-2048 at B 16, 64, bf16 and fp16), the rest in
+# bench/results/nvidia-h200-2026-11-25/: auto/ (H 256, 512, 1024 at B 16, 64), dispatch/
+# (H 64-512 at B 1/16/64) and the quick run (H 1024, 2048). Everything else on CUDA goes to
+# cuDNN.
 GRID_SYNC_WINS = {
-    # auto/: H 256 at B 16/64: fwd 3.2/3.7 against cuDNN's 13.5/13.0, fwd+bwd 9.6/16.8
-    # against 29.8/35.0. H 512 at B 16/64: fwd 4.1/5.1 against 18.2/12.6, fwd+bwd 13.6/25.9
-    # against 32.9/33.6. H 1024 at B 16: fwd 8.8 against 16.5, fwd+bwd 33.2 against 42.2 (the
-    # forward now runs 4 warps there: 6.4 against 12.1 in variants.json); at B 64 lost, fwd
-    # 20.8 against 18.2. dispatch/: H 64 and 128 at B 1/16/64 won, fwd 2.7-4.4
-    # against 13.0-19.5 (H under 64 not timed). Quick run: H 2048 at B 16 lost, 43.4 against
-    # 13.7. (bf16; fp16 runs the same tensor-core code, not timed.)
-    "16-bit": ((1, 512, 64), (513, 1024, 16)),
+    # forms/ (bf16; fp16 within 15%): H 256 at B 16/64: fwd 2.2/3.9 against cuDNN's
+    # 20.8/21.6, fwd+bwd 10.0/11.1 against 47.3/46.4. H 512: fwd 3.3/4.2 against 22.5/21.8,
+    # fwd+bwd 11.0/10.9 against 44.7/40.8. H 1024: fwd 4.1/9.9 against 22.3/20.0, fwd+bwd
+    # 10.1/19.3 against 49.4/49.7. H 2048 at B 16: fwd 11.1 against 14.8, fwd+bwd 20.6 against
+    # 49.9; at B 64 lost fwd+bwd, 85.0 against 52.3 (fwd 17.3 against 18.4). (cuDNN timed
+    # 20-50% slower in that run than in the first of the day: each speed-up is against the
+    # cuDNN of its own run.) 2026-11-25's dispatch/: H 64 and 128 at B 1/16/64 won, fwd
+    # 2.7-4.4 against 13.0-19.5 (H under 64 not timed).
+    "16-bit": ((1, 1024, 64), (1025, 2048, 16)),
     # auto/: H 256 at B 16/64: fwd 3.9/4.9 against 10.1/11.1, fwd+bwd 12.0/20.5 against
     # 25.4/33.7. H 512 at B 16/64: fwd 5.8/6.7 against 13.7/15.3, fwd+bwd 18.7/34.3 against
     # 32.7/42.5. H 1024 at B 16 lost, fwd 24.0 against 23.3. dispatch/: at H 64 and 128
@@ -125,10 +127,14 @@ def force_ieee_dots(dots: str | None):
 # When a bidirectional layer's two directions may run at once on CUDA (functional's
 # _directions_at_once says where they fit): "inference", where nothing is saved for
 # backward; "training" too, which autograd's engine then also runs the reverse direction's
-# backward beside the forward one's; "never". Training is opt-in until a GPU has run its
-# bit-equality test (tests/test_cuda.py) and timed it (bench/gpu_session.sh).
+# backward beside the forward one's; "never". "training" is the default: on an H200 (2-layer
+# bidirectional, bf16, T 256, bench/results/nvidia-h200-2026-12-04/bidirectional-*) a
+# training step took 15.2 ms at once against 28.9 one after the other at B 16, H 1024, 8.6
+# against 11.0 at H 512, and 9.8 against 18.6 at B 32, H 512 (cuDNN: 36.3, 33.1, 38.2); its
+# bit-equality test passed there (tests/test_cuda.py). Inference at once was faster at
+# every shape timed too (B 16-64, H 256-1024, bf16 and TF32: 1.6-3.1 ms against 3.0-5.5).
 DIRECTIONS_AT_ONCE = ("inference", "training", "never")
-_directions_at_once = "inference"
+_directions_at_once = "training"
 
 
 @contextlib.contextmanager

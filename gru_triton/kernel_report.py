@@ -31,8 +31,7 @@ from .kernels import gru as gru_kernels
 HIDDEN_SIZES = (16, 64, 128, 256, 512, 1024)
 # The split-K forms at H = 2048 too: there a 16-bit slice of K = 2048 stays on an H100 with h
 # staged two K pieces at a time (K_PIECES); the other forms' code at 2048 is that at 1024.
-EXTRA_HIDDEN_SIZES = {"grid_sync+resident+split_k+lengths": (2048,),
-                      "grid_sync+resident+split_k+flagged+lengths": (2048,)}
+EXTRA_HIDDEN_SIZES = {"grid_sync+resident+split_k+lengths": (2048,)}
 ARCHS = (80, 90)
 # (weight dtype, fp32 dot precision); the recurrence carries its state in fp32 ("acc"), or
 # fp64 for fp64 weights, and the gate and state buffers ("st": storage dtype) are the weights'
@@ -43,8 +42,7 @@ PRECISIONS = (("bf16", "ieee"), ("fp16", "ieee"), ("fp32", "tf32"), ("fp32", "tf
 _SIGNATURES = {
     "gru_fwd_kernel": (gru_kernels.gru_fwd_kernel,
                        ["gates_ptr:st", "w_hh_ptr:w", "b_hh_ptr:w", "hs_ptr:st", "ghn_ptr:st",
-                        "rh_ptr:acc", "hf_ptr:acc", "lengths_ptr:i32", "words_ptr:i64",
-                        "sync_ptr:i32"],
+                        "rh_ptr:acc", "hf_ptr:acc", "lengths_ptr:i32", "sync_ptr:i32"],
                        dict(HAS_BIAS=True, REVERSE=False, SAVE=True)),
     "gru_bwd_kernel": (gru_kernels.gru_bwd_kernel,
                        ["dhs_ptr:st", "gates_ptr:st", "ghn_ptr:st", "hs_ptr:st", "h0_ptr:st",
@@ -79,16 +77,11 @@ VARIANTS = {
     "grid_sync+resident+split_k+wide+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
                                                     GRID_SYNC=True, W_RESIDENT=True, SPLIT_K=8,
                                                     BLOCK_H=32),
-    # The split forward handing h over in flagged words instead of meeting at the grid
-    # barrier (bench/variants.py's "split K, flagged"; 16-bit states only; not picked yet).
-    "grid_sync+resident+split_k+flagged+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
-                                                       GRID_SYNC=True, W_RESIDENT=True,
-                                                       SPLIT_K=8, FLAGGED_H=True),
 }
 # Flags only the forward kernel has.
-FORWARD_ONLY_FLAGS = ("STACKED_GATES", "FLAGGED_H")
+FORWARD_ONLY_FLAGS = ("STACKED_GATES",)
 # Flags that the launchers' resident plan must give a row for it to run (``runs_with``).
-PLAN_FLAGS = ("STACKED_GATES", "SPLIT_K", "FLAGGED_H")
+PLAN_FLAGS = ("STACKED_GATES", "SPLIT_K")
 _ITEMSIZE = {"bf16": 2, "fp16": 2, "fp32": 4, "fp64": 8}
 # The grid-synchronised path sizes its batch tile to the batch (16, 32 or 64 rows, 16 without
 # tensor cores); the other paths' tiles do not depend on it.
@@ -121,7 +114,6 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
         # As gru_forward launches it: the fp32 state apart wherever the states are 16-bit.
         flags["F32_STATE"] = dtype in ("bf16", "fp16")
         flags.setdefault("STACKED_GATES", False)
-        flags.setdefault("FLAGGED_H", False)
     # As resident_config gives it: at most one slice per 16 of K.
     flags["SPLIT_K"] = cfg.get("SPLIT_K", 1)
     flags["K_PIECES"] = cfg.get("K_PIECES", 1)
@@ -185,10 +177,6 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
         # The grid barrier: a releasing atomic add, then acquiring loads of the counter.
         "grid_barrier": bool(re.search(r"\.gpu\.release\.add", ptx)
                              and re.search(r"ld\.global\.gpu\.acquire", ptx)),
-        # FLAGGED_H's handover instead: h_{t-1} read with volatile loads (past L1, each
-        # read again) and 8-byte stores of flagged words.
-        "flagged_words": bool(re.search(r"ld\.volatile\.global", ptx)
-                              and re.search(r"st\.global(\.v2)?\.b64", ptx)),
     }
 
 
@@ -208,8 +196,14 @@ def configs(variant: str, hidden_size: int, kernel_name: str = "gru_bwd_kernel")
                 cfg = dict(cfg, **{flag: flags[flag]})
         return [cfg]
     if flags["GRID_SYNC"]:
-        return [gru_kernels.recurrence_config(hidden_size, "grid_sync", rows, forward=forward)
-                for rows in GRID_SYNC_BATCH_TILES]
+        tiles = [gru_kernels.recurrence_config(hidden_size, "grid_sync", rows, forward=forward)
+                 for rows in GRID_SYNC_BATCH_TILES]
+        if forward and hidden_size >= 1024:
+            # fp16/bf16's streamed forward (``_sixteen_bit_forms``): 128-wide K chunks over 3
+            # stages, in the 64-row tile (B 64 at H 1024) and the 16-row one (H 2048).
+            tiles += [dict(cfg, BLOCK_K=128, num_stages=3) for cfg in tiles
+                      if cfg["BLOCK_B"] in (16, 64)]
+        return tiles
     return [gru_kernels.recurrence_config(hidden_size)]
 
 
@@ -229,6 +223,8 @@ def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype
     flags = VARIANTS[variant]
     tensor_cores = _tensor_cores(dtype, dot_precision)
     if not flags.get("W_RESIDENT"):
+        if cfg["num_stages"] > 1 and (dtype not in ("bf16", "fp16") or not aligned):
+            return None  # the streamed 16-bit forward's pipelined chunks, H a multiple of 16
         if flags["GRID_SYNC"] and not tensor_cores:
             # As recurrence_config(..., tensor_cores=False) has it, for every tile compiled.
             return dict(cfg, num_warps=8)

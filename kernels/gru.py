@@ -46,10 +46,12 @@ Storage conventions (all contiguous, row-major):
 """
 
 import os
+import warnings
 
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
 
 
 @triton.jit
@@ -261,62 +263,10 @@ def _split_k_rows(rows, mask_b, H, w_dtype, LOAD_CACHE: tl.constexpr, K_BEGIN: t
 
 
 @triton.jit
-def _pack_h_words(value, flag):
-    """value (R, C) 16-bit, C even; flag a scalar int: (R, C // 2) int64 words, word i holding
-    value[:, 2i] in bits 0-15, value[:, 2i + 1] in bits 16-31 (the two values' own layout in
-    memory, little-endian) and the flag in bits 32-63. One aligned 8-byte store writes a
-    word, and a reader sees all of it or none: the flag says which step's values it holds."""
-    lo, hi = tl.split(tl.reshape(value, (value.shape[0], value.shape[1] // 2, 2)))
-    lo = lo.to(tl.uint16, bitcast=True).to(tl.uint64)
-    hi = hi.to(tl.uint16, bitcast=True).to(tl.uint64)
-    stamp = tl.full(lo.shape, flag, tl.uint64) << 32
-    return (stamp | (hi << 16) | lo).to(tl.int64, bitcast=True)
-
-
-@triton.jit
-def _unpack_h_words(words, dtype: tl.constexpr):
-    """``_pack_h_words`` undone along the last axis of 2-d or 3-d words: the values, of the
-    16-bit ``dtype``, the last axis twice as long."""
-    w = words.to(tl.uint64, bitcast=True)
-    lo = (w & 0xFFFF).to(tl.uint16).to(dtype, bitcast=True)
-    hi = ((w >> 16) & 0xFFFF).to(tl.uint16).to(dtype, bitcast=True)
-    pairs = tl.join(lo, hi)
-    if len(w.shape) == 3:
-        values = tl.reshape(pairs, (w.shape[0], w.shape[1], 2 * w.shape[2]))
-    else:
-        values = tl.reshape(pairs, (w.shape[0], 2 * w.shape[1]))
-    return values
-
-
-@triton.jit
-def _oldest_flag(words, mask):
-    """The smallest flag among the words under ``mask`` (int32 max where there are none)."""
-    return tl.min(tl.ravel(tl.where(mask, (words >> 32).to(tl.int32), 2147483647)))
-
-
-@triton.jit
-def _split_k_flagged_rows(words_rows, mask_b, H, w_dtype, h_dtype: tl.constexpr, flag,
-                          K_BEGIN: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_K: tl.constexpr):
-    """``_split_k_rows`` of h_{t-1} from flagged words (``_pack_h_words``; words_rows[b]: row
-    b's H / 2 words), read again until none is older than ``flag``: the other programs'
-    stores of h_{t-1} are then complete, with no barrier. (SPLIT_K, BLOCK_B, BLOCK_K //
-    SPLIT_K) in w_dtype; h_dtype the 16-bit dtype the words carry."""
-    KW: tl.constexpr = BLOCK_K // (2 * SPLIT_K)
-    offs_w = (K_BEGIN // 2 + tl.arange(0, SPLIT_K) * KW)[:, None, None] + tl.arange(0, KW)[None, None, :]
-    p_w = words_rows[None, :, None] + offs_w
-    mask_w = mask_b[None, :, None] & (offs_w < H // 2)
-    words = tl.load(p_w, mask=mask_w, other=0, volatile=True)
-    while _oldest_flag(words, mask_w) < flag:
-        words = tl.load(p_w, mask=mask_w, other=0, volatile=True)
-    return _unpack_h_words(words, h_dtype).to(w_dtype)
-
-
-@triton.jit
 def _split_k_hidden_times_w_hh_t(h_rows, mask_b, H, ws_r, ws_z, ws_n, acc_dtype, w_dtype,
                                  DOT_PRECISION: tl.constexpr, LOAD_CACHE: tl.constexpr,
                                  SPLIT_K: tl.constexpr, K_PIECES: tl.constexpr,
-                                 BLOCK_K: tl.constexpr, FLAGGED_H: tl.constexpr, words_rows,
-                                 flag, h_dtype: tl.constexpr):
+                                 BLOCK_K: tl.constexpr):
     """rows[b, :] @ W_hh[g*H + j, :]ᵀ for the three gates, with K cut into SPLIT_K slices
     (ws_r/z/n from ``_split_k_pieces``, TRANSPOSED): one batched product per gate and K
     piece, (SPLIT_K, BLOCK_B, BLOCK_H), summed over the slices. Returns the r, z, n tiles,
@@ -329,16 +279,11 @@ def _split_k_hidden_times_w_hh_t(h_rows, mask_b, H, ws_r, ws_z, ws_n, acc_dtype,
     add their partial tiles (through shared memory, 3 × SPLIT_K × BLOCK_B × BLOCK_H values).
     K_PIECES > 1: h is staged for the dots a piece of K at a time, so shared memory holds the
     slice and one piece of h, and registers one piece's operands (``resident_config``: what
-    keeps a K = 2048 slice in 16 bits, or 1024 in TF32, on an H100). FLAGGED_H: h_{t-1}
-    comes from flagged words (``_split_k_flagged_rows``) instead of h_rows."""
+    keeps a K = 2048 slice in 16 bits, or 1024 in TF32, on an H100)."""
     KP: tl.constexpr = BLOCK_K // K_PIECES
     acc_r, acc_z, acc_n = 0.0, 0.0, 0.0
     for p in tl.static_range(K_PIECES):
-        if FLAGGED_H:
-            b_h = _split_k_flagged_rows(words_rows, mask_b, H, w_dtype, h_dtype, flag, p * KP,
-                                        SPLIT_K, KP)
-        else:
-            b_h = _split_k_rows(h_rows, mask_b, H, w_dtype, LOAD_CACHE, p * KP, SPLIT_K, KP)
+        b_h = _split_k_rows(h_rows, mask_b, H, w_dtype, LOAD_CACHE, p * KP, SPLIT_K, KP)
         # Each piece's partial tiles are summed across the warps before the next piece: summed
         # once over both, ptxas held every gate's operands at once and spilled (K = 2048).
         part_r = tl.sum(tl.dot(b_h, ws_r[p], input_precision=DOT_PRECISION, out_dtype=acc_dtype),
@@ -548,14 +493,13 @@ def _state_base(hs_ptr, h0_ptr, t_prev, T, B, H):
 
 @triton.jit
 def gru_fwd_kernel(
-    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, hf_ptr, lengths_ptr, words_ptr,
+    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, hf_ptr, lengths_ptr,
     sync_ptr, T, B, H, step_begin, n_steps,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr,
     REVERSE: tl.constexpr, SAVE: tl.constexpr, GRID_SYNC: tl.constexpr, F32_STATE: tl.constexpr,
     W_RESIDENT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     STACKED_GATES: tl.constexpr = False, SPLIT_K: tl.constexpr = 1, K_PIECES: tl.constexpr = 1,
-    FLAGGED_H: tl.constexpr = False,
 ):
     """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc).
 
@@ -595,19 +539,6 @@ def gru_fwd_kernel(
     (``_split_k_hidden_times_w_hh_t``, which says why); K_PIECES > 1: each slice in that many
     pieces along K, with h staged for the dots a piece at a time (``resident_config`` says
     where).
-
-    FLAGGED_H (with SPLIT_K, 16-bit states, H a multiple of 16): the programs hand h to one
-    another through words (2, B, H / 2) int64 that carry the step that wrote them
-    (``_pack_h_words``), and there is no grid barrier: step s writes its h_t to slot s % 2
-    with flag s + 1, and reads h_{t-1} from slot (s + 1) % 2 until no word is older than s
-    (the launcher puts h0 in slot 1 with flag 0). Two slots suffice: a program writes a
-    slot again only after it has read every program's next words, which each writes only
-    after its own read of that slot. A tile whose rows are all past their lengths reads
-    nothing, so it may run ahead, but every program of that tile does the same, and reads
-    resume only after all of them have written the step before. The store of h_t to hs,
-    and the rest, wait for nobody. Why: the barrier's fence, atomic and acquiring reads
-    come before h's read, a chain of L2 round trips that the flags make one
-    (docs/performance.md, "What a resident step waits for"; bench/exchange_bench.py).
     """
     acc_dtype = hf_ptr.dtype.element_ty
     # Data other programs wrote this launch is read past L1, which is not coherent.
@@ -624,8 +555,6 @@ def gru_fwd_kernel(
         offs_j = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
         mask_j = offs_j < H
         mask = mask_b[:, None] & mask_j[None, :]
-        # Only the split product reads flagged words; any other would race without the barrier.
-        tl.static_assert(not FLAGGED_H or (SPLIT_K > 1 and F32_STATE))
         if STACKED_GATES:
             w_stack = _stacked_w_hh(w_hh_ptr, pid_h * BLOCK_H, H, w_dtype, BLOCK_H, BLOCK_K)
         elif SPLIT_K > 1:
@@ -676,9 +605,7 @@ def gru_fwd_kernel(
                 elif SPLIT_K > 1:
                     acc_r, acc_z, acc_n = _split_k_hidden_times_w_hh_t(
                         dot_rows, mask_b, H, w_res_r, w_res_z, w_res_n, acc_dtype, w_dtype,
-                        DOT_PRECISION, LOAD_CACHE, SPLIT_K, K_PIECES, BLOCK_K, FLAGGED_H,
-                        words_ptr + (((step + 1) % 2) * B + rows_b) * (H // 2), step,
-                        hs_ptr.dtype.element_ty)
+                        DOT_PRECISION, LOAD_CACHE, SPLIT_K, K_PIECES, BLOCK_K)
                 else:
                     acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
                         dot_rows, dot_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z,
@@ -694,20 +621,12 @@ def gru_fwd_kernel(
             h_new, n = gru_candidate_update(gx_n, acc_n, r, z, h_state, True)
             if HAS_LENGTHS:
                 h_new, r, z, n, acc_n = _past_length(t < row_len, h_new, h_state, r, z, n, acc_n)
-            if FLAGGED_H:
-                # First: the other programs' next product waits for these words alone.
-                words_j = pid_h * (BLOCK_H // 2) + tl.arange(0, BLOCK_H // 2)
-                tl.store(words_ptr + ((step % 2) * B + rows_b)[:, None] * (H // 2) + words_j[None, :],
-                         _pack_h_words(h_new.to(hs_ptr.dtype.element_ty), step + 1),
-                         mask=mask_b[:, None] & (words_j < H // 2)[None, :])
             tl.store(h_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
             h_state = h_new
             if GRID_SYNC:
-                if not FLAGGED_H:
-                    _grid_arrive(sync_ptr)
+                _grid_arrive(sync_ptr)
                 # The next step's x-side gates do not wait on the other programs: loaded now,
-                # their round trip overlaps the barrier (or the wait for the flagged words)
-                # instead of following the next product.
+                # their round trip overlaps the barrier instead of following the next product.
                 next_t = t - 1 if REVERSE else t + 1
                 gx_r, gx_z, gx_n = _three_gates(gates_ptr + (next_t * B + rows_b) * (3 * H),
                                                 offs_j, mask & (tl.full(mask.shape, step + 1, tl.int32)
@@ -717,14 +636,9 @@ def gru_fwd_kernel(
             if SAVE:
                 _save_activations(p_gate, ghn_rows[:, None] + offs_j[None, :], r, z, n, acc_n,
                                   mask, H, True)
-            if GRID_SYNC and not FLAGGED_H:
+            if GRID_SYNC:
                 _grid_wait(sync_ptr, step - step_begin + 1)
             else:
-                # FLAGGED_H needs no CTA barrier for its data, but without one in the loop
-                # the compiler hoists the slice's reads from shared memory out of it and
-                # holds the slice in registers instead (compiled without it: 255 registers
-                # and 168-264 bytes of spills at K = 1024, 808 at 2048; with it 219-238
-                # registers and none, kernel report).
                 tl.debug_barrier()
         else:
             if not RESET_AFTER:
@@ -1039,14 +953,16 @@ def storage_dtype_for(dtype: torch.dtype) -> torch.dtype:
 
 def recurrence_config(hidden_size: int, path: str = "persistent", batch: int = 16,
                       tensor_cores: bool = True, forward: bool = False,
-                      sms: int | None = None, three_pass: bool = False) -> dict:
+                      sms: int | None = None, three_pass: bool = False,
+                      sixteen_bit: bool = False) -> dict:
     """Tile sizes, warps, pipeline stages and register budget of the recurrence kernels for
     one path ("persistent", "per_step" or "grid_sync"), batch size, and whether the dots run
     on tensor cores (fp16/bf16, and fp32 with TF32 dots; not IEEE fp32 or fp64).
     ``forward``: for gru_fwd_kernel (only grid_sync's differs); ``sms``: the GPU's SM count,
     None where unknown; ``three_pass``: fp32 weights with "tf32x3" dots (``resident_config``),
     whose grid_sync batch tile stops at 32 rows where H is not a multiple of 16 (64 rows
-    spill 8 bytes on sm_80 there, kernel report).
+    spill 8 bytes on sm_80 there, kernel report); ``sixteen_bit``: fp16/bf16 weights, which
+    get grid_sync's forms measured faster in 16 bits (``_sixteen_bit_forms``).
 
     ``tl.dot`` needs every tile dimension >= 16.
 
@@ -1088,10 +1004,53 @@ def recurrence_config(hidden_size: int, path: str = "persistent", batch: int = 1
             if sms is not None and triton.cdiv(batch, 16) * triton.cdiv(hidden_size, 16) <= sms:
                 rows = 16
             warps = 4 if rows == 16 else 8
-        return {"BLOCK_B": rows, "BLOCK_H": 16, "BLOCK_K": block, "num_warps": warps,
-                "num_stages": 1, "maxnreg": 255}
+        cfg = {"BLOCK_B": rows, "BLOCK_H": 16, "BLOCK_K": block, "num_warps": warps,
+               "num_stages": 1, "maxnreg": 255}
+        if sixteen_bit and tensor_cores and sms is not None:
+            cfg.update(_sixteen_bit_forms(cfg, hidden_size, batch, forward, sms))
+        return cfg
     return {"BLOCK_B": 16, "BLOCK_H": block, "BLOCK_K": block, "num_warps": 8, "num_stages": 1,
             "maxnreg": 168}
+
+
+def _sixteen_bit_forms(cfg: dict, hidden_size: int, batch: int, forward: bool,
+                       sms: int) -> dict:
+    """What grid_sync's fp16/bf16 launches change in ``cfg``, as measured on an H200 (bf16,
+    T 256, µs per step, bench/results/nvidia-h200-2026-12-04/variants*.json; fp16 runs the
+    same code). Only the shapes timed there, H 256-2048: elsewhere nothing changes.
+
+    Forward, slice resident (16-row tiles, a chunk per program): the three gates' products
+    as one stacked dot (STACKED_GATES; ``resident_config`` keeps it where H is a multiple
+    of 16): B 16 H 1024 5.41 -> 4.02, B 64 H 512 4.10 -> 2.95, B 64 H 256 3.08 -> 2.27
+    (B 16 at H 256/512, not timed, runs B 64's programs, a quarter as many).
+    Forward, streamed (B 64 at H 1024: the 16-row grid does not fit 132 SMs; B 16 at
+    H 2048: the slice does not fit shared memory), from H 1024, H a multiple of 16: K in
+    128-wide chunks with Triton's software pipelining of the chunk loop over 3 stages, so
+    each chunk's L2 round trip overlaps the last one's product: 20.74 -> 9.88 and 37.98 ->
+    11.00 (the split resident form: 13.75). The resident plan sets its own BLOCK_K and 1
+    stage.
+    Backward, up to H 2048: 16-row tiles with the slice resident and split along K (SPLIT_K)
+    wherever a (16-row, 16-wide) grid fits the SMs, else 32-wide chunks if that grid does
+    (H a multiple of 16): forward + backward B 16 H 1024 27.67 -> 11.48, B 16 H 2048 80.83
+    -> 47.73, B 64 H 512 22.95 -> 9.42, B 64 H 256 14.05 -> 7.58, B 64 H 1024 (32 wide)
+    55.10 -> 30.27; the backward alone at B 16 H 512 6.32 -> 4.13 (step-breakdown-bwd.json).
+    Not at B <= 16 under H 512, whose plain resident backward was not timed against it."""
+    if not 256 <= hidden_size <= 2048:
+        return {}
+    if forward:
+        forms = {"STACKED_GATES": True} if cfg["BLOCK_B"] == 16 else {}
+        if hidden_size >= 1024 and hidden_size % 16 == 0:
+            # Unaligned, the 64-row tile spills so (224-248 bytes, kernel report).
+            forms.update(BLOCK_K=128, num_stages=3)
+        return forms
+    if batch <= 16 and hidden_size < 512:
+        return {}  # there the plain resident backward was not timed against the split one
+    tiles = triton.cdiv(batch, 16)
+    if tiles * triton.cdiv(hidden_size, 16) <= sms:
+        return {"BLOCK_B": 16, "SPLIT_K": 8}
+    if hidden_size % 16 == 0 and tiles * triton.cdiv(hidden_size, 32) <= sms:
+        return {"BLOCK_B": 16, "BLOCK_H": 32, "SPLIT_K": 8}
+    return {}
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -1141,7 +1100,7 @@ def _sm_count(device: torch.device) -> int | None:
 
 def grid_sync_columns(batch: int, hidden_size: int, device: torch.device,
                       tensor_cores: bool = True, forward: bool = False,
-                      three_pass: bool = False) -> int:
+                      three_pass: bool = False, sixteen_bit: bool = False) -> int:
     """Programs per batch tile on the grid-synchronised path, or 0 where its grid cannot be
     resident all at once (it would deadlock): one program per SM (its ``maxnreg`` of 255 ×
     256 threads takes the whole register file), so tiles × columns must not exceed the SM
@@ -1149,7 +1108,7 @@ def grid_sync_columns(batch: int, hidden_size: int, device: torch.device,
     that can pass a barrier."""
     sms = _sm_count(device)
     cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores, forward, sms,
-                            three_pass)
+                            three_pass, sixteen_bit)
     tiles = triton.cdiv(batch, cfg["BLOCK_B"])
     chunks = triton.cdiv(hidden_size, cfg["BLOCK_H"])
     if sms is None:
@@ -1158,16 +1117,17 @@ def grid_sync_columns(batch: int, hidden_size: int, device: torch.device,
 
 
 def _launch_plan(batch: int, hidden_size: int, path: str, device: torch.device,
-                 tensor_cores: bool = True, forward: bool = False, three_pass: bool = False):
+                 tensor_cores: bool = True, forward: bool = False, three_pass: bool = False,
+                 sixteen_bit: bool = False):
     """(grid, number of launches, grid-synchronised?, tile config) for a path and kernel
     (``forward``: gru_fwd_kernel); a grid-synchronised grid that cannot be co-resident falls
     back to one launch per step."""
     if path == "grid_sync":
         columns = grid_sync_columns(batch, hidden_size, device, tensor_cores, forward,
-                                    three_pass)
+                                    three_pass, sixteen_bit)
         if columns >= 1:
             cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores, forward,
-                                    _sm_count(device), three_pass)
+                                    _sm_count(device), three_pass, sixteen_bit)
             return (triton.cdiv(batch, cfg["BLOCK_B"]), columns), 1, True, cfg
         path = "per_step"
     cfg = recurrence_config(hidden_size, path, batch)
@@ -1182,9 +1142,8 @@ def grid_sync_programs(w_hh: torch.Tensor, batch: int, device: torch.device,
     """How many programs the grid_sync path's one launch of gru_fwd_kernel (``forward``) or
     gru_bwd_kernel holds at once for weights like ``w_hh`` (3H, H) and ``batch`` rows, all
     of them resident until it ends; 0 where that path falls back to a launch per step."""
-    grid, _, grid_sync, _ = _launch_plan(batch, w_hh.shape[1], "grid_sync", device,
-                                         _uses_tensor_cores(w_hh, dot_precision), forward=forward,
-                                         three_pass=_three_pass(w_hh, dot_precision))
+    grid, _, grid_sync, _, _ = _kernel_plan(w_hh, batch, "grid_sync", device, dot_precision,
+                                            True, forward)
     return grid[0] * grid[1] if grid_sync else 0
 
 
@@ -1305,14 +1264,14 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     out = dict(cfg, BLOCK_K=k_full, maxnreg=255, num_warps=warps, num_stages=1)
     out.pop("SPLIT_K", None)
     out.pop("K_PIECES", None)
-    out.pop("FLAGGED_H", None)
+    # gru_bwd_kernel has no STACKED_GATES: a key it does not take fails its launch.
+    out.pop("STACKED_GATES", None)
+    if stacked:
+        out["STACKED_GATES"] = True
     if split > 1:
         out["SPLIT_K"] = split
     if pieces > 1:
         out["K_PIECES"] = pieces
-    if (cfg.get("FLAGGED_H") and split > 1 and row_operands == 1 and itemsize == 2
-            and hidden_size % 16 == 0):
-        out["FLAGGED_H"] = True
     return out
 
 
@@ -1328,6 +1287,69 @@ def _resident_plan(cfg: dict, grid: tuple, w_hh: torch.Tensor, dot_precision: st
         return None
     return resident_config(cfg, H, w_hh.element_size(), shared_memory_limit(w_hh.device),
                            row_operands, three_pass=_three_pass(w_hh, dot_precision))
+
+
+# Resident plans that did not fit when compiled, by (kernel, device, weight dtype, dot
+# precision, plan): Triton's own lowering can stage more than ``resident_config`` counts
+# (triton 3.6 holds tf32x3's slice twice in shared memory: 400 KiB at K = 1024 on an H200).
+# Their launches stream W_hh instead, without compiling the resident form again.
+_UNFIT_RESIDENT: set = set()
+
+
+def _unfit_key(w_hh: torch.Tensor, dot_precision: str, forward: bool, plan: dict) -> tuple:
+    return (forward, str(w_hh.device), w_hh.dtype, dot_precision, tuple(sorted(plan.items())))
+
+
+def _kernel_plan(w_hh: torch.Tensor, batch: int, path: str, device: torch.device,
+                 dot_precision: str, reset_after: bool, forward: bool):
+    """How gru_fwd_kernel (``forward``) or gru_bwd_kernel runs for weights like ``w_hh``
+    (3H, H) and ``batch`` rows: (grid, number of launches, grid-synchronised?, the tile
+    keys the kernel takes, whether its W_hh slice is resident).
+
+    fp16/bf16 get ``_sixteen_bit_forms``; the backward's were measured with the slice
+    resident only, so where it is not (an A100's shared memory, say) the backward keeps
+    the tiles it had. A stacked slice takes a fourth gate's rows: where that does not fit,
+    the three gates' may."""
+    H = w_hh.shape[1]
+    tensor_cores = _uses_tensor_cores(w_hh, dot_precision)
+    three_pass = _three_pass(w_hh, dot_precision)
+    sixteen_bit = w_hh.dtype in (torch.float16, torch.bfloat16)
+    for forms in dict.fromkeys((sixteen_bit, False)):
+        grid, launches, grid_sync, cfg = _launch_plan(batch, H, path, device, tensor_cores,
+                                                      forward, three_pass, forms)
+        candidates = [cfg]
+        if cfg.get("STACKED_GATES"):
+            candidates.append({k: v for k, v in cfg.items() if k != "STACKED_GATES"})
+        for candidate in candidates:
+            resident = _resident_plan(candidate, grid, w_hh, dot_precision, reset_after,
+                                      row_operands=1 if forward else 3)
+            if resident is not None and (_unfit_key(w_hh, dot_precision, forward, resident)
+                                         not in _UNFIT_RESIDENT):
+                return grid, launches, grid_sync, resident, True
+        if forward or not forms:
+            streamed = {k: v for k, v in cfg.items() if k not in ("STACKED_GATES", "SPLIT_K")}
+            return grid, launches, grid_sync, streamed, False
+    raise AssertionError("unreachable: the last pass has no 16-bit forms")
+
+
+def _launch_fitting(kernel, plan_args, head, tail, T, meta):
+    """``_launch`` of ``kernel`` as ``_kernel_plan(*plan_args)`` plans it, with ``meta``
+    besides the plan; a resident plan that turns out not to fit (``_UNFIT_RESIDENT``) is
+    planned again without it, and a warning says so once."""
+    w_hh, _, _, device, dot_precision, _, forward = plan_args
+    while True:
+        grid, launches, grid_sync, plan, resident = _kernel_plan(*plan_args)
+        try:
+            _launch(kernel, grid, head, tail, T, launches, grid_sync,
+                    dict(meta, W_RESIDENT=resident, **plan), device)
+            return
+        except OutOfResources as err:
+            if not resident:
+                raise
+            _UNFIT_RESIDENT.add(_unfit_key(w_hh, dot_precision, forward, plan))
+            warnings.warn(f"{kernel.__name__}: the resident W_hh slice ({plan}) does not fit "
+                          f"this GPU as this Triton compiles it ({err}); streaming W_hh instead",
+                          RuntimeWarning, stacklevel=3)
 
 
 def _launch(kernel, grid, head, tail, T, launches, grid_sync, meta, device):
@@ -1417,25 +1439,13 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
         hf[0] = h0
     # Reset-before scratch: r ⊙ h_{t-1} and z of the current step (see gru_fwd_kernel).
     rh = hf if reset_after else torch.empty((2, B, H), dtype=acc, device=gates.device)
-    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, gates.device,
-                                                  _uses_tensor_cores(w_hh, dot_precision),
-                                                  forward=True,
-                                                  three_pass=_three_pass(w_hh, dot_precision))
-    resident = _resident_plan(cfg, grid, w_hh, dot_precision, reset_after, row_operands=1)
-    plan = resident or {k: v for k, v in cfg.items() if k != "FLAGGED_H"}
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
                 RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save, F32_STATE=f32_state,
-                W_RESIDENT=resident is not None, DOT_PRECISION=dot_precision,
-                DOT_IN_FP32=_dot_in_fp32(w_hh), **plan)
-    words = hs  # a placeholder unless FLAGGED_H
-    if plan.get("FLAGGED_H"):
-        # gru_fwd_kernel's FLAGGED_H: slot 1 holds what the first step reads, h0 as hs has
-        # it, with flag 0; slot 0's flags (0) are older than its first reader wants (1).
-        words = torch.zeros((2, B, H // 2), dtype=torch.int64, device=gates.device)
-        words[1] = states[T].view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh))
     head = (gates, w_hh, b_hh if b_hh is not None else w_hh, states, ghn, rh, hf,
-            lengths if lengths is not None else hs, words)
-    _launch(gru_fwd_kernel, grid, head, (T, B, H), T, launches, grid_sync, meta, gates.device)
+            lengths if lengths is not None else hs)
+    _launch_fitting(gru_fwd_kernel, (w_hh, B, path, gates.device, dot_precision, reset_after,
+                                     True), head, (T, B, H), T, meta)
     return hs, (ghn if keep_ghn else None)
 
 
@@ -1503,16 +1513,11 @@ def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torc
         dcarry[1].zero_()
     else:
         dcarry[1].copy_(dhn)
-    grid, launches, grid_sync, cfg = _launch_plan(B, H, path, hs.device,
-                                                  _uses_tensor_cores(w_hh, dot_precision),
-                                                  three_pass=_three_pass(w_hh, dot_precision))
-    resident = _resident_plan(cfg, grid, w_hh, dot_precision, reset_after, row_operands=3)
     meta = dict(HAS_DHS=dhs is not None, HAS_LENGTHS=lengths is not None,
-                RESET_AFTER=reset_after, REVERSE=reverse, W_RESIDENT=resident is not None,
-                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh),
-                **(resident or cfg))
+                RESET_AFTER=reset_after, REVERSE=reverse, DOT_PRECISION=dot_precision,
+                DOT_IN_FP32=_dot_in_fp32(w_hh))
     head = (dhs if dhs is not None else hs, gates, ghn if ghn is not None else hs, hs, h0,
             w_hh, lengths if lengths is not None else hs)
-    _launch(gru_bwd_kernel, grid, head, (dgx, dghn, dcarry, T, B, H), T, launches, grid_sync,
-            meta, hs.device)
+    _launch_fitting(gru_bwd_kernel, (w_hh, B, path, hs.device, dot_precision, reset_after,
+                                     False), head, (dgx, dghn, dcarry, T, B, H), T, meta)
     return dgx, dghn, dcarry[(T - 1) % 2]

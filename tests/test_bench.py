@@ -86,11 +86,11 @@ def test_custom_sweep_of_bidirectional_stacks(monkeypatch, tmp_path):
     assert [(c.B, c.H, c.layers, c.bidirectional) for c in cases] == [
         (16, 256, 2, True), (32, 256, 2, True)]
     assert bench_gru._options(args)[-3:] == ["--layers", "2", "--bidirectional"]
-    training = bench_gru.parse_args(["--bidirectional", "--directions-at-once", "training",
+    training = bench_gru.parse_args(["--bidirectional", "--directions-at-once", "never",
                                      "--B", "16", "--H", "256", "--T", "64", "--dtypes", "bf16",
                                      "--results-root", str(tmp_path), "--impls", "cudnn"])
     assert bench_gru._options(training)[-3:] == ["--bidirectional", "--directions-at-once",
-                                                 "training"]
+                                                 "never"]
     # Every case runs inside the asked mode, and the default is back afterwards.
     from gru_triton import dispatch
 
@@ -104,8 +104,8 @@ def test_custom_sweep_of_bidirectional_stacks(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
     monkeypatch.setattr(bench_gru, "run_case", fake_run_case)
     assert bench_gru.bench(training) == 0
-    assert modes == ["training", "training"]  # fwd and fwdbwd
-    assert dispatch.directions_at_once_mode() == "inference"
+    assert modes == ["never", "never"]  # fwd and fwdbwd
+    assert dispatch.directions_at_once_mode() == "training"
     with pytest.raises(ValueError, match="custom sweep"):
         harness.cases(layers=2)
 
@@ -382,11 +382,48 @@ def test_exchange_probe_reads_back_every_value(protocol):
 @pytest.mark.parametrize("protocol", ["flagged", "flagged, probe"])
 def test_exchange_probe_counts_values_it_should_not_have_taken(protocol):
     """The count the timings stand on can fail: words that carry a step's flag before anyone
-    wrote them are taken (no program waits) and every such value is counted wrong."""
+    wrote them are taken (no program waits) and every such value is counted wrong. One of
+    the two chunks' programs is left out, so its words are never written: on a GPU the
+    programs run at once, and a word merely not yet written is a race its writer usually
+    wins (the H200 counted 0 there)."""
     import exchange_bench
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    assert exchange_bench.exchange(protocol, 16, 32, 3, device, start_flag=1 << 20) > 0
+    assert exchange_bench.exchange(protocol, 16, 32, 3, device, start_flag=1 << 20,
+                                   columns=1) > 0
+    with pytest.raises(ValueError, match="columns"):
+        exchange_bench.exchange(protocol, 16, 32, 3, device, columns=1)  # would wait forever
+
+
+def test_exchange_words_carry_any_16_bit_value_and_the_flag(monkeypatch):
+    """The flagged protocols' words (exchange_bench._pack_h_words / _unpack_h_words) keep
+    every bit of both 16-bit halves, sign, NaN and infinity patterns included, beside the
+    flag: a value the exchange mangled would be counted wrong and void its timing."""
+    import exchange_bench
+    import triton
+    import triton.language as tl
+
+    from tests.helpers import DEVICE
+
+    # A jitted function finds what it calls among its module's globals, not its closure.
+    monkeypatch.setitem(globals(), "exchange_bench", exchange_bench)
+
+    @triton.jit
+    def round_trip(src_ptr, dst_ptr, flag_ptr, flag, R: tl.constexpr, C: tl.constexpr):
+        offs = tl.arange(0, R)[:, None] * C + tl.arange(0, C)[None, :]
+        words = exchange_bench._pack_h_words(tl.load(src_ptr + offs), flag)
+        half = tl.arange(0, R)[:, None] * (C // 2) + tl.arange(0, C // 2)[None, :]
+        tl.store(flag_ptr + half, (words >> 32).to(tl.int32))
+        tl.store(dst_ptr + offs, exchange_bench._unpack_h_words(words, tl.bfloat16))
+
+    bits = torch.randint(-2**15, 2**15, (16, 32), dtype=torch.int16)
+    bits[0, :6] = torch.tensor([0x7F80, -0x80, 0x7FC1, -1, 0, -2**15], dtype=torch.int16)
+    src = bits.view(torch.bfloat16).to(DEVICE)
+    dst = torch.empty_like(src)
+    flags = torch.empty(16, 16, dtype=torch.int32, device=DEVICE)
+    round_trip[(1,)](src, dst, flags, 123457, R=16, C=32)
+    assert torch.equal(dst.cpu().view(torch.int16), bits)
+    assert (flags == 123457).all()
 
 
 # The one-column resident forms the interpreter can run (one program per batch tile: H 64 in
@@ -395,9 +432,8 @@ _ONE_COLUMN = {"BLOCK_B": 16, "BLOCK_H": 64}
 
 
 @pytest.mark.parametrize("kernel,form", [
-    ("fwd", {}), ("fwd", {"SPLIT_K": 8}), ("fwd", {"SPLIT_K": 8, "FLAGGED_H": True}),
-    ("bwd", {}), ("bwd", {"SPLIT_K": 8})], ids=["fwd", "fwd-split", "fwd-flagged", "bwd",
-                                                "bwd-split"])
+    ("fwd", {}), ("fwd", {"SPLIT_K": 8}), ("bwd", {}), ("bwd", {"SPLIT_K": 8})],
+    ids=["fwd", "fwd-split", "bwd", "bwd-split"])
 def test_step_breakdown_checks_and_times_each_mode_of_the_asked_form(kernel, form, monkeypatch):
     """bench/step_breakdown.py: the launch it times is grid_sync in the form asked for, and
     in all three modes (no lengths; every length T, the same work in the kernel built with
@@ -414,7 +450,7 @@ def test_step_breakdown_checks_and_times_each_mode_of_the_asked_form(kernel, for
 
     def recording_run(*args, **kwargs):
         seen.append((kwargs["GRID_SYNC"], kwargs["W_RESIDENT"], kwargs.get("SPLIT_K", 1) > 1,
-                     kwargs.get("FLAGGED_H", False), kwargs["HAS_LENGTHS"]))
+                     kwargs["HAS_LENGTHS"]))
         return real_run(*args, **kwargs)
 
     monkeypatch.setattr(launched, "run", recording_run)
@@ -434,10 +470,10 @@ def test_step_breakdown_checks_and_times_each_mode_of_the_asked_form(kernel, for
     assert record["product_us"] == pytest.approx(2e3 / T)
     assert len(timed) == 3
     # (At K = 64 the split form takes 4 slices of 16, not 8.)
-    form_seen = (True, True, "SPLIT_K" in form, form.get("FLAGGED_H", False))
+    form_seen = (True, True, "SPLIT_K" in form)
     # Checked once and timed once per mode (the backward also runs a forward per mode).
-    assert [s[:4] for s in seen] == [form_seen] * 6
-    assert [s[4] for s in seen] == [False, True, True] * 2
+    assert [s[:3] for s in seen] == [form_seen] * 6
+    assert [s[3] for s in seen] == [False, True, True] * 2
 
 
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
@@ -446,7 +482,10 @@ def test_step_breakdown_refuses_to_time_what_its_checks_catch(kernel):
     that change a bit, and lengths of 0 that leave the step's work in."""
     import step_breakdown
 
-    ops = step_breakdown.operands(5, 3, 16, torch.float32, torch.device("cpu"))
+    from tests.helpers import DEVICE
+
+    # The suite's device: on a GPU the kernels run natively, and CPU tensors cannot reach them.
+    ops = step_breakdown.operands(5, 3, 16, torch.float32, DEVICE)
     calls = step_breakdown.launcher_calls(ops, kernel, "persistent", "ieee")
     got = {mode: call() for mode, call in calls.items()}
     assert step_breakdown.check(ops, kernel, got, 1e-4) is None
@@ -460,7 +499,7 @@ def test_step_breakdown_refuses_to_time_what_its_checks_catch(kernel):
     off = dict(got, full=with_first(got["full"], first(got["full"]) * 1.01))
     assert "fp32 reference" in step_breakdown.check(ops, kernel, off, 1e-4)
     bit = first(got["lengths"]).clone()
-    bit.view(-1)[7] = torch.nextafter(bit.view(-1)[7], torch.tensor(2.0))
+    bit.view(-1)[7] = torch.nextafter(bit.view(-1)[7], torch.tensor(2.0, device=bit.device))
     flipped = dict(got, lengths=with_first(got["lengths"], bit))
     assert "bit for bit" in step_breakdown.check(ops, kernel, flipped, 1e-4)
     busy = dict(got, idle=got["full"])
@@ -607,8 +646,6 @@ def test_variants_are_picked_by_name():
     for argv in (["--variant", "launcher", "--variant", "split k"],
                  # tf32x3 is how fp32 models reach IEEE accuracy: not a bf16 variant.
                  ["--variant", "tf32x3"], ["--dtype", "tf32", "--variant", "tf32x3"],
-                 # The flagged handover carries 16-bit states only.
-                 ["--dtype", "tf32", "--variant", "split K, flagged"],
                  ["--shapes", "16x1024"], ["--shapes", "16:1024:2"]):
         with pytest.raises(SystemExit) as refused:
             variants.main(argv)
@@ -616,8 +653,7 @@ def test_variants_are_picked_by_name():
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 29 and set(asked) <= names, asked
-    assert "split K, flagged" in asked
+    assert len(asked) == 26 and set(asked) <= names, asked
 
 
 def test_every_command_the_gpu_session_runs_takes_its_arguments(tmp_path):
@@ -726,6 +762,11 @@ def test_memory_breakdown_counts_on_the_cpu(tmp_path):
     """--cpu: the benchmark's training step counted by LiveBytes, what is live at the peak
     adding up to it, the saved activations (the input projection's (T, B, 3H) output) and
     the states buffer ((T + 1, B, H): the output and h0's row) among it."""
+    if torch.cuda.is_available():
+        # --cpu runs the kernels in Triton's interpreter, a CPU machine's tool: the GPU
+        # image's (triton 3.6, numpy 2) fails on the time loop's bounds there, which says
+        # nothing about the count (2026-12-04). CI, without a GPU, runs it.
+        pytest.skip("the interpreter's check: runs where there is no GPU")
     T, B, H = 3, 2, 8
     out = tmp_path / "m.json"
     done = subprocess.run([sys.executable, str(BENCH / "memory_breakdown.py"), "--cpu",

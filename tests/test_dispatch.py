@@ -12,10 +12,11 @@ CUDA = torch.device("cuda")  # only the table is asked; nothing runs on it
 
 
 @pytest.mark.parametrize(("dots", "H", "B", "expected"), [
-    # 16-bit: grid_sync at H <= 512 up to B 64, and up to H 1024 at B <= 16.
+    # 16-bit: grid_sync up to H 1024 at B <= 64, and up to H 2048 at B <= 16.
     ("16-bit", 32, 64, "grid_sync"), ("16-bit", 512, 64, "grid_sync"),
-    ("16-bit", 513, 16, "grid_sync"), ("16-bit", 1024, 16, "grid_sync"),
-    ("16-bit", 256, 65, "cudnn"), ("16-bit", 1024, 17, "cudnn"), ("16-bit", 1025, 1, "cudnn"),
+    ("16-bit", 1024, 64, "grid_sync"), ("16-bit", 1025, 16, "grid_sync"),
+    ("16-bit", 2048, 16, "grid_sync"), ("16-bit", 256, 65, "cudnn"),
+    ("16-bit", 1025, 17, "cudnn"), ("16-bit", 2048, 64, "cudnn"), ("16-bit", 2049, 1, "cudnn"),
     # tf32: cuDNN's own fp32 kernel is fastest under H 256; grid_sync from 256 to 512.
     ("tf32", 128, 1, "cudnn"), ("tf32", 255, 16, "cudnn"), ("tf32", 256, 64, "grid_sync"),
     ("tf32", 512, 64, "grid_sync"), ("tf32", 512, 65, "cudnn"), ("tf32", 1024, 16, "cudnn"),
@@ -310,13 +311,15 @@ def test_bidirectional_directions_at_once_only_where_both_grids_fit(
 def test_grid_sync_programs_is_the_launch_plans_grid(monkeypatch):
     """What the bidirectional rule reads: the programs of grid_sync's one launch on 132 SMs,
     as the launchers plan it (bf16 B 16, H 1024: one 16-row tile × 64 chunks, so both
-    directions fit at once; B 64, H 512: four 16-row tiles × 32 forward, so they do not)."""
+    directions fit at once; B 64, H 512: four 16-row tiles × 32, so they do not). The
+    backward takes 16-row tiles from H 512 (kernels.gru._sixteen_bit_forms), the batch's
+    tile of up to 64 rows below it."""
     from gru_triton.kernels import gru as gru_kernels
 
     monkeypatch.setattr(gru_kernels, "_sm_count", lambda device: 132)
-    # (B, H, forward's programs, backward's: its tile takes up to 64 rows)
-    for B, H, programs, backward in ((16, 1024, 64, 64), (64, 512, 128, 32), (16, 256, 16, 16),
-                                     (32, 512, 64, 32)):
+    # (B, H, forward's programs, backward's)
+    for B, H, programs, backward in ((16, 1024, 64, 64), (64, 512, 128, 128), (16, 256, 16, 16),
+                                     (32, 512, 64, 64), (64, 128, 32, 8)):
         w_hh = torch.empty(3 * H, H, dtype=torch.bfloat16)
         cpu = torch.device("cpu")
         assert gru_kernels.grid_sync_programs(w_hh, B, cpu, "ieee") == programs

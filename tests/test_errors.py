@@ -237,7 +237,7 @@ def test_grid_sync_forward_plan_owns_one_chunk_per_program_where_it_fits(monkeyp
     assert (wide["num_warps"], wide["STACKED_GATES"]) == (8, True)
     assert gru_kernels.resident_config(stacked, 1024, 2, 163 * 1024) is None
     assert gru_kernels.resident_config(cfg, 1024, 2, 163 * 1024) is not None
-    assert gru_kernels.resident_config(stacked, 1000, 2, 227 * 1024)["STACKED_GATES"] is False
+    assert "STACKED_GATES" not in gru_kernels.resident_config(stacked, 1000, 2, 227 * 1024)
     # A pipelined time loop would load h_{t-1} before the grid barrier that publishes it.
     assert gru_kernels.resident_config(dict(cfg, num_stages=3), 512, 2, 227 * 1024)["num_stages"] == 1
     # Split K: a warp per slice, no slice under a dot's 16 of K; not with the stacked
@@ -321,8 +321,8 @@ def test_tf32x3_resident_plan():
     assert gru_kernels.resident_config(fwd, 1024, 4, 163 * 1024, three_pass=True) is None
     assert gru_kernels.resident_config(fwd, 2048, 4, 227 * 1024, three_pass=True) is None
     assert gru_kernels.resident_config(fwd, 504, 4, 227 * 1024, three_pass=True) is None
-    assert gru_kernels.resident_config(dict(fwd, STACKED_GATES=True), 256, 4, 227 * 1024,
-                                       three_pass=True)["STACKED_GATES"] is False
+    assert "STACKED_GATES" not in gru_kernels.resident_config(
+        dict(fwd, STACKED_GATES=True), 256, 4, 227 * 1024, three_pass=True)
     assert gru_kernels.resident_config(dict(fwd, BLOCK_H=32), 256, 4, 227 * 1024,
                                        three_pass=True) is None
     assert gru_kernels.resident_config(fwd, 64, 4, 227 * 1024, three_pass=True)["SPLIT_K"] == 4
@@ -338,3 +338,110 @@ def test_tf32x3_resident_plan():
     plan = gru_kernels._launch_plan(64, 1000, "grid_sync", torch.device("cpu"), True,
                                     three_pass=True)
     assert plan[0][0] == 2 and plan[3]["BLOCK_B"] == 32
+
+
+def _as_if_on_an_h100(monkeypatch):
+    """kernels.gru planning as for an H100 (132 SMs, 227 KiB of shared memory a block)
+    with the interpreter's CPU tensors."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    monkeypatch.setattr(gru_kernels, "_sm_count", lambda device: 132)
+    monkeypatch.setattr(gru_kernels, "shared_memory_limit", lambda device: 227 * 1024)
+    return gru_kernels
+
+
+@pytest.mark.parametrize("dtype,precision", [(torch.bfloat16, "ieee"), (torch.float16, "ieee"),
+                                             (torch.float32, "tf32"), (torch.float32, "tf32x3"),
+                                             (torch.float32, "ieee"), (torch.float64, "ieee")])
+def test_every_plan_names_only_what_its_kernel_takes(dtype, precision, monkeypatch):
+    """A key a kernel does not take fails its launch on a GPU (Triton refuses it), where
+    the interpreter ignores it: tf32x3's resident backward was handed the forward's
+    STACKED_GATES that way (the H200, 2026-12-04). Every path, batch and hidden size's
+    plan, both kernels, as an H100 would plan it."""
+    gru_kernels = _as_if_on_an_h100(monkeypatch)
+    options = {"num_warps", "num_stages", "maxnreg"}
+    for forward, kernel in ((True, gru_kernels.gru_fwd_kernel),
+                            (False, gru_kernels.gru_bwd_kernel)):
+        takes = set(kernel.arg_names) | options
+        for path in gru_kernels.PATHS:
+            for batch in (1, 16, 40, 64, 200):
+                for hidden in (16, 48, 256, 512, 1000, 1024, 2048):
+                    w_hh = torch.empty(3 * hidden, hidden, dtype=dtype)
+                    *_, plan, _ = gru_kernels._kernel_plan(w_hh, batch, path, w_hh.device,
+                                                           precision, True, forward)
+                    assert set(plan) <= takes, (path, batch, hidden, set(plan) - takes)
+
+
+def test_sixteen_bit_forms_are_planned_where_they_were_measured(monkeypatch):
+    """fp16/bf16 on grid_sync (kernels.gru._sixteen_bit_forms, the H200's timings of
+    2026-12-04): the stacked resident forward, the streamed forward in 128-wide K chunks
+    over 3 stages, the backward's slice split along K in 16-row tiles, 32 wide where the
+    16-wide grid does not fit; fp32 (TF32) and the shapes not timed keep their plans."""
+    gru_kernels = _as_if_on_an_h100(monkeypatch)
+
+    def plan(batch, hidden, forward, dtype=torch.bfloat16, precision="ieee"):
+        w_hh = torch.empty(3 * hidden, hidden, dtype=dtype)
+        grid, _, _, cfg, resident = gru_kernels._kernel_plan(
+            w_hh, batch, "grid_sync", w_hh.device, precision, True, forward)
+        return (grid, resident, cfg["BLOCK_B"], cfg["BLOCK_H"], cfg["BLOCK_K"],
+                cfg["num_stages"], cfg.get("STACKED_GATES", False), cfg.get("SPLIT_K", 1))
+
+    assert plan(16, 1024, True) == ((1, 64), True, 16, 16, 1024, 1, True, 1)
+    assert plan(64, 512, True) == ((4, 32), True, 16, 16, 512, 1, True, 1)
+    assert plan(64, 1024, True) == ((1, 64), False, 64, 16, 128, 3, False, 1)
+    assert plan(16, 2048, True) == ((1, 128), False, 16, 16, 128, 3, False, 1)
+    assert plan(16, 1024, False) == ((1, 64), True, 16, 16, 1024, 1, False, 8)
+    assert plan(64, 256, False) == ((4, 16), True, 16, 16, 256, 1, False, 8)
+    assert plan(64, 1024, False) == ((4, 32), True, 16, 32, 1024, 1, False, 8)
+    # Not timed: B 16 under H 512 keeps its plain resident backward, H 128 everything.
+    assert plan(16, 256, False) == ((1, 16), True, 16, 16, 256, 1, False, 1)
+    assert plan(64, 128, True) == ((4, 8), True, 16, 16, 128, 1, False, 1)
+    # Unaligned H: no stacked product (resident_config's rule), the three gates instead.
+    assert plan(16, 1000, True)[1:] == (True, 16, 16, 1024, 1, False, 1)
+    # TF32 is not the 16-bit forms' business.
+    assert plan(16, 1024, True, torch.float32, "tf32")[1:] == (False, 16, 16, 32, 1, False, 1)
+    # A stacked slice that does not fit (an A100's 163 KiB at K = 1024) leaves the three
+    # gates' slice, which does.
+    monkeypatch.setattr(gru_kernels, "shared_memory_limit", lambda device: 163 * 1024)
+    assert plan(16, 1024, True) == ((1, 64), True, 16, 16, 1024, 1, False, 1)
+
+
+def test_a_resident_plan_that_does_not_fit_streams_instead(monkeypatch):
+    """Where Triton compiles a resident slice larger than the GPU holds (triton 3.6 with
+    tf32x3 at K = 1024 asked 400 KiB of an H200's 227), the launch streams W_hh instead of
+    failing: the same numbers, a warning, and the resident form not compiled again."""
+    from gru_triton.kernels import gru as gru_kernels
+    from triton.runtime.errors import OutOfResources
+
+    from tests.helpers import DEVICE
+
+    T, B, H = 4, 3, 32
+    g = torch.Generator().manual_seed(0)
+    gates = torch.randn(T, B, 3 * H, generator=g).to(DEVICE)
+    w_hh = (torch.randn(3 * H, H, generator=g) / H ** 0.5).to(DEVICE)
+    h0 = torch.randn(B, H, generator=g).to(DEVICE)
+
+    def forward():
+        return gru_kernels.gru_forward(gates.clone(), w_hh, None, h0, reverse=False,
+                                       save=False, path="per_step", dot_precision="tf32")[0]
+
+    monkeypatch.setattr(gru_kernels, "_UNFIT_RESIDENT", set())
+    expected = forward()
+    real_run, tried = gru_kernels.gru_fwd_kernel.run, []
+
+    def run(*args, **kwargs):
+        tried.append(kwargs["W_RESIDENT"])
+        if kwargs["W_RESIDENT"]:
+            raise OutOfResources(409600, 232448, "shared memory")
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", run)
+    with pytest.warns(RuntimeWarning, match="streaming W_hh instead"):
+        got = forward()
+    assert torch.equal(got, expected)
+    assert tried[0] and not any(tried[1:])
+    tried.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forward()
+    assert tried and not any(tried)

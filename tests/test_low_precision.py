@@ -2,11 +2,10 @@
 
 import pytest
 import torch
-from gru_triton.kernels import gru as gru_kernels
 
 import gru_triton
 from gru_triton import dispatch
-from tests.helpers import DEVICE, assert_same_stores, force_resident_form, forward_without_and_with_flags
+from tests.helpers import DEVICE, force_resident_form
 
 CASES = [(dtype, bi, "persistent") for dtype in (torch.bfloat16, torch.float16)
          for bi in (False, True)]
@@ -181,107 +180,6 @@ def test_split_k_stores_the_same_16_bit_states(dtype, monkeypatch):
                         path="per_step")
     assert runs and set(runs) == {(True, False, 8, 1)}
     _assert_emulated(hs.double(), gates, w_hh, b_hh, h0, True)
-
-
-@pytest.mark.parametrize("pieces", [1, 2], ids=["whole-K", "2-pieces"])
-@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-def test_flagged_h_hands_over_the_same_states(dtype, reverse, pieces, monkeypatch):
-    """FLAGGED_H (bench/variants.py's "split K, flagged"): the split forward reads h_{t-1}
-    from words that carry the step that wrote them (two 16-bit values each) instead of from
-    hs, and so needs no grid barrier. Run on per_step, where each launch is one step and
-    every program's words of the step before are there already (nothing waits; the waiting
-    is tests/test_cuda.py's), it must store exactly what the split forward without flags
-    stores: states, saved activations and W_hn h + b_hn, bit for bit. H = 112: K = 128, so
-    the words past H / 2 are masked, and the last 32-unit chunk half empty; B = 19: a second
-    batch tile of 3 rows, which its lengths (2, 1, 2) leave with nothing to read from t = 2
-    (it still writes its kept states, which a reverse run reads once its rows start); in
-    two K pieces, each piece's words from its own half of K."""
-    T, B, H = 6, 19, 112
-    gates, w_hh, b_hh, h0 = _layer_operands(T, B, H, dtype, seed=7)
-    lens = torch.tensor([T] * 16 + [2, 1, 2], dtype=torch.int32, device=DEVICE)
-    plain, flagged, seen = forward_without_and_with_flags(
-        monkeypatch, gates, w_hh, b_hh, h0, lens, reverse=reverse, path="per_step", SPLIT_K=8,
-        K_PIECES=pieces)
-    split = 8 if pieces == 1 else 4
-    assert seen == [(False, split, pieces, False)] * T + [(False, split, pieces, True)] * T
-    assert_same_stores(flagged, plain)
-
-
-@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-def test_flagged_h_on_grid_sync_with_one_column(reverse, monkeypatch):
-    """FLAGGED_H in the grid-synchronised launch itself (one launch for all steps, no grid
-    barrier, the next step's x-side gates loaded while the words are awaited), as the
-    interpreter can run it: one hidden chunk as wide as H = 64 (so one column per 16-row
-    batch tile, each program reading only its own words; K = 64, four slices of 16). Against the
-    same launch meeting at the barrier, bit for bit; B = 19: two batch tiles, lengths that
-    leave the second idle from t = 2."""
-    real_config = gru_kernels.recurrence_config
-
-    def config(hidden_size, path="persistent", *args, **kwargs):
-        cfg = real_config(hidden_size, path, *args, **kwargs)
-        return dict(cfg, BLOCK_B=16, BLOCK_H=64) if path == "grid_sync" else cfg
-
-    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
-    T, B, H = 7, 19, 64
-    gates, w_hh, b_hh, h0 = _layer_operands(T, B, H, torch.bfloat16, seed=8)
-    lens = torch.tensor([T] * 16 + [2, 1, 2], dtype=torch.int32, device=DEVICE)
-    barrier, flagged, seen = forward_without_and_with_flags(
-        monkeypatch, gates, w_hh, b_hh, h0, lens, reverse=reverse, path="grid_sync", SPLIT_K=8)
-    assert seen == [(True, 4, 1, False), (True, 4, 1, True)]
-    assert_same_stores(flagged, barrier)
-
-
-def test_flagged_words_carry_any_16_bit_value_and_the_flag():
-    """FLAGGED_H's words (_pack_h_words / _unpack_h_words) keep every bit of both 16-bit
-    halves, sign, NaN and infinity patterns included, beside the flag, in 2-d and 3-d."""
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def round_trip(src_ptr, dst_ptr, dst3_ptr, flag_ptr, flag, R: tl.constexpr, C: tl.constexpr):
-        offs = tl.arange(0, R)[:, None] * C + tl.arange(0, C)[None, :]
-        words = gru_kernels._pack_h_words(tl.load(src_ptr + offs), flag)
-        half = tl.arange(0, R)[:, None] * (C // 2) + tl.arange(0, C // 2)[None, :]
-        tl.store(flag_ptr + half, (words >> 32).to(tl.int32))
-        tl.store(dst_ptr + offs, gru_kernels._unpack_h_words(words, tl.bfloat16))
-        # As the split product takes them: (2, R, C // 4) words, each half of C apart.
-        words3 = tl.permute(tl.reshape(words, (R, 2, C // 4)), (1, 0, 2))
-        offs3 = (tl.arange(0, 2)[:, None, None] * (C // 2) + tl.arange(0, R)[None, :, None] * C
-                 + tl.arange(0, C // 2)[None, None, :])
-        tl.store(dst3_ptr + offs3, gru_kernels._unpack_h_words(words3, tl.bfloat16))
-
-    bits = torch.randint(-2**15, 2**15, (16, 32), dtype=torch.int16)
-    bits[0, :6] = torch.tensor([0x7F80, -0x80, 0x7FC1, -1, 0, -2**15], dtype=torch.int16)
-    src = bits.view(torch.bfloat16).to(DEVICE)
-    dst, dst3 = torch.empty_like(src), torch.empty_like(src)
-    flags = torch.empty(16, 16, dtype=torch.int32, device=DEVICE)
-    round_trip[(1,)](src, dst, dst3, flags, 123457, R=16, C=32)
-    assert torch.equal(dst.cpu().view(torch.int16), bits)
-    assert torch.equal(dst3.cpu().view(torch.int16), bits)
-    assert (flags == 123457).all()
-
-
-def test_flagged_h_only_where_its_words_can_carry_h():
-    """resident_config keeps FLAGGED_H only for the split forward with 16-bit states and an
-    H that is a multiple of 16 (two values a word, whole words per 16-unit chunk); anywhere
-    else the launch keeps the grid barrier, which the other forms need."""
-    from gru_triton.kernels import gru as gru_kernels
-
-    cfg = dict(gru_kernels.recurrence_config(256, "grid_sync", 16, forward=True, sms=132),
-               FLAGGED_H=True)
-    plan = gru_kernels.resident_config
-
-    def flagged(*args, **kwargs):
-        planned = plan(*args, **kwargs)
-        return planned is not None and planned.get("FLAGGED_H", False)
-
-    assert flagged(dict(cfg, SPLIT_K=8), 256, 2, 227 * 1024)
-    assert not flagged(cfg, 256, 2, 227 * 1024)  # the plain product reads hs
-    assert not flagged(dict(cfg, SPLIT_K=8, STACKED_GATES=True), 256, 2, 227 * 1024)
-    assert not flagged(dict(cfg, SPLIT_K=8), 256, 4, 227 * 1024)  # TF32: fp32 states
-    assert not flagged(dict(cfg, SPLIT_K=8), 248, 2, 227 * 1024)
-    assert not flagged(dict(cfg, SPLIT_K=8), 256, 2, 227 * 1024, row_operands=3)
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
