@@ -136,7 +136,10 @@ def auto_path(B: int, H: int, dtype: str) -> str:
 # Measured forward µs/step (T = 256, one layer), looked up in these files in this order: the
 # first that has a shape gives its numbers.
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-MEASURED = (RESULTS / "nvidia-h200-2026-11-25" / "auto" / "results.json",
+# The newest first: 2026-12-04's kernels (its forms/ with the 16-bit forms, auto/ for TF32).
+MEASURED = (RESULTS / "nvidia-h200-2026-12-04" / "forms" / "results.json",
+            RESULTS / "nvidia-h200-2026-12-04" / "auto" / "results.json",
+            RESULTS / "nvidia-h200-2026-11-25" / "auto" / "results.json",
             RESULTS / "nvidia-h200-2026-11-25" / "dispatch" / "results.json",
             RESULTS / "nvidia-h200-2026-11-25" / "results.json")
 

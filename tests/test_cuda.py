@@ -73,10 +73,11 @@ def _assert_as_close_to_fp64_as_cudnn(T, B, I, H, dtype, path):
 _SPLIT, _STACKED = {"SPLIT_K": 8}, {"STACKED_GATES": True}
 # TF32 at H = 1024 (T 48, B 16) on the H200, 2026-12-04: bias_ih's gradient 2.1e-2 from fp64
 # against cuDNN's 7.7e-3, for the launcher's streamed form and both split forms alike, all
-# else within the bound. The suspected cause: Triton hands the tensor cores fp32 bits, which
-# they truncate to TF32 (the PTX has no cvt.rna.tf32), so every product leans toward zero,
-# and the bias gradient sums that lean over T * B rows; cuDNN rounds to nearest. Not fixed
-# yet: rounding the operands in the kernels changes the hot loop, to be timed on a GPU.
+# else within the bound. The cause, as far as the CPU can show it: Triton hands the tensor
+# cores fp32 bits, which they truncate to TF32 (the PTX has no cvt.rna.tf32), so every
+# product leans toward zero, and the bias gradient sums that lean over T * B rows; cuDNN
+# rounds to nearest (bench/tf32_bias_lean.py emulates both: 1.34e-2 against 7.37e-3). Not
+# fixed yet: rounding the operands in the kernels changes the hot loop, to be timed on a GPU.
 # strict: once it passes, the mark must go.
 _TF32_BIAS_LEAN = pytest.mark.xfail(
     strict=True, reason="TF32 operands truncated, not rounded: bias_ih.grad 2.7x cuDNN's error")

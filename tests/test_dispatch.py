@@ -259,23 +259,23 @@ def test_compiled_lengths_take_the_kernels_where_the_route_would_pack(triton_bac
     ("inference", 0, 0, "grid_sync", False, False, False),   # not co-resident: per-step launches
     ("inference", 64, 64, "cudnn", False, False, False),
     ("inference", 67, 67, "persistent", False, False, True),  # no program waits on another
-    ("inference", 64, 64, "grid_sync", True, False, False),  # saved for backward: opt-in only
+    ("inference", 64, 64, "grid_sync", True, False, False),  # saved for backward: "training" only
     ("inference", 64, 64, "grid_sync", False, True, False),  # a CUDA graph being captured
     ("never", 64, 64, "grid_sync", False, False, False),
     ("training", 64, 64, "grid_sync", True, False, True),
     ("training", 64, 67, "grid_sync", True, False, False),   # the backward's grids would not fit
     ("training", 64, 0, "grid_sync", True, False, True),     # its launches per step never wait
 ], ids=["fits", "fits-exactly", "too-many", "per-step", "cudnn", "persistent", "training",
-        "capturing", "never", "training-opted-in", "training-backward-too-many",
+        "capturing", "never", "training-fits", "training-backward-too-many",
         "training-backward-per-step"])
 def test_bidirectional_directions_at_once_only_where_both_grids_fit(
         mode, programs, backward, path, grad, capturing, expected, monkeypatch):
     """A bidirectional layer's reverse direction runs beside the forward one, on a side
     stream, only on the grid-synchronised path where both directions' grids are resident
     together (132 SMs here): two grids that wait at barriers must never take SMs from each
-    other. With autograd saving for backward only when opted in, and then the backward's
-    grids must fit together too. The rule alone, with CUDA stood in for (tests/test_cuda.py
-    runs it)."""
+    other. With autograd saving for backward only in the "training" mode (the default), and
+    then the backward's grids must fit together too. The rule alone, with CUDA stood in for
+    (tests/test_cuda.py runs it)."""
     import types
 
     from gru_triton import functional
