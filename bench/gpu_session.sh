@@ -136,13 +136,13 @@ for stage in "${stages[@]}"; do
         done
         ;;
     variants)
-        # Not the tiles and warps that bench/results/nvidia-h200-2026-11-25/variants.json
-        # measured already: the forms the launcher does not pick yet, then the streamed
-        # chunk loop's levers (B 64 at H 1024, H 2048).
+        # Where the forward still misses 3x (bench/results/nvidia-h200-2026-12-04): the
+        # streamed shapes, whose launcher now runs 128-wide chunks over 3 stages (B 64 at
+        # H 1024 9.9 us/step, H 2048 11.0 and 17.3): deeper pipelines and wider chunks.
         run_grid_sync_tests && run 80 python3 bench/variants.py --out "$out/variants.json" \
-            --variant launcher --variant "split K" --variant "16 rows, 32 wide, split K" \
-            --variant stacked --variant "K 128" \
-            --variant "3 stages" --variant "K 128, 3 stages"
+            --shapes 64:1024,16:2048,64:2048 --variant launcher --variant "K 128, 4 stages" \
+            --variant "K 256, 3 stages" --variant "K 256, 2 stages" \
+            --variant "16 rows, 32 wide, split K"
         ;;
     variants-bwd)
         # The levers that apply to the backward, most promising first (a time-boxed run
