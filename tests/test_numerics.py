@@ -261,10 +261,12 @@ def _kernel_run(T, B, H, seed, lengths, reverse, path, precision):
 
 _KERNEL_RUN_NAMES = ["hs", "activations", "ghn", "dgx", "dghn", "dh_direct"]
 # Two forms of the same TF32 products: the interpreter computes every dot exactly, so there
-# they agree to fp32's bound. On a GPU the forms' tensor-core instructions take their fp32
-# operands differently (converted with rounding, or truncated by the hardware), which moved
-# the H200's split-K runs 2e-5 to 7e-5 off the whole product's (2026-12-04); a slice, piece
-# or tile taken from the wrong place moves them by the size of the values.
+# they agree to fp32's bound. On a GPU they run different tensor-core instructions (sm_90:
+# wgmma for the whole product, mma.sync for the split one's batched dots; both truncate the
+# operands, the PTX has no cvt.rna), which add a product's terms in their own order and
+# internal precision: the H200's split-K runs landed 2e-5 to 7e-5 off the whole product's
+# (2026-12-04). A slice, piece or tile taken from the wrong place moves them by the size of
+# the values.
 _TF32_FORMS_TOL = 1e-3 if DEVICE.type == "cuda" else None
 
 
