@@ -293,6 +293,44 @@ def test_grid_sync_wide_batch_tiles_match_persistent(batch, lengths, reverse):
         assert_close(got, expected, what=name, tol=_TF32_FORMS_TOL)
 
 
+@pytest.mark.parametrize("rows", [16, 64])
+def test_streamed_forward_in_pipelined_wide_chunks_matches_persistent(rows, monkeypatch):
+    """The 16-bit streamed forward's chunk loop (kernels.gru._sixteen_bit_forms: K in
+    128-wide chunks over 3 stages, on a GPU only where the slice is not resident) at a K
+    that ends in a ragged chunk (H 200: 128 + 72) and a batch with a ragged tile, in 16- and
+    64-row tiles: a chunk taken from the wrong K, or the ragged one's padding read, changes
+    every state after it. The interpreter ignores the stages, so here it checks the chunks;
+    the GPU's test_sixteen_bit_forms_as_launched checks the pipeline."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    real_config = gru_kernels.recurrence_config
+    seen = []
+
+    def config(hidden_size, path="persistent", batch=16, tensor_cores=True, forward=False,
+               *args, **kwargs):
+        cfg = real_config(hidden_size, path, batch, tensor_cores, forward, *args, **kwargs)
+        if path == "grid_sync" and forward:
+            cfg = dict(cfg, BLOCK_B=rows, BLOCK_K=128, num_stages=3)
+        return cfg
+
+    real_run = gru_kernels.gru_fwd_kernel.run
+
+    def recording_run(*args, **kwargs):
+        seen.append((kwargs["W_RESIDENT"], kwargs["BLOCK_B"], kwargs["BLOCK_K"],
+                     kwargs["num_stages"]))
+        return real_run(*args, **kwargs)
+
+    T, B, H = 4, 20, 200
+    lens = torch.tensor(([T, 2, 1] * B)[:B], dtype=torch.int32, device=DEVICE)
+    expected = _kernel_run(T, B, H, H, lens, False, "persistent", "tf32")
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    got = _kernel_run(T, B, H, H, lens, False, "grid_sync", "tf32")
+    assert set(seen) == {(False, rows, 128, 3)}
+    for name, g, e in zip(_KERNEL_RUN_NAMES, got, expected, strict=True):
+        assert_close(g, e, what=name, tol=_TF32_FORMS_TOL)
+
+
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("path,batch,hidden", [("per_step", 5, 37), ("per_step", 19, 70),
                                                ("grid_sync", 13, 13)],
