@@ -109,6 +109,26 @@ def gru_reset_gate_backward(d_rh, h_prev, r):
 
 
 @triton.jit
+def _dot_operand(x, w_dtype, DOT_PRECISION: tl.constexpr):
+    """x (any shape), a row operand of a W_hh product, as a ``tl.dot`` operand: in w_dtype,
+    and for "tf32" dots on fp32 data rounded to TF32 (10 mantissa bits) to nearest, ties away
+    from zero: PTX's ``cvt.rna.tf32.f32``, what cuDNN and cuBLAS hand their tensor cores.
+    (W_hh is rounded so by the launchers, once: ``tf32_nearest``.)
+
+    Why: Triton hands the MMA the fp32 bits (no cvt in the PTX, sm_80 and sm_90) and the MMA
+    drops each operand's low 13 bits, so every product leans toward zero; summed over T * B
+    rows, the lean put bias_ih's gradient at H 1024 2.7x as far from fp64 as cuDNN's (H200,
+    bench/tf32_bias_lean.py). Integer ops, not inline PTX, so the interpreter runs the same
+    rounding. NaN is kept as it is: the carry would turn some NaNs into zeros."""
+    x = x.to(w_dtype)
+    if DOT_PRECISION == "tf32" and x.dtype == tl.float32:
+        bits = x.to(tl.uint32, bitcast=True)
+        nearest = ((bits + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+        x = tl.where(x == x, nearest, x)
+    return x
+
+
+@triton.jit
 def _gate_tiles(p_w, mask_w, H, w_dtype, DO_RZ: tl.constexpr, DO_N: tl.constexpr):
     """The tiles at p_w of the r, z (DO_RZ) and n (DO_N) gates' blocks of W_hh, which lie
     H * H apart; a gate not asked for is 0.0 (unused)."""
@@ -152,14 +172,16 @@ def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
         mask_k = offs_k < H
         mask_hk = mask_b[:, None] & mask_k[None, :]
         if DO_RZ or N_FROM_H:
-            b_h = tl.load(h_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0,
-                          cache_modifier=LOAD_CACHE).to(w_dtype)
+            b_h = _dot_operand(tl.load(h_rows[:, None] + offs_k[None, :], mask=mask_hk,
+                                       other=0.0, cache_modifier=LOAD_CACHE),
+                               w_dtype, DOT_PRECISION)
         if DO_N:
             if N_FROM_H:
                 b_hn = b_h
             else:
-                b_hn = tl.load(hn_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0,
-                               cache_modifier=LOAD_CACHE).to(w_dtype)
+                b_hn = _dot_operand(tl.load(hn_rows[:, None] + offs_k[None, :], mask=mask_hk,
+                                            other=0.0, cache_modifier=LOAD_CACHE),
+                                    w_dtype, DOT_PRECISION)
         if W_RESIDENT:
             b_wr, b_wz, b_wn = w_res_r, w_res_z, w_res_n
         else:
@@ -207,8 +229,8 @@ def _stacked_gates_times_hidden(w_stack, h_rows, mask_b, H, acc_dtype, w_dtype,
     """
     offs_k = tl.arange(0, BLOCK_K)
     mask_hk = mask_b[:, None] & (offs_k < H)[None, :]
-    b_h = tl.load(h_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0,
-                  cache_modifier=LOAD_CACHE).to(w_dtype)
+    b_h = _dot_operand(tl.load(h_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0,
+                               cache_modifier=LOAD_CACHE), w_dtype, DOT_PRECISION)
     acc = tl.dot(w_stack, tl.trans(b_h), input_precision=DOT_PRECISION, out_dtype=acc_dtype)
     # (4 * BLOCK_H, BLOCK_B), row g * BLOCK_H + j -> [g // 2, g % 2, j, b] -> [b, j, g // 2,
     # g % 2]; split takes the last axis: g % 2 first, then g // 2.
@@ -252,14 +274,16 @@ def _split_k_pieces(w_hh_ptr, offs_j, mask_j, H, w_dtype, TRANSPOSED: tl.constex
 
 
 @triton.jit
-def _split_k_rows(rows, mask_b, H, w_dtype, LOAD_CACHE: tl.constexpr, K_BEGIN: tl.constexpr,
-                  SPLIT_K: tl.constexpr, BLOCK_K: tl.constexpr):
+def _split_k_rows(rows, mask_b, H, w_dtype, DOT_PRECISION: tl.constexpr,
+                  LOAD_CACHE: tl.constexpr, K_BEGIN: tl.constexpr, SPLIT_K: tl.constexpr,
+                  BLOCK_K: tl.constexpr):
     """The (BLOCK_B, BLOCK_K) row operand at rows[b] + K_BEGIN + k, cut along K as
     ``_split_k_slices`` cuts the slice: (SPLIT_K, BLOCK_B, BLOCK_K // SPLIT_K), in w_dtype."""
     KC: tl.constexpr = BLOCK_K // SPLIT_K
     offs_k = (K_BEGIN + tl.arange(0, SPLIT_K) * KC)[:, None, None] + tl.arange(0, KC)[None, None, :]
-    return tl.load(rows[None, :, None] + offs_k, mask=mask_b[None, :, None] & (offs_k < H),
-                   other=0.0, cache_modifier=LOAD_CACHE).to(w_dtype)
+    return _dot_operand(tl.load(rows[None, :, None] + offs_k,
+                                mask=mask_b[None, :, None] & (offs_k < H), other=0.0,
+                                cache_modifier=LOAD_CACHE), w_dtype, DOT_PRECISION)
 
 
 @triton.jit
@@ -283,7 +307,8 @@ def _split_k_hidden_times_w_hh_t(h_rows, mask_b, H, ws_r, ws_z, ws_n, acc_dtype,
     KP: tl.constexpr = BLOCK_K // K_PIECES
     acc_r, acc_z, acc_n = 0.0, 0.0, 0.0
     for p in tl.static_range(K_PIECES):
-        b_h = _split_k_rows(h_rows, mask_b, H, w_dtype, LOAD_CACHE, p * KP, SPLIT_K, KP)
+        b_h = _split_k_rows(h_rows, mask_b, H, w_dtype, DOT_PRECISION, LOAD_CACHE, p * KP,
+                            SPLIT_K, KP)
         # Each piece's partial tiles are summed across the warps before the next piece: summed
         # once over both, ptxas held every gate's operands at once and spilled (K = 2048).
         part_r = tl.sum(tl.dot(b_h, ws_r[p], input_precision=DOT_PRECISION, out_dtype=acc_dtype),
@@ -325,13 +350,16 @@ def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j
         mask_k = offs_k < H
         mask_d = mask_b[:, None] & mask_k[None, :]
         if DO_RZ:
-            b_dr = tl.load(dgx_rows[:, None] + offs_k[None, :], mask=mask_d, other=0.0,
-                           cache_modifier=LOAD_CACHE).to(w_dtype)
-            b_dz = tl.load(dgx_rows[:, None] + H + offs_k[None, :], mask=mask_d, other=0.0,
-                           cache_modifier=LOAD_CACHE).to(w_dtype)
+            b_dr = _dot_operand(tl.load(dgx_rows[:, None] + offs_k[None, :], mask=mask_d,
+                                        other=0.0, cache_modifier=LOAD_CACHE),
+                                w_dtype, DOT_PRECISION)
+            b_dz = _dot_operand(tl.load(dgx_rows[:, None] + H + offs_k[None, :], mask=mask_d,
+                                        other=0.0, cache_modifier=LOAD_CACHE),
+                                w_dtype, DOT_PRECISION)
         if DO_N:
-            b_dn = tl.load(dghn_rows[:, None] + offs_k[None, :], mask=mask_d, other=0.0,
-                           cache_modifier=LOAD_CACHE).to(w_dtype)
+            b_dn = _dot_operand(tl.load(dghn_rows[:, None] + offs_k[None, :], mask=mask_d,
+                                        other=0.0, cache_modifier=LOAD_CACHE),
+                                w_dtype, DOT_PRECISION)
         if W_RESIDENT:
             b_wr, b_wz, b_wn = w_res_r, w_res_z, w_res_n
         else:
@@ -364,15 +392,15 @@ def _split_k_grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, H, ws_r, ws_z, w
     KP: tl.constexpr = BLOCK_K // K_PIECES
     acc = tl.zeros((SPLIT_K, dgx_rows.shape[0], ws_r[0].shape[2]), dtype=acc_dtype)
     for p in tl.static_range(K_PIECES):
-        acc = tl.dot(_split_k_rows(dgx_rows, mask_b, H, w_dtype, LOAD_CACHE, p * KP, SPLIT_K,
-                                   KP), ws_r[p], acc, input_precision=DOT_PRECISION,
-                     out_dtype=acc_dtype)
-        acc = tl.dot(_split_k_rows(dgx_rows + H, mask_b, H, w_dtype, LOAD_CACHE, p * KP,
-                                   SPLIT_K, KP), ws_z[p], acc, input_precision=DOT_PRECISION,
-                     out_dtype=acc_dtype)
-        acc = tl.dot(_split_k_rows(dghn_rows, mask_b, H, w_dtype, LOAD_CACHE, p * KP, SPLIT_K,
-                                   KP), ws_n[p], acc, input_precision=DOT_PRECISION,
-                     out_dtype=acc_dtype)
+        acc = tl.dot(_split_k_rows(dgx_rows, mask_b, H, w_dtype, DOT_PRECISION, LOAD_CACHE,
+                                   p * KP, SPLIT_K, KP), ws_r[p], acc,
+                     input_precision=DOT_PRECISION, out_dtype=acc_dtype)
+        acc = tl.dot(_split_k_rows(dgx_rows + H, mask_b, H, w_dtype, DOT_PRECISION, LOAD_CACHE,
+                                   p * KP, SPLIT_K, KP), ws_z[p], acc,
+                     input_precision=DOT_PRECISION, out_dtype=acc_dtype)
+        acc = tl.dot(_split_k_rows(dghn_rows, mask_b, H, w_dtype, DOT_PRECISION, LOAD_CACHE,
+                                   p * KP, SPLIT_K, KP), ws_n[p], acc,
+                     input_precision=DOT_PRECISION, out_dtype=acc_dtype)
     return tl.sum(acc, axis=0)
 
 
@@ -1082,6 +1110,23 @@ def _three_pass(w_hh: torch.Tensor, dot_precision: str) -> bool:
     return w_hh.dtype == torch.float32 and dot_precision == "tf32x3"
 
 
+def tf32_nearest(w: torch.Tensor) -> torch.Tensor:
+    """A copy of fp32 ``w`` rounded to TF32 to nearest, ties away from zero, NaN kept: what
+    ``_dot_operand`` does to the row operands, done to W_hh once a launch instead of where
+    the kernels load it. Why not in the kernels: a resident slice passes through registers
+    to be rounded, and the TF32 split backward's K = 1024 slice then spilled (104 bytes on
+    sm_90, kernel report); a streamed one would be rounded again every step."""
+    nearest = ((w.view(torch.int32) + 0x1000) & ~0x1FFF).view(torch.float32)
+    return torch.where(torch.isnan(w), w, nearest)
+
+
+def _tf32_operand(w_hh: torch.Tensor, dot_precision: str) -> torch.Tensor:
+    """W_hh as the kernels' dots take it: TF32-rounded for fp32 weights under "tf32"."""
+    if w_hh.dtype == torch.float32 and dot_precision == "tf32":
+        return tf32_nearest(w_hh)
+    return w_hh
+
+
 def _dot_in_fp32(w_hh: torch.Tensor) -> bool:
     # The interpreter's tl.dot on bfloat16 tiles returns garbage (numpy has no bfloat16), so
     # there the tiles are widened to fp32 first: exact for bf16 values, and the fp32 dot with
@@ -1197,9 +1242,11 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     ``K_PIECES`` 2 (split only, asked for by ``cfg`` or given where the whole row operand
     does not fit): the row operands are staged for the dots half of K at a time, so shared
     memory holds the slice and half an operand. That keeps a K = 2048 slice in 16 bits, or
-    1024 in TF32, on an H100 (kernel report: 225 KiB, 232-252 registers, no spills, H a
-    multiple of 16; the forward spills 40 bytes at K = 2048 otherwise, so there it is not
-    split). Its grid, a 16-wide chunk per program, fits 132 SMs up to H = 2048 at B <= 16.
+    1024 in TF32 (forward only: the TF32 backward, which rounds its three operands to TF32
+    in registers, spills there in any number of pieces), on an H100 (kernel report: 225
+    KiB, 232-252 registers, no spills, H a multiple of 16; the forward spills 40 bytes at
+    K = 2048 otherwise, so there it is not split). Its grid, a 16-wide chunk per program,
+    fits 132 SMs up to H = 2048 at B <= 16.
     ``cfg`` may ask for more pieces (``three_pass`` at K = 1024 takes 4); each warp's slice
     of a piece stays at least a dot's 16 deep.
 
@@ -1230,6 +1277,10 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     if split > 1 and hidden_size % 16 and (row_operands > 1 and k_full >= 1024
                                            or cfg["BLOCK_H"] > 16 or k_full >= 2048):
         split = 1
+    if split > 1 and row_operands > 1 and itemsize == 4 and k_full >= 1024 and not three_pass:
+        # The TF32 split backward rounds its operands in registers (_dot_operand): at
+        # K = 1024 it spills (sm_90: 104 bytes in halves of K, 64 in quarters, 32 in eighths).
+        return None
     # The split backward takes its three operands one at a time, each spread over the warps.
     rows = (1 if split > 1 else row_operands) * cfg["BLOCK_B"]
     gate_rows = (4 if stacked else 3) * cfg["BLOCK_H"]
@@ -1422,6 +1473,7 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
            "r * h_{t-1}, which one program owns only there")
     _check_contiguous(gates=gates, w_hh=w_hh, b_hh=b_hh, h0=h0)
     _check_lengths(lengths, B, gates.device)
+    w_hh = _tf32_operand(w_hh, dot_precision)
 
     # The states' buffer, row T the first step's h_{t-1} as the products read it (module doc).
     states = torch.empty((T + 1, B, H), dtype=storage, device=gates.device)
@@ -1502,6 +1554,7 @@ def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torc
     _check(reset_after or not overwrite_gates,
            "the reset-before backward reads r after writing d_r: it cannot overwrite gates")
     _check_contiguous(dhs=dhs, gates=gates, ghn=ghn, hs=hs, h0=h0, w_hh=w_hh)
+    w_hh = _tf32_operand(w_hh, dot_precision)
     _check_lengths(lengths, B, hs.device)
 
     dgx = gates if overwrite_gates else torch.empty((T, B, 3 * H), dtype=storage,

@@ -71,28 +71,24 @@ def _assert_as_close_to_fp64_as_cudnn(T, B, I, H, dtype, path):
 
 
 _SPLIT, _STACKED = {"SPLIT_K": 8}, {"STACKED_GATES": True}
-# TF32 at H = 1024 (T 48, B 16) on the H200, 2026-12-04: bias_ih's gradient 2.1e-2 from fp64
-# against cuDNN's 7.7e-3, for the launcher's streamed form and both split forms alike, all
-# else within the bound. The cause, as far as the CPU can show it: Triton hands the tensor
-# cores fp32 bits, which they truncate to TF32 (the PTX has no cvt.rna.tf32), so every
-# product leans toward zero, and the bias gradient sums that lean over T * B rows; cuDNN
-# rounds to nearest (bench/tf32_bias_lean.py emulates both: 1.34e-2 against 7.37e-3). Not
-# fixed yet: rounding the operands in the kernels changes the hot loop, to be timed on a GPU.
-# strict: once it passes, the mark must go.
-_TF32_BIAS_LEAN = pytest.mark.xfail(
-    strict=True, reason="TF32 operands truncated, not rounded: bias_ih.grad 2.7x cuDNN's error")
+# TF32 at H = 1024 (T 48, B 16) on the H200, 2026-12-04: bias_ih's gradient was 2.1e-2 from
+# fp64 against cuDNN's 7.7e-3, in every form, all else within the bound: the tensor cores
+# truncated the fp32 bits Triton handed them, so every product leaned toward zero, and the
+# bias gradient sums that lean over T * B rows (bench/tf32_bias_lean.py emulates it: 1.34e-2
+# truncated against 7.37e-3 rounded to nearest, as cuDNN rounds). The kernels now round their
+# TF32 operands to nearest (kernels.gru._dot_operand; tests/test_tf32_rounding.py), which is
+# what these H 1024 cases check natively.
 
 
 @pytest.mark.parametrize("kernel,form,H,dtype,pieces", [
     *[(kernel, form, H, torch.bfloat16, 1) for H in (512, 1024)
       for kernel, form in (("fwd", _SPLIT), ("bwd", _SPLIT), ("fwd", _STACKED))],
-    *[pytest.param(kernel, _SPLIT, H, dtype, 2,
-                   marks=[_TF32_BIAS_LEAN] if dtype == torch.float32 else [])
-      for H, dtype in ((2048, torch.bfloat16), (1024, torch.float32)) for kernel in ("fwd", "bwd")]],
+    *[(kernel, _SPLIT, 2048, torch.bfloat16, 2) for kernel in ("fwd", "bwd")],
+    ("fwd", _SPLIT, 1024, torch.float32, 2)],
     ids=[*[f"{kernel}-{name}-H{H}" for H in (512, 1024)
            for kernel, name in (("fwd", "split_k"), ("bwd", "split_k"), ("fwd", "stacked"))],
-         *[f"{kernel}-split_k-pieces-{name}" for name in ("bf16-H2048", "tf32-H1024")
-           for kernel in ("fwd", "bwd")]])
+         *[f"{kernel}-split_k-pieces-bf16-H2048" for kernel in ("fwd", "bwd")],
+         "fwd-split_k-pieces-tf32-H1024"])
 def test_resident_forms_not_yet_picked_match_fp64(kernel, form, H, dtype, pieces, monkeypatch):
     """The resident forms the launchers do not pick until a GPU has timed them (bench/
     variants.py), natively, grid-synchronised over many programs (the interpreter runs
@@ -113,7 +109,6 @@ def test_resident_forms_not_yet_picked_match_fp64(kernel, form, H, dtype, pieces
                         for run in runs), runs
 
 
-@_TF32_BIAS_LEAN
 def test_tf32_launcher_at_h1024_matches_fp64():
     """The TF32 launch at H = 1024, B = 16 as the launchers plan it (W_hh streamed: the
     slice does not fit whole), held to the bound the split forms in K pieces are held to

@@ -260,22 +260,24 @@ def _kernel_run(T, B, H, seed, lengths, reverse, path, precision):
 
 
 _KERNEL_RUN_NAMES = ["hs", "activations", "ghn", "dgx", "dghn", "dh_direct"]
-# Two forms of the same TF32 products: the interpreter computes every dot exactly, so there
-# they agree to fp32's bound. On a GPU they run different tensor-core instructions (sm_90:
-# wgmma for the whole product, mma.sync for the split one's batched dots; both truncate the
-# operands, the PTX has no cvt.rna), which add a product's terms in their own order and
-# internal precision: the H200's split-K runs landed 2e-5 to 7e-5 off the whole product's
-# (2026-12-04). A slice, piece or tile taken from the wrong place moves them by the size of
-# the values.
-_TF32_FORMS_TOL = 1e-3 if DEVICE.type == "cuda" else None
+# Two forms of the same TF32 products: both round their operands to TF32
+# (kernels.gru._dot_operand), but h_{t-1} and the gate gradients they round come out of
+# their own sums, so a value a summation order apart from the other form's can round to the
+# next TF32 value (2^-11 relative): in the interpreter, whose dots are exact on the rounded
+# operands, that put the forms 7e-5 apart. On a GPU they also run different tensor-core
+# instructions (sm_90: wgmma for the whole product, mma.sync for the split one's batched
+# dots), which add in their own order and internal precision: the H200's split-K runs
+# landed 2e-5 to 7e-5 off the whole product's (2026-12-04, operands truncated then). A
+# slice, piece or tile taken from the wrong place moves them by the size of the values.
+_TF32_FORMS_TOL = 1e-3
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("batch,lengths", [(40, None), (70, "ragged")], ids=["B40", "B70-lengths"])
 def test_grid_sync_wide_batch_tiles_match_persistent(batch, lengths, reverse):
     """grid_sync takes 32- and 64-row batch tiles only for tensor-core dots, which fp32
-    reaches only on a GPU with TF32; the interpreter computes every dot in exact fp32
-    whatever the precision says, so asking for "tf32" here runs those tiles on fp32 data,
+    reaches only on a GPU with TF32; the interpreter computes every dot exactly on the
+    operands the kernels round to TF32, so asking for "tf32" here runs those tiles,
     forward and backward, against the persistent path's 16-row tiles. Both sides ask for
     TF32, so on a GPU they round the same operands and differ only in summation order."""
     from gru_triton.kernels import gru as gru_kernels
@@ -338,9 +340,9 @@ def test_streamed_forward_in_pipelined_wide_chunks_matches_persistent(rows, monk
 def test_resident_w_hh_matches_streamed(path, batch, hidden, reverse, monkeypatch):
     """W_RESIDENT: a program that owns one hidden chunk for the whole launch loads its W_hh
     slice once, over all of K, forward and backward. The launcher picks it for tensor-core
-    dots only, which fp32 reaches through TF32; the interpreter computes those dots in exact
-    fp32, so asking for "tf32" runs the resident code on fp32 data, against the same path
-    and precision with the resident plan turned off (W_hh streamed), so that on a GPU only
+    dots only, which fp32 reaches through TF32; the interpreter computes those dots exactly
+    on the TF32-rounded operands, so asking for "tf32" runs the resident code, against the
+    same path and precision with the resident plan turned off (W_hh streamed), so that on a GPU only
     the summation order differs.
     (grid_sync owns one chunk per program here only while H fits one chunk: the interpreter
     runs one column.)"""

@@ -1,0 +1,159 @@
+"""TF32 dots take their fp32 operands rounded to nearest (kernels.gru._dot_operand), as cuDNN
+and cuBLAS do, not truncated, as a tensor core does with the bits Triton hands it.
+
+Both tests run wherever the suite runs: in the interpreter (there tl.dot is exact fp32, so
+the kernels' products are those of the rounded operands exactly) and natively (there the MMA
+multiplies the rounded operands exactly too: an 11-bit by 11-bit significand product fits in
+fp32; only the order and precision of the additions differ)."""
+
+import pathlib
+import sys
+
+import pytest
+import torch
+import triton
+import triton.language as tl
+from gru_triton.kernels.gru import _dot_operand
+
+from tests.helpers import DEVICE, assert_close, force_resident_form, max_rel_err
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
+from tf32x3_accuracy import tf32_round, tf32_truncate  # noqa: E402
+
+
+@triton.jit
+def _operand_kernel(x_ptr, out_ptr, N, IS_F16: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                    BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + offs, mask=offs < N)
+    w_dtype = tl.float16 if IS_F16 else tl.float32
+    tl.store(out_ptr + offs, _dot_operand(x, w_dtype, DOT_PRECISION).to(tl.float32),
+             mask=offs < N)
+
+
+def _operand(x: torch.Tensor, precision: str, fp16: bool = False) -> torch.Tensor:
+    out = torch.empty_like(x)
+    _operand_kernel[(1,)](x, out, x.numel(), IS_F16=fp16, DOT_PRECISION=precision,
+                          BLOCK=triton.next_power_of_2(x.numel()))
+    return out
+
+
+def test_tf32_operands_round_to_nearest_ties_away():
+    """Against the bit-level rounding the emulations use (bench/tf32x3_accuracy.py), value
+    by value: the ties (either sign) go away from zero, a hair below a tie goes down, the
+    largest finite value overflows to inf as cvt.rna does, and inf, NaN, zeros and
+    subnormals come through; "ieee" and "tf32x3" (Triton splits those itself) and 16-bit
+    operands are left as they are."""
+    ulp = 2.0 ** -10  # TF32's spacing at 1
+    edge = torch.tensor([1 + ulp / 2, -(1 + ulp / 2), 1 + 1.5 * ulp, 1 + ulp / 2 - 2.0 ** -23,
+                         torch.finfo(torch.float32).max, float("inf"), float("-inf"), 0.0,
+                         -0.0, 2.0 ** -140, -(2.0 ** -149), 3.0, 1e-30])
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([edge, torch.randn(200, generator=g) * 10.0 ** torch.randint(-8, 8, (200,),
+                                                                               generator=g)])
+    expected = tf32_round(x)
+    assert expected[0] == 1 + ulp and expected[1] == -(1 + ulp) and expected[2] == 1 + 2 * ulp
+    assert expected[3] == 1 and expected[4] == float("inf")
+    got = _operand(x.to(DEVICE), "tf32").cpu()
+    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
+    assert not torch.equal(got, tf32_truncate(x))
+    nan = torch.tensor([float("nan"), -float("nan")])
+    nan = torch.cat([nan, torch.tensor([0x7FFFFFFF, -1], dtype=torch.int32).view(torch.float32)])
+    assert torch.isnan(_operand(nan.to(DEVICE), "tf32")).all()
+    for precision in ("ieee", "tf32x3"):
+        assert torch.equal(_operand(x.to(DEVICE), precision).cpu(), x)
+    half = x[torch.isfinite(x) & (x.abs() < 6e4)].half().float()
+    assert torch.equal(_operand(half.to(DEVICE), "tf32", fp16=True).cpu(), half)
+
+
+class _RoundedProduct(torch.autograd.Function):
+    """a @ bᵀ on TF32-rounded operands, and its gradient for a the same way: what the
+    kernels compute for h_{t-1} @ W_hhᵀ forward and the gate gradients @ W_hh backward."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(b)
+        return tf32_round(a) @ tf32_round(b).T
+
+    @staticmethod
+    def backward(ctx, grad):
+        (b,) = ctx.saved_tensors
+        return tf32_round(grad) @ tf32_round(b), None
+
+
+def _emulated(gates, w_hh, b_hh, h0, dhs, product):
+    """One reset-after layer's recurrence on the CPU in fp32 with ``product`` for the W_hh
+    products: hs (T, B, H) and dL/dgates (T, B, 3H) for dL/dhs = dhs."""
+    gates = gates.clone().requires_grad_(True)
+    h, hs = h0, []
+    for t in range(gates.shape[0]):
+        gh = product(h, w_hh) + b_hh
+        x_r, x_z, x_n = gates[t].chunk(3, 1)
+        h_r, h_z, h_n = gh.chunk(3, 1)
+        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        h = (1 - z) * torch.tanh(x_n + r * h_n) + z * h
+        hs.append(h)
+    hs = torch.stack(hs)
+    (hs * dhs).sum().backward()
+    return hs.detach(), gates.grad
+
+
+class _TruncatedProduct(_RoundedProduct):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(b)
+        return tf32_truncate(a) @ tf32_truncate(b).T
+
+    @staticmethod
+    def backward(ctx, grad):
+        (b,) = ctx.saved_tensors
+        return tf32_truncate(grad) @ tf32_truncate(b), None
+
+
+# The kernels' accumulation order is their own, and a value a summation order off can round
+# to the next TF32 value (2^-11 relative); on a GPU the MMA adds in its own precision too
+# (the H200's split-K forms landed up to 7e-5 from the whole product's, 2026-12-04). In the
+# interpreter the kernels landed 1e-7 to 4e-6 from the rounded emulation and 4e-4 to 6e-4
+# from the truncated one.
+_TOL = 1.5e-4 if DEVICE.type == "cuda" else 2e-5
+
+
+@pytest.mark.parametrize("path,batch,hidden,form", [
+    ("persistent", 5, 37, None), ("per_step", 19, 48, None), ("grid_sync", 13, 16, None),
+    ("grid_sync", 13, 16, {"STACKED_GATES": True}), ("per_step", 5, 48, {"SPLIT_K": 8})],
+    ids=["persistent-streamed", "per_step-resident", "grid_sync-resident", "stacked",
+         "split_k"])
+def test_tf32_recurrence_multiplies_rounded_operands(path, batch, hidden, form, monkeypatch):
+    """A layer forward and backward through the launchers with "tf32" dots, against the same
+    recurrence on the CPU with both operands of every W_hh product rounded to TF32: within
+    fp32's summation bound, while the same recurrence with them truncated (what the MMA did
+    before) lands farther than that bound. Each kernel form loads its operands its own way
+    (W_hh streamed or resident, stacked, split along K), so each is run."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    runs = []
+    if form:
+        runs.append(force_resident_form(monkeypatch, "fwd", **form))
+        if "SPLIT_K" in form:
+            runs.append(force_resident_form(monkeypatch, "bwd", **form))
+    T, B, H = 6, batch, hidden
+    g = torch.Generator().manual_seed(hidden)
+    gates = torch.randn(T, B, 3 * H, generator=g)
+    w_hh = torch.randn(3 * H, H, generator=g) / H ** 0.5
+    b_hh = torch.randn(3 * H, generator=g)
+    h0, dhs = torch.randn(B, H, generator=g), torch.randn(T, B, H, generator=g)
+    # .to() of a CPU tensor in the interpreter is the tensor itself: the forward overwrites
+    # its gates with the activations.
+    on = [t.to(DEVICE, copy=True) for t in (gates, w_hh, b_hh, h0, dhs)]
+    hs, ghn = gru_kernels.gru_forward(on[0], on[1], on[2], on[3], reverse=False, save=True,
+                                      path=path, dot_precision="tf32")
+    dgx, _, _ = gru_kernels.gru_backward(on[4], None, on[0], ghn, hs, on[3], on[1],
+                                         reverse=False, path=path, dot_precision="tf32")
+    for kernel_runs in runs:
+        assert kernel_runs and all(run[0] and run[1:3] != (False, 1) for run in kernel_runs)
+    rounded = _emulated(gates, w_hh, b_hh, h0, dhs, _RoundedProduct.apply)
+    truncated = _emulated(gates, w_hh, b_hh, h0, dhs, _TruncatedProduct.apply)
+    for name, got, near, far in zip(("hs", "dgx"), (hs.cpu(), dgx.cpu()), rounded, truncated,
+                                    strict=True):
+        assert_close(got, near, what=name, tol=_TOL)
+        assert max_rel_err(got, far) > _TOL, f"{name}: as close to truncated operands"
