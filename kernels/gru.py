@@ -1116,8 +1116,10 @@ def tf32_nearest(w: torch.Tensor) -> torch.Tensor:
     the kernels load it. Why not in the kernels: a resident slice passes through registers
     to be rounded, and the TF32 split backward's K = 1024 slice then spilled (104 bytes on
     sm_90, kernel report); a streamed one would be rounded again every step."""
-    nearest = ((w.view(torch.int32) + 0x1000) & ~0x1FFF).view(torch.float32)
-    return torch.where(torch.isnan(w), w, nearest)
+    # In place past the first op: the copy, and a mask a quarter of it, are all it allocates
+    # (a training step's peak holds them).
+    nearest = w.view(torch.int32).add(0x1000).bitwise_and_(~0x1FFF).view(torch.float32)
+    return torch.where(torch.isnan(w), w, nearest, out=nearest)
 
 
 def _tf32_operand(w_hh: torch.Tensor, dot_precision: str) -> torch.Tensor:

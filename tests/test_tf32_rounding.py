@@ -66,6 +66,33 @@ def test_tf32_operands_round_to_nearest_ties_away():
     assert torch.equal(_operand(half.to(DEVICE), "tf32", fp16=True).cpu(), half)
 
 
+def test_w_hh_is_rounded_once_on_the_host_as_the_rows_are_in_the_kernels():
+    """The launchers round W_hh for "tf32" dots themselves (kernels.gru.tf32_nearest), into a
+    copy: bit for bit what the kernels do to the row operands, NaNs (any payload) still NaN,
+    and the caller's tensor untouched."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(96, 32, generator=g) * 10.0 ** torch.randint(-6, 6, (96, 32), generator=g)
+    w[0, :4] = torch.tensor([0x7F800001, 0x7FFFFFFF, -1, 0x7FC00000],
+                            dtype=torch.int32).view(torch.float32)
+    w[1, :3] = torch.tensor([float("inf"), -float("inf"), torch.finfo(torch.float32).max])
+    before = w.clone()
+    w = w.to(DEVICE)
+    got = gru_kernels._tf32_operand(w, "tf32")
+    assert got.data_ptr() != w.data_ptr()
+    assert torch.equal(w.cpu().view(torch.int32), before.view(torch.int32))
+    kernel = _operand(w.flatten().contiguous(), "tf32").view_as(w)
+    nan = torch.isnan(before)
+    assert torch.isnan(got.cpu()[nan]).all() and nan.sum() == 4
+    assert torch.equal(got.cpu()[~nan].view(torch.int32), kernel.cpu()[~nan].view(torch.int32))
+    assert torch.equal(got.cpu()[~nan], tf32_round(before)[~nan])
+    for precision in ("ieee", "tf32x3"):
+        assert gru_kernels._tf32_operand(w, precision) is w
+    half = w.half()
+    assert gru_kernels._tf32_operand(half, "tf32") is half
+
+
 class _RoundedProduct(torch.autograd.Function):
     """a @ bᵀ on TF32-rounded operands, and its gradient for a the same way: what the
     kernels compute for h_{t-1} @ W_hhᵀ forward and the gate gradients @ W_hh backward."""
