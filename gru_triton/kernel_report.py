@@ -42,12 +42,13 @@ PRECISIONS = (("bf16", "ieee"), ("fp16", "ieee"), ("fp32", "tf32"), ("fp32", "tf
 _SIGNATURES = {
     "gru_fwd_kernel": (gru_kernels.gru_fwd_kernel,
                        ["gates_ptr:st", "w_hh_ptr:w", "b_hh_ptr:w", "hs_ptr:st", "ghn_ptr:st",
-                        "rh_ptr:acc", "hf_ptr:acc", "lengths_ptr:i32", "sync_ptr:i32"],
+                        "rh_ptr:acc", "hf_ptr:acc", "hd_ptr:acc", "lengths_ptr:i32",
+                        "sync_ptr:i32"],
                        dict(HAS_BIAS=True, REVERSE=False, SAVE=True)),
     "gru_bwd_kernel": (gru_kernels.gru_bwd_kernel,
                        ["dhs_ptr:st", "gates_ptr:st", "ghn_ptr:st", "hs_ptr:st", "h0_ptr:st",
                         "w_hh_ptr:w", "lengths_ptr:i32", "sync_ptr:i32", "dgx_ptr:st",
-                        "dghn_ptr:st", "dcarry_ptr:acc"],
+                        "dghn_ptr:st", "dcarry_ptr:acc", "dd_ptr:acc"],
                        dict(REVERSE=False, HAS_DHS=True)),
 }
 # The constexpr flags that change the code: PyTorch's GRU on full-length rows, with per-row
@@ -100,15 +101,17 @@ def _cuobjdump() -> str:
 
 
 def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, cfg: dict,
-                arch: int, aligned: bool = False) -> dict:
+                arch: int, aligned: bool = False, flags: dict | None = None) -> dict:
     """Compiles one configuration; returns its resource usage and tensor-core use.
+    ``flags``: constexpr flags over the launchers' (what-if compiles; tests).
 
     aligned: as Triton's launcher compiles it for a hidden size that is a multiple of 16
     (every pointer 16-byte aligned, as PyTorch allocates, and H divisible by 16): the loads
     along H are then vectorised, which changes the registers. Otherwise as it compiles for
     any other H (scalar loads)."""
-    fn, pointers, flags = _SIGNATURES[kernel_name]
-    flags = dict(flags, **VARIANTS[variant])
+    fn, pointers, base = _SIGNATURES[kernel_name]
+    asked = flags or {}
+    flags = dict(base, **VARIANTS[variant])
     flags.setdefault("W_RESIDENT", False)
     if kernel_name == "gru_fwd_kernel":
         # As gru_forward launches it: the fp32 state apart wherever the states are 16-bit.
@@ -117,6 +120,9 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
     # As resident_config gives it: at most one slice per 16 of K.
     flags["SPLIT_K"] = cfg.get("SPLIT_K", 1)
     flags["K_PIECES"] = cfg.get("K_PIECES", 1)
+    # As the launchers run TF32: the reset-after kernels' rows come rounded from their producer.
+    flags["ROWS_ROUNDED"] = dot_precision == "tf32" and flags.get("RESET_AFTER", True)
+    flags.update(asked)
     signature, constexprs = {}, {}
     for spec in pointers:
         name, kind = spec.split(":")
@@ -177,6 +183,10 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
         # The grid barrier: a releasing atomic add, then acquiring loads of the counter.
         "grid_barrier": bool(re.search(r"\.gpu\.release\.add", ptx)
                              and re.search(r"ld\.global\.gpu\.acquire", ptx)),
+        # CTA barriers and ldmatrix as the code is written: what staging an operand through
+        # registers adds to a K loop (docs/performance.md, "TF32 operands").
+        "cta_barriers": len(re.findall(r"\bbar\.sync\b", ptx)),
+        "ldmatrix": len(re.findall(r"\bldmatrix\.", ptx)),
     }
 
 

@@ -109,22 +109,33 @@ def gru_reset_gate_backward(d_rh, h_prev, r):
 
 
 @triton.jit
-def _dot_operand(x, w_dtype, DOT_PRECISION: tl.constexpr):
-    """x (any shape), a row operand of a W_hh product, as a ``tl.dot`` operand: in w_dtype,
-    and for "tf32" dots on fp32 data rounded to TF32 (10 mantissa bits) to nearest, ties away
-    from zero: PTX's ``cvt.rna.tf32.f32``, what cuDNN and cuBLAS hand their tensor cores.
-    (W_hh is rounded so by the launchers, once: ``tf32_nearest``.)
+def _tf32_nearest(x):
+    """fp32 x rounded to TF32 (10 mantissa bits) to nearest, ties away from zero: PTX's
+    ``cvt.rna.tf32.f32``, what cuDNN and cuBLAS hand their tensor cores. Integer ops, not
+    inline PTX, so the interpreter runs the same rounding; NaN is kept as it is (the carry
+    would turn some NaNs into zeros or infinities).
 
-    Why: Triton hands the MMA the fp32 bits (no cvt in the PTX, sm_80 and sm_90) and the MMA
-    drops each operand's low 13 bits, so every product leans toward zero; summed over T * B
-    rows, the lean put bias_ih's gradient at H 1024 2.7x as far from fp64 as cuDNN's (H200,
-    bench/tf32_bias_lean.py). Integer ops, not inline PTX, so the interpreter runs the same
-    rounding. NaN is kept as it is: the carry would turn some NaNs into zeros."""
+    Why the kernels round at all: Triton hands the MMA the fp32 bits (no cvt in the PTX,
+    sm_80 and sm_90) and the MMA drops each operand's low 13 bits, so every product leans
+    toward zero; summed over T * B rows, the lean put bias_ih's gradient at H 1024 2.7x as
+    far from fp64 as cuDNN's (H200, bench/tf32_bias_lean.py)."""
+    bits = x.to(tl.uint32, bitcast=True)
+    nearest = ((bits + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+    return tl.where(x == x, nearest, x)
+
+
+@triton.jit
+def _dot_operand(x, w_dtype, ROUND: tl.constexpr):
+    """x (any shape), a row operand of a W_hh product, as a ``tl.dot`` operand: in w_dtype,
+    and with ROUND (TF32 dots whose rows the producer did not round: the reset-before form)
+    on fp32 data, rounded to TF32 (``_tf32_nearest``). The reset-after kernels' TF32 rows
+    come rounded from their producer (ROWS_ROUNDED): rounded here, between the load and the
+    dot, the operand went through registers and an extra barrier per K chunk, and the H200's
+    backward took 26-49% longer a step. W_hh comes rounded from the launchers
+    (``tf32_nearest``)."""
     x = x.to(w_dtype)
-    if DOT_PRECISION == "tf32" and x.dtype == tl.float32:
-        bits = x.to(tl.uint32, bitcast=True)
-        nearest = ((bits + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
-        x = tl.where(x == x, nearest, x)
+    if ROUND and x.dtype == tl.float32:
+        x = _tf32_nearest(x)
     return x
 
 
@@ -155,8 +166,8 @@ def _w_hh_t_tiles(w_hh_ptr, offs_j, mask_j, offs_k, H, w_dtype,
 def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
                          acc_r, acc_z, acc_n, w_res_r, w_res_z, w_res_n,
                          DO_RZ: tl.constexpr, DO_N: tl.constexpr, N_FROM_H: tl.constexpr,
-                         W_RESIDENT: tl.constexpr,
-                         DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
+                         W_RESIDENT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                         ROUND_ROWS: tl.constexpr, DOT_IN_FP32: tl.constexpr,
                          LOAD_CACHE: tl.constexpr, BLOCK_K: tl.constexpr):
     """acc_g += rows[b, :] @ W_hh[g*H + j, :]ᵀ for the gates asked for.
 
@@ -174,14 +185,14 @@ def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
         if DO_RZ or N_FROM_H:
             b_h = _dot_operand(tl.load(h_rows[:, None] + offs_k[None, :], mask=mask_hk,
                                        other=0.0, cache_modifier=LOAD_CACHE),
-                               w_dtype, DOT_PRECISION)
+                               w_dtype, ROUND_ROWS)
         if DO_N:
             if N_FROM_H:
                 b_hn = b_h
             else:
                 b_hn = _dot_operand(tl.load(hn_rows[:, None] + offs_k[None, :], mask=mask_hk,
                                             other=0.0, cache_modifier=LOAD_CACHE),
-                                    w_dtype, DOT_PRECISION)
+                                    w_dtype, ROUND_ROWS)
         if W_RESIDENT:
             b_wr, b_wz, b_wn = w_res_r, w_res_z, w_res_n
         else:
@@ -214,7 +225,8 @@ def _stacked_w_hh(w_hh_ptr, j0, H, w_dtype, BLOCK_H: tl.constexpr, BLOCK_K: tl.c
 
 @triton.jit
 def _stacked_gates_times_hidden(w_stack, h_rows, mask_b, H, acc_dtype, w_dtype,
-                                DOT_PRECISION: tl.constexpr, LOAD_CACHE: tl.constexpr,
+                                DOT_PRECISION: tl.constexpr, ROUND_ROWS: tl.constexpr,
+                                LOAD_CACHE: tl.constexpr,
                                 BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
     """rows[b, :] @ W_hh[g*H + j, :]ᵀ for the three gates as one product, transposed:
     w_stack (4 * BLOCK_H, BLOCK_K) (``_stacked_w_hh``) @ h_{t-1}ᵀ (BLOCK_K, BLOCK_B). Returns
@@ -230,7 +242,7 @@ def _stacked_gates_times_hidden(w_stack, h_rows, mask_b, H, acc_dtype, w_dtype,
     offs_k = tl.arange(0, BLOCK_K)
     mask_hk = mask_b[:, None] & (offs_k < H)[None, :]
     b_h = _dot_operand(tl.load(h_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0,
-                               cache_modifier=LOAD_CACHE), w_dtype, DOT_PRECISION)
+                               cache_modifier=LOAD_CACHE), w_dtype, ROUND_ROWS)
     acc = tl.dot(w_stack, tl.trans(b_h), input_precision=DOT_PRECISION, out_dtype=acc_dtype)
     # (4 * BLOCK_H, BLOCK_B), row g * BLOCK_H + j -> [g // 2, g % 2, j, b] -> [b, j, g // 2,
     # g % 2]; split takes the last axis: g % 2 first, then g // 2.
@@ -274,7 +286,7 @@ def _split_k_pieces(w_hh_ptr, offs_j, mask_j, H, w_dtype, TRANSPOSED: tl.constex
 
 
 @triton.jit
-def _split_k_rows(rows, mask_b, H, w_dtype, DOT_PRECISION: tl.constexpr,
+def _split_k_rows(rows, mask_b, H, w_dtype, ROUND_ROWS: tl.constexpr,
                   LOAD_CACHE: tl.constexpr, K_BEGIN: tl.constexpr, SPLIT_K: tl.constexpr,
                   BLOCK_K: tl.constexpr):
     """The (BLOCK_B, BLOCK_K) row operand at rows[b] + K_BEGIN + k, cut along K as
@@ -283,12 +295,13 @@ def _split_k_rows(rows, mask_b, H, w_dtype, DOT_PRECISION: tl.constexpr,
     offs_k = (K_BEGIN + tl.arange(0, SPLIT_K) * KC)[:, None, None] + tl.arange(0, KC)[None, None, :]
     return _dot_operand(tl.load(rows[None, :, None] + offs_k,
                                 mask=mask_b[None, :, None] & (offs_k < H), other=0.0,
-                                cache_modifier=LOAD_CACHE), w_dtype, DOT_PRECISION)
+                                cache_modifier=LOAD_CACHE), w_dtype, ROUND_ROWS)
 
 
 @triton.jit
 def _split_k_hidden_times_w_hh_t(h_rows, mask_b, H, ws_r, ws_z, ws_n, acc_dtype, w_dtype,
-                                 DOT_PRECISION: tl.constexpr, LOAD_CACHE: tl.constexpr,
+                                 DOT_PRECISION: tl.constexpr, ROUND_ROWS: tl.constexpr,
+                                 LOAD_CACHE: tl.constexpr,
                                  SPLIT_K: tl.constexpr, K_PIECES: tl.constexpr,
                                  BLOCK_K: tl.constexpr):
     """rows[b, :] @ W_hh[g*H + j, :]ᵀ for the three gates, with K cut into SPLIT_K slices
@@ -307,7 +320,7 @@ def _split_k_hidden_times_w_hh_t(h_rows, mask_b, H, ws_r, ws_z, ws_n, acc_dtype,
     KP: tl.constexpr = BLOCK_K // K_PIECES
     acc_r, acc_z, acc_n = 0.0, 0.0, 0.0
     for p in tl.static_range(K_PIECES):
-        b_h = _split_k_rows(h_rows, mask_b, H, w_dtype, DOT_PRECISION, LOAD_CACHE, p * KP,
+        b_h = _split_k_rows(h_rows, mask_b, H, w_dtype, ROUND_ROWS, LOAD_CACHE, p * KP,
                             SPLIT_K, KP)
         # Each piece's partial tiles are summed across the warps before the next piece: summed
         # once over both, ptxas held every gate's operands at once and spilled (K = 2048).
@@ -338,7 +351,8 @@ def _w_hh_tiles(w_hh_ptr, offs_k, offs_j, mask_j, H, w_dtype,
 def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc,
                            w_res_r, w_res_z, w_res_n,
                            DO_RZ: tl.constexpr, DO_N: tl.constexpr, W_RESIDENT: tl.constexpr,
-                           DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
+                           DOT_PRECISION: tl.constexpr, ROUND_ROWS: tl.constexpr,
+                           DOT_IN_FP32: tl.constexpr,
                            LOAD_CACHE: tl.constexpr, BLOCK_K: tl.constexpr):
     """acc += [d_r | d_z][b, :] @ W_hh[:2H, j] (DO_RZ) + d_gh_n[b, :] @ W_hn[:, j] (DO_N).
 
@@ -352,14 +366,14 @@ def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j
         if DO_RZ:
             b_dr = _dot_operand(tl.load(dgx_rows[:, None] + offs_k[None, :], mask=mask_d,
                                         other=0.0, cache_modifier=LOAD_CACHE),
-                                w_dtype, DOT_PRECISION)
+                                w_dtype, ROUND_ROWS)
             b_dz = _dot_operand(tl.load(dgx_rows[:, None] + H + offs_k[None, :], mask=mask_d,
                                         other=0.0, cache_modifier=LOAD_CACHE),
-                                w_dtype, DOT_PRECISION)
+                                w_dtype, ROUND_ROWS)
         if DO_N:
             b_dn = _dot_operand(tl.load(dghn_rows[:, None] + offs_k[None, :], mask=mask_d,
                                         other=0.0, cache_modifier=LOAD_CACHE),
-                                w_dtype, DOT_PRECISION)
+                                w_dtype, ROUND_ROWS)
         if W_RESIDENT:
             b_wr, b_wz, b_wn = w_res_r, w_res_z, w_res_n
         else:
@@ -377,6 +391,7 @@ def _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr, offs_j, mask_j
 @triton.jit
 def _split_k_grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, H, ws_r, ws_z, ws_n, acc_dtype,
                                    w_dtype, DOT_PRECISION: tl.constexpr,
+                                   ROUND_ROWS: tl.constexpr,
                                    LOAD_CACHE: tl.constexpr, SPLIT_K: tl.constexpr,
                                    K_PIECES: tl.constexpr, BLOCK_K: tl.constexpr):
     """[d_r | d_z][b, :] @ W_hh[:2H, j] + d_gh_n[b, :] @ W_hn[:, j] with K cut into SPLIT_K
@@ -392,13 +407,13 @@ def _split_k_grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, H, ws_r, ws_z, w
     KP: tl.constexpr = BLOCK_K // K_PIECES
     acc = tl.zeros((SPLIT_K, dgx_rows.shape[0], ws_r[0].shape[2]), dtype=acc_dtype)
     for p in tl.static_range(K_PIECES):
-        acc = tl.dot(_split_k_rows(dgx_rows, mask_b, H, w_dtype, DOT_PRECISION, LOAD_CACHE,
+        acc = tl.dot(_split_k_rows(dgx_rows, mask_b, H, w_dtype, ROUND_ROWS, LOAD_CACHE,
                                    p * KP, SPLIT_K, KP), ws_r[p], acc,
                      input_precision=DOT_PRECISION, out_dtype=acc_dtype)
-        acc = tl.dot(_split_k_rows(dgx_rows + H, mask_b, H, w_dtype, DOT_PRECISION, LOAD_CACHE,
+        acc = tl.dot(_split_k_rows(dgx_rows + H, mask_b, H, w_dtype, ROUND_ROWS, LOAD_CACHE,
                                    p * KP, SPLIT_K, KP), ws_z[p], acc,
                      input_precision=DOT_PRECISION, out_dtype=acc_dtype)
-        acc = tl.dot(_split_k_rows(dghn_rows, mask_b, H, w_dtype, DOT_PRECISION, LOAD_CACHE,
+        acc = tl.dot(_split_k_rows(dghn_rows, mask_b, H, w_dtype, ROUND_ROWS, LOAD_CACHE,
                                    p * KP, SPLIT_K, KP), ws_n[p], acc,
                      input_precision=DOT_PRECISION, out_dtype=acc_dtype)
     return tl.sum(acc, axis=0)
@@ -521,13 +536,14 @@ def _state_base(hs_ptr, h0_ptr, t_prev, T, B, H):
 
 @triton.jit
 def gru_fwd_kernel(
-    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, hf_ptr, lengths_ptr,
+    gates_ptr, w_hh_ptr, b_hh_ptr, hs_ptr, ghn_ptr, rh_ptr, hf_ptr, hd_ptr, lengths_ptr,
     sync_ptr, T, B, H, step_begin, n_steps,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr,
     REVERSE: tl.constexpr, SAVE: tl.constexpr, GRID_SYNC: tl.constexpr, F32_STATE: tl.constexpr,
     W_RESIDENT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     STACKED_GATES: tl.constexpr = False, SPLIT_K: tl.constexpr = 1, K_PIECES: tl.constexpr = 1,
+    ROWS_ROUNDED: tl.constexpr = False,
 ):
     """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc).
 
@@ -567,8 +583,15 @@ def gru_fwd_kernel(
     (``_split_k_hidden_times_w_hh_t``, which says why); K_PIECES > 1: each slice in that many
     pieces along K, with h staged for the dots a piece at a time (``resident_config`` says
     where).
+
+    ROWS_ROUNDED (TF32 dots, reset-after): the W_hh products read h_{t-1} from hd (2, B, H),
+    fp32, a ping-pong of the states rounded to TF32 (``_tf32_nearest``) by the program that
+    computes them (slot step % 2 read, the other written, as hf; the launcher puts h0's in
+    slot 0), so the dots load their operand unchanged; the gate math reads the exact state
+    from hs (or its registers). Without it TF32 rows are rounded as they are loaded.
     """
     acc_dtype = hf_ptr.dtype.element_ty
+    ROUND_LOADS: tl.constexpr = DOT_PRECISION == "tf32" and not ROWS_ROUNDED
     # Data other programs wrote this launch is read past L1, which is not coherent.
     LOAD_CACHE: tl.constexpr = ".cg" if GRID_SYNC else ""
     mask_b, rows_b = _batch_tile(B, BLOCK_B)
@@ -617,6 +640,10 @@ def gru_fwd_kernel(
         else:
             h_prev_rows = dot_rows
             state_out_rows = h_out_rows  # unused
+        # The rounded copy's slots, ordered by the same barriers as hf's.
+        rounded_out_rows = hd_ptr + (((step + 1) % 2) * B + rows_b) * H
+        if ROWS_ROUNDED:
+            dot_rows = hd_ptr + ((step % 2) * B + rows_b) * H
         gate_rows = gates_ptr + (t * B + rows_b) * (3 * H)
         ghn_rows = ghn_ptr + (t * B + rows_b) * H
         rh_rows = rh_ptr + rows_b * H
@@ -629,16 +656,16 @@ def gru_fwd_kernel(
                 if STACKED_GATES:
                     acc_r, acc_z, acc_n = _stacked_gates_times_hidden(
                         w_stack, dot_rows, mask_b, H, acc_dtype, w_dtype, DOT_PRECISION,
-                        LOAD_CACHE, BLOCK_H, BLOCK_K)
+                        ROUND_LOADS, LOAD_CACHE, BLOCK_H, BLOCK_K)
                 elif SPLIT_K > 1:
                     acc_r, acc_z, acc_n = _split_k_hidden_times_w_hh_t(
                         dot_rows, mask_b, H, w_res_r, w_res_z, w_res_n, acc_dtype, w_dtype,
-                        DOT_PRECISION, LOAD_CACHE, SPLIT_K, K_PIECES, BLOCK_K)
+                        DOT_PRECISION, ROUND_LOADS, LOAD_CACHE, SPLIT_K, K_PIECES, BLOCK_K)
                 else:
                     acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
                         dot_rows, dot_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z,
                         acc_n, w_res_r, w_res_z, w_res_n, True, True, True, True,
-                        DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
+                        DOT_PRECISION, ROUND_LOADS, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
             if HAS_BIAS:
                 acc_r += _hidden_bias(b_hh_ptr, 0, offs_j, mask_j, H, acc_dtype)
                 acc_z += _hidden_bias(b_hh_ptr, 1, offs_j, mask_j, H, acc_dtype)
@@ -650,6 +677,9 @@ def gru_fwd_kernel(
             if HAS_LENGTHS:
                 h_new, r, z, n, acc_n = _past_length(t < row_len, h_new, h_state, r, z, n, acc_n)
             tl.store(h_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
+            if ROWS_ROUNDED:
+                tl.store(rounded_out_rows[:, None] + offs_j[None, :], _tf32_nearest(h_new),
+                         mask=mask)
             h_state = h_new
             if GRID_SYNC:
                 _grid_arrive(sync_ptr)
@@ -681,7 +711,7 @@ def gru_fwd_kernel(
                         acc_r, acc_z, _ = _hidden_times_w_hh_t(
                             dot_rows, dot_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
                             acc_r, acc_z, acc_r, w_res_r, w_res_z, w_res_n, True, False, True, False,
-                            DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
+                            DOT_PRECISION, ROUND_LOADS, DOT_IN_FP32, "", BLOCK_K)
                     if HAS_BIAS:
                         acc_r += _hidden_bias(b_hh_ptr, 0, offs_j, mask_j, H, acc_dtype)
                         acc_z += _hidden_bias(b_hh_ptr, 1, offs_j, mask_j, H, acc_dtype)
@@ -710,7 +740,7 @@ def gru_fwd_kernel(
                     acc_r, acc_z, acc_n = _hidden_times_w_hh_t(
                         dot_rows, rh_rows, mask_b, w_hh_ptr, offs_j, mask_j, H, acc_r, acc_z,
                         acc_n, w_res_r, w_res_z, w_res_n, RESET_AFTER, True, RESET_AFTER,
-                        False, DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
+                        False, DOT_PRECISION, ROUND_LOADS, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
                 if HAS_BIAS:
                     acc_n += _hidden_bias(b_hh_ptr, 2, offs_j, mask_j, H, acc_dtype)
                 if RESET_AFTER:
@@ -731,6 +761,9 @@ def gru_fwd_kernel(
                     keep = (t < tl.load(lengths_ptr + rows_b, mask=mask_b, other=0))[:, None]
                     h_new, r, z, n, acc_n = _past_length(keep, h_new, h_prev, r, z, n, acc_n)
                 tl.store(h_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
+                if ROWS_ROUNDED:
+                    tl.store(rounded_out_rows[:, None] + offs_j[None, :], _tf32_nearest(h_new),
+                             mask=mask)
                 if F32_STATE:
                     tl.store(state_out_rows[:, None] + offs_j[None, :], h_new, mask=mask)
                 if SAVE:
@@ -795,15 +828,23 @@ def _store_gate_grads(p_dgx, p_dghn, d_r, d_z, d_n, d_ghn, mask, H):
 
 
 @triton.jit
+def _store_rounded_grads(p_dd, d_r, d_z, d_ghn, mask, H):
+    """d_r, d_z and d_gh_n rounded to TF32 at p_dd (H apart): the next step's dot operands."""
+    tl.store(p_dd, _tf32_nearest(d_r), mask=mask)
+    tl.store(p_dd + H, _tf32_nearest(d_z), mask=mask)
+    tl.store(p_dd + 2 * H, _tf32_nearest(d_ghn), mask=mask)
+
+
+@triton.jit
 def gru_bwd_kernel(
     dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, h0_ptr, w_hh_ptr, lengths_ptr, sync_ptr, dgx_ptr,
-    dghn_ptr,    dcarry_ptr, T, B, H, step_begin, n_steps,
+    dghn_ptr, dcarry_ptr, dd_ptr, T, B, H, step_begin, n_steps,
     HAS_DHS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RESET_AFTER: tl.constexpr,
     REVERSE: tl.constexpr,
     GRID_SYNC: tl.constexpr, W_RESIDENT: tl.constexpr,
     DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    SPLIT_K: tl.constexpr = 1, K_PIECES: tl.constexpr = 1,
+    SPLIT_K: tl.constexpr = 1, K_PIECES: tl.constexpr = 1, ROWS_ROUNDED: tl.constexpr = False,
 ):
     """Backward steps [step_begin, step_begin + n_steps), counted from the last forward step.
 
@@ -827,8 +868,14 @@ def gru_bwd_kernel(
     and the next step's saved activations are loaded while it waits. SPLIT_K (with
     W_RESIDENT): the slice is held cut along K into SPLIT_K slices, one per warp
     (``_split_k_grad_gates_times_w_hh``, which says why), in K_PIECES pieces along K.
+
+    ROWS_ROUNDED (TF32 dots, reset-after): the W_hh products read the gate gradients of the
+    step before from dd (2, B, 3H), fp32, a ping-pong of [d_r | d_z | d_gh_n] rounded to
+    TF32 (``_tf32_nearest``) by the program that computes them (slot step % 2 written, the
+    other read), so the dots load their operand unchanged; dgx and dghn keep them exact.
     """
     acc_dtype = dcarry_ptr.dtype.element_ty
+    ROUND_LOADS: tl.constexpr = DOT_PRECISION == "tf32" and not ROWS_ROUNDED
     # Data other programs wrote this launch is read past L1, which is not coherent.
     LOAD_CACHE: tl.constexpr = ".cg" if GRID_SYNC else ""
     mask_b, rows_b = _batch_tile(B, BLOCK_B)
@@ -871,19 +918,23 @@ def gru_bwd_kernel(
         dghn_rows = dghn_ptr + (t * B + rows_b) * H
         dgx_next_rows = dgx_ptr + (t_next * B + rows_b) * (3 * H)
         dghn_next_rows = dghn_ptr + (t_next * B + rows_b) * H
+        rounded_out_rows = dd_ptr + ((step % 2) * B + rows_b) * (3 * H)
+        if ROWS_ROUNDED:
+            dgx_next_rows = dd_ptr + (((step + 1) % 2) * B + rows_b) * (3 * H)
+            dghn_next_rows = dgx_next_rows + 2 * H
         if W_RESIDENT:
             dh = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
             if next_active:
                 if SPLIT_K > 1:
                     dh = _split_k_grad_gates_times_w_hh(
                         dgx_next_rows, dghn_next_rows, mask_b, H, w_res_r, w_res_z, w_res_n,
-                        acc_dtype, w_dtype, DOT_PRECISION, LOAD_CACHE, SPLIT_K, K_PIECES,
-                        BLOCK_K)
+                        acc_dtype, w_dtype, DOT_PRECISION, ROUND_LOADS, LOAD_CACHE, SPLIT_K,
+                        K_PIECES, BLOCK_K)
                 else:
                     dh = _grad_gates_times_w_hh(dgx_next_rows, dghn_next_rows, mask_b, w_hh_ptr,
                                                 offs_j, mask_j, H, dh, w_res_r, w_res_z, w_res_n,
                                                 True, True, True,
-                                                DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
+                                                DOT_PRECISION, ROUND_LOADS, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
             if not GRID_SYNC:
                 d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
                     dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, h0_ptr, t, t_prev, rows_b, offs_j, mask,
@@ -892,6 +943,9 @@ def gru_bwd_kernel(
                                                             gh_n, True)
             _store_gate_grads(dgx_rows[:, None] + offs_j[None, :],
                               dghn_rows[:, None] + offs_j[None, :], d_r, d_z, d_n, d_ghn, mask, H)
+            if ROWS_ROUNDED:
+                _store_rounded_grads(rounded_out_rows[:, None] + offs_j[None, :], d_r, d_z,
+                                     d_ghn, mask, H)
             if GRID_SYNC:
                 _grid_arrive(sync_ptr)
                 # The next step's inputs do not wait on the other programs: loaded now, their
@@ -916,7 +970,7 @@ def gru_bwd_kernel(
                     dh = _grad_gates_times_w_hh(dgx_next_rows, dghn_next_rows, mask_b, w_hh_ptr,
                                                 offs_j, mask_j, H, dh, w_res_r, w_res_z, w_res_n,
                                                 True, RESET_AFTER, False,
-                                                DOT_PRECISION, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
+                                                DOT_PRECISION, ROUND_LOADS, DOT_IN_FP32, LOAD_CACHE, BLOCK_K)
                 d_out, r, z, n, gh_n, h_prev = _bwd_step_inputs(
                     dhs_ptr, gates_ptr, ghn_ptr, hs_ptr, h0_ptr, t, t_prev, rows_b, offs_j, mask,
                     T, B, H, acc_dtype, HAS_DHS, RESET_AFTER)
@@ -926,6 +980,9 @@ def gru_bwd_kernel(
                 _store_gate_grads(dgx_rows[:, None] + offs_j[None, :],
                                   dghn_rows[:, None] + offs_j[None, :], d_r, d_z, d_n, d_ghn,
                                   mask, H)
+                if ROWS_ROUNDED:
+                    _store_rounded_grads(rounded_out_rows[:, None] + offs_j[None, :], d_r, d_z,
+                                         d_ghn, mask, H)
                 tl.store(carry_out[:, None] + offs_j[None, :], dh_direct, mask=mask)
             if not RESET_AFTER:
                 # Phase 2: dL/d(r ⊙ h_{t-1}) = d_n @ W_hn needs every d_n of this step.
@@ -939,7 +996,7 @@ def gru_bwd_kernel(
                         d_rh = _grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, w_hh_ptr,
                                                       offs_j, mask_j, H, d_rh, w_res_r, w_res_z,
                                                       w_res_n, False, True, False,
-                                                      DOT_PRECISION, DOT_IN_FP32, "", BLOCK_K)
+                                                      DOT_PRECISION, ROUND_LOADS, DOT_IN_FP32, "", BLOCK_K)
                     r = tl.load(gate_rows[:, None] + offs_j[None, :], mask=mask,
                                 other=0.0).to(acc_dtype)
                     h_prev = tl.load(_state_base(hs_ptr, h0_ptr, t_prev, T, B, H)
@@ -1122,6 +1179,13 @@ def tf32_nearest(w: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(w), w, nearest, out=nearest)
 
 
+def _rows_rounded(w_hh: torch.Tensor, dot_precision: str, reset_after: bool) -> bool:
+    """Whether the kernels' TF32 row operands come rounded from their producer (ROWS_ROUNDED
+    in gru_fwd_kernel and gru_bwd_kernel): fp32 weights, "tf32" dots, the reset-after form
+    (the reset-before form rounds its rows as it loads them)."""
+    return w_hh.dtype == torch.float32 and dot_precision == "tf32" and reset_after
+
+
 def _tf32_operand(w_hh: torch.Tensor, dot_precision: str) -> torch.Tensor:
     """W_hh as the kernels' dots take it: TF32-rounded for fp32 weights under "tf32"."""
     if w_hh.dtype == torch.float32 and dot_precision == "tf32":
@@ -1244,9 +1308,8 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     ``K_PIECES`` 2 (split only, asked for by ``cfg`` or given where the whole row operand
     does not fit): the row operands are staged for the dots half of K at a time, so shared
     memory holds the slice and half an operand. That keeps a K = 2048 slice in 16 bits, or
-    1024 in TF32 (forward only: the TF32 backward, which rounds its three operands to TF32
-    in registers, spills there in any number of pieces), on an H100 (kernel report: 225
-    KiB, 232-252 registers, no spills, H a multiple of 16; the forward spills 40 bytes at
+    1024 in TF32, on an H100 (kernel report: 225 KiB, 232-252 registers, no spills, H a
+    multiple of 16; the forward spills 40 bytes at
     K = 2048 otherwise, so there it is not split). Its grid, a 16-wide chunk per program,
     fits 132 SMs up to H = 2048 at B <= 16.
     ``cfg`` may ask for more pieces (``three_pass`` at K = 1024 takes 4); each warp's slice
@@ -1279,10 +1342,6 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     if split > 1 and hidden_size % 16 and (row_operands > 1 and k_full >= 1024
                                            or cfg["BLOCK_H"] > 16 or k_full >= 2048):
         split = 1
-    if split > 1 and row_operands > 1 and itemsize == 4 and k_full >= 1024 and not three_pass:
-        # The TF32 split backward rounds its operands in registers (_dot_operand): at
-        # K = 1024 it spills (sm_90: 104 bytes in halves of K, 64 in quarters, 32 in eighths).
-        return None
     # The split backward takes its three operands one at a time, each spread over the warps.
     rows = (1 if split > 1 else row_operands) * cfg["BLOCK_B"]
     gate_rows = (4 if stacked else 3) * cfg["BLOCK_H"]
@@ -1493,10 +1552,17 @@ def gru_forward(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | No
         hf[0] = h0
     # Reset-before scratch: r ⊙ h_{t-1} and z of the current step (see gru_fwd_kernel).
     rh = hf if reset_after else torch.empty((2, B, H), dtype=acc, device=gates.device)
+    # TF32: the states rounded for the products, a ping-pong (ROWS_ROUNDED in gru_fwd_kernel).
+    rows_rounded = _rows_rounded(w_hh, dot_precision, reset_after)
+    hd = hf
+    if rows_rounded:
+        hd = torch.empty((2, B, H), dtype=acc, device=gates.device)
+        hd[0] = tf32_nearest(h0)
     meta = dict(HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None,
                 RESET_AFTER=reset_after, REVERSE=reverse, SAVE=save, F32_STATE=f32_state,
-                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh))
-    head = (gates, w_hh, b_hh if b_hh is not None else w_hh, states, ghn, rh, hf,
+                DOT_PRECISION=dot_precision, DOT_IN_FP32=_dot_in_fp32(w_hh),
+                ROWS_ROUNDED=rows_rounded)
+    head = (gates, w_hh, b_hh if b_hh is not None else w_hh, states, ghn, rh, hf, hd,
             lengths if lengths is not None else hs)
     _launch_fitting(gru_fwd_kernel, (w_hh, B, path, gates.device, dot_precision, reset_after,
                                      True), head, (T, B, H), T, meta)
@@ -1568,11 +1634,15 @@ def gru_backward(dhs: torch.Tensor | None, dhn: torch.Tensor | None, gates: torc
         dcarry[1].zero_()
     else:
         dcarry[1].copy_(dhn)
+    # TF32: the gate gradients rounded for the products, a ping-pong (ROWS_ROUNDED in
+    # gru_bwd_kernel; the first step reads none).
+    rows_rounded = _rows_rounded(w_hh, dot_precision, reset_after)
+    dd = torch.empty((2, B, 3 * H), dtype=acc, device=hs.device) if rows_rounded else dcarry
     meta = dict(HAS_DHS=dhs is not None, HAS_LENGTHS=lengths is not None,
                 RESET_AFTER=reset_after, REVERSE=reverse, DOT_PRECISION=dot_precision,
-                DOT_IN_FP32=_dot_in_fp32(w_hh))
+                DOT_IN_FP32=_dot_in_fp32(w_hh), ROWS_ROUNDED=rows_rounded)
     head = (dhs if dhs is not None else hs, gates, ghn if ghn is not None else hs, hs, h0,
             w_hh, lengths if lengths is not None else hs)
     _launch_fitting(gru_bwd_kernel, (w_hh, B, path, hs.device, dot_precision, reset_after,
-                                     False), head, (dgx, dghn, dcarry, T, B, H), T, meta)
+                                     False), head, (dgx, dghn, dcarry, dd, T, B, H), T, meta)
     return dgx, dghn, dcarry[(T - 1) % 2]

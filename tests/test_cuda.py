@@ -83,12 +83,12 @@ _SPLIT, _STACKED = {"SPLIT_K": 8}, {"STACKED_GATES": True}
 @pytest.mark.parametrize("kernel,form,H,dtype,pieces", [
     *[(kernel, form, H, torch.bfloat16, 1) for H in (512, 1024)
       for kernel, form in (("fwd", _SPLIT), ("bwd", _SPLIT), ("fwd", _STACKED))],
-    *[(kernel, _SPLIT, 2048, torch.bfloat16, 2) for kernel in ("fwd", "bwd")],
-    ("fwd", _SPLIT, 1024, torch.float32, 2)],
+    *[(kernel, _SPLIT, H, dtype, 2)
+      for H, dtype in ((2048, torch.bfloat16), (1024, torch.float32)) for kernel in ("fwd", "bwd")]],
     ids=[*[f"{kernel}-{name}-H{H}" for H in (512, 1024)
            for kernel, name in (("fwd", "split_k"), ("bwd", "split_k"), ("fwd", "stacked"))],
-         *[f"{kernel}-split_k-pieces-bf16-H2048" for kernel in ("fwd", "bwd")],
-         "fwd-split_k-pieces-tf32-H1024"])
+         *[f"{kernel}-split_k-pieces-{name}" for name in ("bf16-H2048", "tf32-H1024")
+           for kernel in ("fwd", "bwd")]])
 def test_resident_forms_not_yet_picked_match_fp64(kernel, form, H, dtype, pieces, monkeypatch):
     """The resident forms the launchers do not pick until a GPU has timed them (bench/
     variants.py), natively, grid-synchronised over many programs (the interpreter runs
