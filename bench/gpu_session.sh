@@ -154,9 +154,11 @@ for stage in "${stages[@]}"; do
             --out "$out/variants-bwd.json"
         ;;
     variants-tf32)
-        # TF32 is nn.GRU's fp32 default on CUDA. At H 1024 the split slice stays on chip in
-        # two K pieces, where the launcher streams it (24.0 us/step against cuDNN's 23.3);
-        # then B 64 at H 512 (the launcher's plain resident slice, 6.7 against 15.3).
+        # TF32 is nn.GRU's fp32 default on CUDA. Its operands are rounded to nearest now, by
+        # the kernels that produce the rows (ROWS_ROUNDED): not timed yet. Rounded as they
+        # were loaded, the H200 took 5.66-30.40 us/step forward and 40.20-96.69 forward +
+        # backward here, against 5.63-26.28 and 31.98-74.86 truncated (docs/performance.md,
+        # "TF32 operands"). At H 1024 the split slice stays on chip in two K pieces.
         shapes=16:1024,64:512,64:1024
         run_grid_sync_tests && run 50 python3 bench/variants.py --dtype tf32 --shapes "$shapes" \
             --variant launcher --variant "split K" --out "$out/variants-tf32.json"
