@@ -96,19 +96,23 @@ def test_w_hh_is_rounded_once_on_the_host_as_the_rows_are_in_the_kernels():
     assert gru_kernels._tf32_operand(half, "tf32") is half
 
 
-class _RoundedProduct(torch.autograd.Function):
-    """a @ bᵀ on TF32-rounded operands, and its gradient for a the same way: what the
-    kernels compute for h_{t-1} @ W_hhᵀ forward and the gate gradients @ W_hh backward."""
+def _product_with(operand):
+    """a @ bᵀ with both operands passed through ``operand`` (TF32 rounding or truncation), and
+    its gradient for a the same way: what the kernels compute for h_{t-1} @ W_hhᵀ forward
+    and the gate gradients @ W_hh backward."""
 
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(b)
-        return tf32_round(a) @ tf32_round(b).T
+    class Product(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            ctx.save_for_backward(b)
+            return operand(a) @ operand(b).T
 
-    @staticmethod
-    def backward(ctx, grad):
-        (b,) = ctx.saved_tensors
-        return tf32_round(grad) @ tf32_round(b), None
+        @staticmethod
+        def backward(ctx, grad):
+            (b,) = ctx.saved_tensors
+            return operand(grad) @ operand(b), None
+
+    return Product.apply
 
 
 def _emulated(gates, w_hh, b_hh, h0, dhs, product, reverse=False, lengths=None,
@@ -122,7 +126,6 @@ def _emulated(gates, w_hh, b_hh, h0, dhs, product, reverse=False, lengths=None,
     h, hs = h0, [None] * T
     for t in (reversed(range(T)) if reverse else range(T)):
         x_r, x_z, x_n = gates[t].chunk(3, 1)
-        b_r, b_z, b_n = b_hh.chunk(3)
         if reset_after:
             h_r, h_z, h_n = (product(h, w_hh) + b_hh).chunk(3, 1)
             r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
@@ -130,25 +133,13 @@ def _emulated(gates, w_hh, b_hh, h0, dhs, product, reverse=False, lengths=None,
         else:
             h_r, h_z = (product(h, w_hh[:2 * H]) + b_hh[:2 * H]).chunk(2, 1)
             r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
-            candidate = torch.tanh(x_n + product(r * h, w_hh[2 * H:]) + b_n)
+            candidate = torch.tanh(x_n + product(r * h, w_hh[2 * H:]) + b_hh[2 * H:])
         h_new = (1 - z) * candidate + z * h
         h = h_new if lengths is None else torch.where((t < lengths)[:, None], h_new, h)
         hs[t] = h
     hs = torch.stack(hs)
     (hs * dhs).sum().backward()
     return hs.detach(), gates.grad
-
-
-class _TruncatedProduct(_RoundedProduct):
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(b)
-        return tf32_truncate(a) @ tf32_truncate(b).T
-
-    @staticmethod
-    def backward(ctx, grad):
-        (b,) = ctx.saved_tensors
-        return tf32_truncate(grad) @ tf32_truncate(b), None
 
 
 # The kernels' accumulation order is their own, and a value a summation order off can round
@@ -209,9 +200,9 @@ def test_tf32_recurrence_multiplies_rounded_operands(path, batch, hidden, form, 
                                          dot_precision="tf32")
     for kernel_runs in runs:
         assert kernel_runs and all(run[0] and run[1:3] != (False, 1) for run in kernel_runs)
-    rounded, truncated = (_emulated(gates, w_hh, b_hh, h0, dhs, product.apply, reverse,
-                                    lengths, reset_after)
-                          for product in (_RoundedProduct, _TruncatedProduct))
+    rounded, truncated = (_emulated(gates, w_hh, b_hh, h0, dhs, _product_with(operand),
+                                    reverse, lengths, reset_after)
+                          for operand in (tf32_round, tf32_truncate))
     for name, got, near, far in zip(("hs", "dgx"), (hs.cpu(), dgx.cpu()), rounded, truncated,
                                     strict=True):
         assert_close(got, near, what=name, tol=_TOL)
