@@ -76,7 +76,7 @@ _SPLIT, _STACKED = {"SPLIT_K": 8}, {"STACKED_GATES": True}
 # truncated the fp32 bits Triton handed them, so every product leaned toward zero, and the
 # bias gradient sums that lean over T * B rows (bench/tf32_bias_lean.py emulates it: 1.34e-2
 # truncated against 7.37e-3 rounded to nearest, as cuDNN rounds). The kernels now round their
-# TF32 operands to nearest (kernels.gru._dot_operand; tests/test_tf32_rounding.py), which is
+# TF32 operands to nearest (kernels.gru._tf32_nearest; tests/test_tf32_rounding.py), which is
 # what these H 1024 cases check natively.
 
 

@@ -261,7 +261,7 @@ def _kernel_run(T, B, H, seed, lengths, reverse, path, precision):
 
 _KERNEL_RUN_NAMES = ["hs", "activations", "ghn", "dgx", "dghn", "dh_direct"]
 # Two forms of the same TF32 products: both round their operands to TF32
-# (kernels.gru._dot_operand), but h_{t-1} and the gate gradients they round come out of
+# (kernels.gru._tf32_nearest), but h_{t-1} and the gate gradients they round come out of
 # their own sums, so a value a summation order apart from the other form's can round to the
 # next TF32 value (2^-11 relative): in the interpreter, whose dots are exact on the rounded
 # operands, that put the forms 7e-5 apart. On a GPU they also run different tensor-core

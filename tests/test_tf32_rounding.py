@@ -1,10 +1,13 @@
-"""TF32 dots take their fp32 operands rounded to nearest (kernels.gru._dot_operand), as cuDNN
-and cuBLAS do, not truncated, as a tensor core does with the bits Triton hands it.
+"""TF32 dots take their fp32 operands rounded to nearest, as cuDNN and cuBLAS do, not
+truncated, as a tensor core does with the bits Triton hands it: W_hh by the launchers
+(kernels.gru.tf32_nearest), the rows by the kernels that produce them
+(kernels.gru._tf32_nearest; the reset-before form's as they are loaded, _dot_operand).
 
-Both tests run wherever the suite runs: in the interpreter (there tl.dot is exact fp32, so
+The numeric tests run wherever the suite runs: in the interpreter (there tl.dot is exact fp32, so
 the kernels' products are those of the rounded operands exactly) and natively (there the MMA
 multiplies the rounded operands exactly too: an 11-bit by 11-bit significand product fits in
-fp32; only the order and precision of the additions differ)."""
+fp32; only the order and precision of the additions differ). The last compiles for an
+H100 ahead of time, as the kernel report does."""
 
 import json
 import os
