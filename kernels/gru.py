@@ -1169,10 +1169,11 @@ def _three_pass(w_hh: torch.Tensor, dot_precision: str) -> bool:
 
 def tf32_nearest(w: torch.Tensor) -> torch.Tensor:
     """A copy of fp32 ``w`` rounded to TF32 to nearest, ties away from zero, NaN kept: what
-    ``_dot_operand`` does to the row operands, done to W_hh once a launch instead of where
-    the kernels load it. Why not in the kernels: a resident slice passes through registers
-    to be rounded, and the TF32 split backward's K = 1024 slice then spilled (104 bytes on
-    sm_90, kernel report); a streamed one would be rounded again every step."""
+    ``_tf32_nearest`` does to the row operands in the kernels, done to W_hh once a launch
+    instead of where the kernels load it. Why not in the kernels: a resident slice passes
+    through registers to be rounded, and the TF32 split backward's K = 1024 slice then
+    spilled (104 bytes on sm_90, kernel report); a streamed one would be rounded again every
+    step."""
     # In place past the first op: the copy, and a mask a quarter of it, are all it allocates
     # (a training step's peak holds them).
     nearest = w.view(torch.int32).add(0x1000).bitwise_and_(~0x1FFF).view(torch.float32)
