@@ -172,10 +172,11 @@ def run_case(case, impls, meta) -> list:
             params = list(module.parameters())
             route = PATH_IMPLS.get(impl, impl)
             if impl == "gru_triton":  # what auto dispatches this shape to
+                training = case.op == "fwdbwd"
                 route = functional._path(dtype, case.H, case.B, device, lengths=False,
-                                         reset_after=True)
-                if (route != "cudnn"
-                        and dispatch.dot_precision(dtype, device, case.H, case.B) == "tf32x3"):
+                                         reset_after=True, training=training)
+                if route != "cudnn" and dispatch.dot_precision(
+                        dtype, device, case.H, case.B, training) == "tf32x3":
                     route += "+tf32x3"  # IEEE fp32 as three TF32 products
                 if _directions_at_once(case, ours, x):
                     route += "+directions at once"

@@ -53,7 +53,7 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
 # "tf32x3" (--dtype fp32 only: nn.GRU's IEEE flag): both kernels' W_hh products as three TF32
 # tensor-core products, IEEE fp32's accuracy (docs/performance.md, "IEEE fp32 on tensor
 # cores"), with the tiles and resident plan the launchers give it; "launcher" there is IEEE
-# FMAs. What decides dispatch.TF32X3_WINS.
+# FMAs. What decides the "tf32x3" rows of dispatch.GRID_SYNC_WINS and FORWARD_WINS.
 FORWARD_ONLY = ("STACKED_GATES",)
 # (B, H), I = H; a time-boxed run reaches the first ones: the headline H first.
 SHAPES = ((16, 1024), (64, 1024), (64, 512), (64, 256), (16, 2048))

@@ -71,14 +71,6 @@ def force_path(path: str | None):
         _forced_path = saved
 
 
-# Where fp32 weights under nn.GRU's IEEE flag run their W_hh products as "tf32x3" (three TF32
-# tensor-core products, as accurate as IEEE fp32: docs/performance.md, "IEEE fp32 on tensor
-# cores") instead of IEEE FMAs on CUDA cores: (smallest H, largest H, largest B) where
-# grid_sync so beat cuDNN, measured; GRID_SYNC_WINS["tf32x3"] gives those shapes grid_sync.
-# None yet: not timed on a GPU (`bench/variants.py --dtype fp32 --variant tf32x3` times it
-# against the IEEE launcher and cuDNN).
-TF32X3_WINS: tuple = ()
-
 # Where grid_sync beat nn.GRU (cuDNN) in the forward and in the forward + backward, per kind
 # of dot: (smallest H, largest H, largest B). Measured on an H200, T = 256, one layer, I = H,
 # µs per step: 16-bit in bench/results/nvidia-h200-2026-12-04/forms/ (the kernels with
@@ -103,9 +95,37 @@ GRID_SYNC_WINS = {
     "tf32": ((256, 512, 64),),
     # IEEE fp32: cuDNN was faster at every shape timed (H 64-2048, B 1-64); fp64 not timed.
     "ieee": (),
-    # IEEE fp32 with the products as three TF32 ones: where they are chosen.
-    "tf32x3": TF32X3_WINS,
+    # IEEE fp32 with the products as three TF32 ones (docs/performance.md, "IEEE fp32 on
+    # tensor cores"): lost forward + backward (FORWARD_WINS has where it won the forward).
+    "tf32x3": (),
 }
+
+# Where grid_sync beat nn.GRU (cuDNN) in the forward alone, beyond GRID_SYNC_WINS, per kind
+# of dot: (smallest H, largest H, largest B). A call that autograd keeps nothing of for a
+# backward (under torch.no_grad or inference_mode, or with no tensor requiring grad: the
+# ``training=False`` of recurrence_path) costs its forward alone, so there these ranges run
+# grid_sync too; a training call keeps to GRID_SYNC_WINS, where the backward won as well.
+FORWARD_WINS = {
+    "16-bit": (),
+    "tf32": (),
+    "ieee": (),
+    # fp32 weights under nn.GRU's IEEE flag, the products as three TF32 ones ("tf32x3"):
+    # bench/results/nvidia-h200-2026-12-04/variants-fp32.json (the module's forward under
+    # no_grad, T 256, µs/step): B 16/64 at H 256 7.48/8.05 against cuDNN IEEE's 10.25/12.14,
+    # at H 512 9.30/10.80 against 12.80/21.43, each within 4.9e-7 of cuDNN's output. Forward +
+    # backward (variants-fp32-bwd.json) lost at H 512, 49.99/68.64 against 36.65/55.66, and
+    # tied at B 64 H 256, 37.07 against 38.31. H 1024 asked 400 KiB of shared memory under
+    # triton 3.6 and did not run. B < 16 runs B 16's grid (one 16-row tile).
+    "tf32x3": ((256, 512, 64),),
+}
+
+
+def _measured_win(dots: str, hidden_size: int, batch: int, training: bool) -> bool:
+    """Whether grid_sync beat cuDNN at this shape for ``dots``: forward + backward where
+    ``training``, else the forward alone."""
+    ranges = GRID_SYNC_WINS[dots] + (() if training else FORWARD_WINS[dots])
+    return any(low <= hidden_size <= high and batch <= most for low, high, most in ranges)
+
 
 _forced_ieee_dots: str | None = None
 
@@ -113,7 +133,7 @@ _forced_ieee_dots: str | None = None
 @contextlib.contextmanager
 def force_ieee_dots(dots: str | None):
     """Run fp32 weights' W_hh products as ``dots`` ("ieee" or "tf32x3") wherever nn.GRU's
-    fp32 flag says IEEE (tests, benchmarks); None lets ``TF32X3_WINS`` choose."""
+    fp32 flag says IEEE (tests, benchmarks); None lets the tables' "tf32x3" rows choose."""
     global _forced_ieee_dots
     if dots is not None and dots not in ("ieee", "tf32x3"):
         raise ValueError(f"dots must be 'ieee' or 'tf32x3', got {dots!r}")
@@ -156,13 +176,16 @@ def directions_at_once_mode() -> str:
 
 
 def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
-                    reset_after: bool = True, lengths: bool = False, dots: str = "16-bit") -> str:
+                    reset_after: bool = True, lengths: bool = False, dots: str = "16-bit",
+                    training: bool = True) -> str:
     """The way to run the recurrence for this shape: the one table of choices.
 
     ``lengths``: per-row lengths are given; ``dots``: how the W_hh products run, "16-bit"
     (fp16/bf16 weights), "tf32" (fp32 weights, the cuDNN RNN flag says TF32), "tf32x3" (fp32
     weights under the IEEE flag, as three TF32 products: ``dot_precision``) or "ieee" (fp32
-    with IEEE dots, and fp64), which run on CUDA cores.
+    with IEEE dots, and fp64), which run on CUDA cores; ``training``: autograd keeps the
+    call for a backward (False: inference, whose cost is the forward alone, so
+    ``FORWARD_WINS`` counts too).
 
     | where                           | path       | why                                    |
     |---------------------------------|------------|----------------------------------------|
@@ -173,6 +196,8 @@ def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
     |                                 |            | interpreter pays per launch            |
     | CUDA, a GRID_SYNC_WINS range    | grid_sync  | measured faster than cuDNN, forward    |
     |                                 |            | and forward + backward                 |
+    | CUDA, inference, a FORWARD_WINS | grid_sync  | measured faster than cuDNN, forward    |
+    | range                           |            |                                        |
     | CUDA, otherwise                 | cudnn      | nn.GRU's own op, measured faster (or   |
     |                                 |            | not measured). The modules pass        |
     |                                 |            | PackedSequence and lengths= to it      |
@@ -198,8 +223,7 @@ def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
         return "per_step" if _forced_path == "cudnn" and lengths else _forced_path
     if device.type != "cuda":
         return "persistent"
-    if any(low <= hidden_size <= high and batch <= most
-           for low, high, most in GRID_SYNC_WINS[dots]):
+    if _measured_win(dots, hidden_size, batch, training):
         return "grid_sync"
     if not lengths and get_backend() == "auto":
         return "cudnn"
@@ -209,11 +233,12 @@ def recurrence_path(hidden_size: int, batch: int, device: torch.device, *,
 
 
 def dot_precision(dtype: torch.dtype, device: torch.device, hidden_size: int = 0,
-                  batch: int = 0) -> str:
+                  batch: int = 0, training: bool = True) -> str:
     """``tl.dot`` input precision for weights of ``dtype`` at this shape: fp32 follows cuDNN's
     RNN flag (``fp32_dot_precision``), and where that says IEEE, "tf32x3" runs the same
-    accuracy on tensor cores where ``TF32X3_WINS`` (or ``force_ieee_dots``) says so; other
-    dtypes have one precision ("ieee" names it)."""
+    accuracy on tensor cores where the tables' "tf32x3" rows (GRID_SYNC_WINS, and
+    FORWARD_WINS unless ``training``, as in ``recurrence_path``) or ``force_ieee_dots`` say
+    so; other dtypes have one precision ("ieee" names it)."""
     if dtype != torch.float32:
         return "ieee"
     flag = fp32_dot_precision(device)
@@ -221,8 +246,7 @@ def dot_precision(dtype: torch.dtype, device: torch.device, hidden_size: int = 0
         return flag
     if _forced_ieee_dots is not None:
         return _forced_ieee_dots
-    if device.type == "cuda" and any(low <= hidden_size <= high and batch <= most
-                                     for low, high, most in TF32X3_WINS):
+    if device.type == "cuda" and _measured_win("tf32x3", hidden_size, batch, training):
         return "tf32x3"
     return "ieee"
 

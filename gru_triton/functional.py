@@ -279,31 +279,39 @@ def _graph_kept(saved: Tensor) -> bool:
     return query is None or query()
 
 
-def _path(dtype, hidden_size, batch, device, *, lengths, reset_after) -> str:
-    """The dispatcher's choice for weights of ``dtype`` (or that autocast computes in)."""
+def saves_for_backward(*tensors) -> bool:
+    """Whether autograd keeps a call on ``tensors`` (None allowed) for a backward: grad mode
+    is on and one of them requires grad. Otherwise the call is inference, whose cost is its
+    forward alone (``dispatch.recurrence_path``'s ``training``)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _path(dtype, hidden_size, batch, device, *, lengths, reset_after, training=True) -> str:
+    """The dispatcher's choice for weights of ``dtype`` (or that autocast computes in);
+    ``training``: autograd keeps the call for a backward (``saves_for_backward``)."""
     if dtype in (torch.float16, torch.bfloat16):
         dots = "16-bit"
     elif dtype == torch.float32:
-        dots = dispatch.dot_precision(dtype, device, hidden_size, batch)
+        dots = dispatch.dot_precision(dtype, device, hidden_size, batch, training)
     else:
         dots = "ieee"
     return dispatch.recurrence_path(hidden_size, batch, device, reset_after=reset_after,
-                                    lengths=lengths, dots=dots)
+                                    lengths=lengths, dots=dots, training=training)
 
 
 def _layer_triton(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths=None, reset_after=True):
     """One layer and direction on the kernels; same signature and results as
     ``gru_layer_reference`` (lengths here: (B,) int32 on x's device)."""
     T, B, _ = x.shape
-    precision = dispatch.dot_precision(w_hh.dtype, x.device, w_hh.shape[1], B)
+    save = saves_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh)
+    # The backward reuses this precision: one for a call that saves, from the training table.
+    precision = dispatch.dot_precision(w_hh.dtype, x.device, w_hh.shape[1], B, save)
     path = _path(w_hh.dtype, w_hh.shape[1], B, x.device, lengths=lengths is not None,
-                 reset_after=reset_after)
+                 reset_after=reset_after, training=save)
     if path == "cudnn":
         # The modules hand such calls to PyTorch before any layer runs; a layer called
         # directly (functional API, gradcheck) runs the kernels, split across programs.
         path = "per_step"
-    save = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, h0, w_ih, w_hh, b_ih, b_hh))
     hs, h_n, _, _ = gru_layer_op(x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh,
                                  lengths, reverse, reset_after, path, precision, save)
     # What backward reads: as with cuDNN's nn.GRU (which saves its output too), modifying it
@@ -336,21 +344,20 @@ def _directions_at_once(x, hx, weights, *, lengths, reset_after) -> bool:
     if (mode == "never" or x.device.type != "cuda" or torch.compiler.is_compiling()
             or torch.cuda.is_current_stream_capturing()):
         return False
-    saving = torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                             for t in (x, hx, *weights))
+    saving = saves_for_backward(x, hx, *weights)
     if saving and mode != "training":
         return False
     w_hh = weights[1]
     B, H = x.shape[1], w_hh.shape[1]
     path = _path(w_hh.dtype, H, B, x.device, lengths=lengths is not None,
-                 reset_after=reset_after)
+                 reset_after=reset_after, training=saving)
     if path == "persistent":
         # (The reset-before form's path on CUDA.) One program per batch tile that waits on
         # no other: two such grids may share the SMs in any way.
         return True
     if path != "grid_sync":
         return False
-    precision = dispatch.dot_precision(w_hh.dtype, x.device, H, B)
+    precision = dispatch.dot_precision(w_hh.dtype, x.device, H, B, saving)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     programs = grid_sync_programs(w_hh, B, x.device, precision)
     # A backward that falls back to a launch per step waits at no barrier: 0 fits anywhere.
@@ -427,12 +434,12 @@ def gru(input, hx, weights, *, has_bias, num_layers, dropout, training, bidirect
 
 
 def torch_route(dtype: torch.dtype, hidden_size: int, batch: int, device: torch.device,
-                reset_after: bool) -> bool:
+                reset_after: bool, training: bool = True) -> bool:
     """Whether the dispatcher hands a call with weights (or autocast) of ``dtype`` to
-    PyTorch's own op. Per-row lengths do not change it: the module passes them to that op
-    as a packed sequence built on the host."""
-    return _path(dtype, hidden_size, batch, device, lengths=False,
-                 reset_after=reset_after) == "cudnn"
+    PyTorch's own op (``training``: ``saves_for_backward``). Per-row lengths do not change
+    it: the module passes them to that op as a packed sequence built on the host."""
+    return _path(dtype, hidden_size, batch, device, lengths=False, reset_after=reset_after,
+                 training=training) == "cudnn"
 
 
 def gru_torch(input, batch_sizes, hx, weights, *, has_bias, num_layers, dropout, training,
@@ -461,8 +468,9 @@ def gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh, *, backend, reset_after=True):
     """One step of ``torch.nn.GRUCell``: input (B, I), hx (B, H) -> h' (B, H), through the
     same fused layer kernels (T = 1) as the GRU, or nn.GRUCell's own op where the dispatcher
     hands the shape to PyTorch."""
-    if backend == "triton" and torch_route(w_hh.dtype, w_hh.shape[1], input.shape[0],
-                                           input.device, reset_after):
+    if backend == "triton" and torch_route(
+            w_hh.dtype, w_hh.shape[1], input.shape[0], input.device, reset_after,
+            saves_for_backward(input, hx, w_ih, w_hh, b_ih, b_hh)):
         return torch._VF.gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh)
     layer = gru_layer_reference if backend == "reference" else _layer_triton
     _, h_new = layer(input.unsqueeze(0), hx, w_ih, w_hh, b_ih, b_hh, False, None, reset_after)

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from . import dispatch
-from .functional import gru, gru_cell, gru_torch, torch_route
+from .functional import gru, gru_cell, gru_torch, saves_for_backward, torch_route
 
 # torch's names for dtypes in its own error messages ("mat1 and mat2 must have the same dtype,
 # but got Double and Float").
@@ -142,7 +142,7 @@ class GRU(nn.RNNBase):
         if lengths is not None:
             seq_len = input.size(1 - batch_dim)
             lengths = _validated_lengths(lengths, input.size(batch_dim), seq_len)
-        if self._torch_route(input, input.size(batch_dim), packed=lengths is not None):
+        if self._torch_route(input, hx, input.size(batch_dim), packed=lengths is not None):
             output, h_n = self._run_torch(input, hx, lengths)
         else:
             output, h_n = self._run(input, hx, lengths, self.batch_first)
@@ -160,7 +160,7 @@ class GRU(nn.RNNBase):
             hx = self.permute_hidden(hx, packed.sorted_indices)
         hx = self._hx_or_zeros(hx, batch, packed.data)
         self.check_forward_args(packed.data, hx, packed.batch_sizes)
-        if self._torch_route(packed.data, batch, packed=True):
+        if self._torch_route(packed.data, hx, batch, packed=True):
             _check_same_device_and_dtype(packed.data, hx, self._flat_weights)
             data, h_n = gru_torch(packed.data, packed.batch_sizes, hx, self._flat_weights,
                                   batch_first=False, **self._stack_args())
@@ -176,10 +176,11 @@ class GRU(nn.RNNBase):
                                packed.unsorted_indices),
                 self.permute_hidden(h_n, packed.unsorted_indices))
 
-    def _torch_route(self, input, batch: int, *, packed: bool) -> bool:
+    def _torch_route(self, input, hx, batch: int, *, packed: bool) -> bool:
         """Whether the dispatcher hands this call to nn.GRU's own op (the shapes where no
-        kernel path was measured faster than cuDNN; ``dispatch.recurrence_path``). ``packed``: the
-        call would go to it as a packed sequence."""
+        kernel path was measured faster than cuDNN, in training or in inference as this call
+        is; ``dispatch.recurrence_path``). ``packed``: the call would go to it as a packed
+        sequence."""
         if batch == 0 or dispatch.resolve_backend(input.device) != "triton":
             return False
         if packed and torch.compiler.is_compiling():
@@ -190,7 +191,8 @@ class GRU(nn.RNNBase):
         cast = _autocast_dtype(input.device)
         if cast is not None:
             dtype = _autocast_result(dtype, cast)
-        return torch_route(dtype, self.hidden_size, batch, input.device, self.reset_after)
+        return torch_route(dtype, self.hidden_size, batch, input.device, self.reset_after,
+                           saves_for_backward(input, hx, *self._flat_weights))
 
     def _stack_args(self) -> dict:
         return dict(has_bias=self.bias, num_layers=self.num_layers, dropout=self.dropout,

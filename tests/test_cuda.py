@@ -367,6 +367,37 @@ def test_auto_runs_grid_sync_where_it_was_measured_faster(launch_counter, monkey
     assert launch_counter["bwd"] == 1
 
 
+def test_ieee_inference_runs_tf32x3_where_its_forward_won(launch_counter, monkeypatch):
+    """fp32 under nn.GRU's IEEE flag at H 256, B 16 (dispatch.FORWARD_WINS["tf32x3"]): under
+    no_grad auto runs grid_sync with "tf32x3" products, within the IEEE bound of nn.GRU's
+    IEEE output; a call that autograd keeps for a backward goes to nn.GRU's own op, bit for
+    bit, since there the forward + backward lost."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    launched = []
+    real = gru_kernels.gru_fwd_kernel.run
+
+    def recording_run(*args, **kwargs):
+        launched.append((kwargs["GRID_SYNC"], kwargs["DOT_PRECISION"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    with dispatch.rnn_fp32_precision("ieee"):
+        ref = torch.nn.GRU(256, 256).cuda()
+        ours = gru_triton.GRU(256, 256).cuda()
+        ours.load_state_dict(ref.state_dict())
+        x = torch.randn(64, 16, 256, device="cuda")
+        with torch.no_grad():
+            out, h_n = ours(x)
+            ref_out, ref_h_n = ref(x)
+        assert launched == [(True, "tf32x3")]
+        assert max_rel_err(out, ref_out) <= 2e-5 and max_rel_err(h_n, ref_h_n) <= 2e-5
+        launched.clear()
+        out, h_n = ours(x)
+        assert launched == [] and launch_counter == {"fwd": 1, "bwd": 0}
+        assert torch.equal(out, ref(x)[0])
+
+
 @pytest.mark.parametrize("form", ["plain", "batch_first", "packed"])
 def test_bidirectional_inference_runs_both_directions_at_once(form, monkeypatch):
     """bf16 at B 16, H 256, two bidirectional layers, without grad: each layer's reverse

@@ -41,6 +41,70 @@ def test_reset_before_is_always_persistent(dots):
         assert dispatch.recurrence_path(H, B, CUDA, dots=dots, reset_after=False) == "persistent"
 
 
+@pytest.mark.parametrize(("dots", "H", "B", "training", "inference"), [
+    # IEEE fp32 as three TF32 products: the forward won at H 256-512, B 16/64, the forward +
+    # backward did not.
+    ("tf32x3", 256, 16, "cudnn", "grid_sync"), ("tf32x3", 512, 64, "cudnn", "grid_sync"),
+    ("tf32x3", 1024, 16, "cudnn", "cudnn"), ("tf32x3", 512, 65, "cudnn", "cudnn"),
+    # Where both won, inference keeps grid_sync; where neither did, cuDNN.
+    ("16-bit", 512, 64, "grid_sync", "grid_sync"), ("16-bit", 2048, 64, "cudnn", "cudnn"),
+    ("tf32", 512, 64, "grid_sync", "grid_sync"), ("tf32", 1024, 16, "cudnn", "cudnn"),
+    ("ieee", 256, 16, "cudnn", "cudnn"),
+])
+def test_inference_adds_the_forward_wins(dots, H, B, training, inference):
+    assert dispatch.recurrence_path(H, B, CUDA, dots=dots) == training
+    assert dispatch.recurrence_path(H, B, CUDA, dots=dots, training=True) == training
+    assert dispatch.recurrence_path(H, B, CUDA, dots=dots, training=False) == inference
+
+
+def _recorded_training(monkeypatch):
+    """The ``training`` of every dispatch.recurrence_path call, in order."""
+    seen = []
+    real = dispatch.recurrence_path
+
+    def recording(*args, training=True, **kwargs):
+        seen.append(training)
+        return real(*args, training=training, **kwargs)
+
+    monkeypatch.setattr(dispatch, "recurrence_path", recording)
+    return seen
+
+
+def test_modules_ask_the_table_as_inference_only_where_nothing_is_saved(triton_backend,
+                                                                       monkeypatch):
+    """The module, each of its layers and the cell ask the dispatcher with training=False
+    exactly where autograd keeps nothing for a backward (no_grad, inference_mode, or no
+    tensor requiring grad), whatever module.training says: that decides whether the
+    forward-only wins apply."""
+    seen = _recorded_training(monkeypatch)
+    gru = gru_triton.GRU(3, 8, 2, bidirectional=True).to(DEVICE)
+    cell = gru_triton.GRUCell(3, 8).to(DEVICE)
+    x = torch.randn(4, 2, 3, device=DEVICE)
+    xc = torch.randn(2, 3, device=DEVICE)
+
+    def asked(call):
+        seen.clear()
+        call()
+        assert seen  # the module and its layers did ask
+        return set(seen)
+
+    with torch.no_grad():
+        assert asked(lambda: gru(x)) == {False}
+        assert asked(lambda: cell(xc)) == {False}
+    with torch.inference_mode():
+        assert asked(lambda: gru(x)) == {False}
+    assert asked(lambda: gru(x)) == {True}
+    assert asked(lambda: cell(xc)) == {True}
+    gru.eval()
+    assert asked(lambda: gru(x)) == {True}  # eval mode still builds a graph
+    gru.requires_grad_(False)
+    cell.requires_grad_(False)
+    assert asked(lambda: gru(x)) == {False}
+    assert asked(lambda: cell(xc)) == {False}
+    assert asked(lambda: gru(x.requires_grad_())) == {True}
+    assert asked(lambda: gru(x.detach(), torch.zeros(4, 2, 8, requires_grad=True))) == {True}
+
+
 def test_table_rejects_unknown_dots():
     with pytest.raises(ValueError, match="dots must be one of"):
         dispatch.recurrence_path(64, 1, CUDA, dots="fp8")
@@ -202,28 +266,35 @@ def test_rnn_fp32_precision_sets_and_restores_the_flag_nn_gru_follows():
             pass
 
 
-def test_tf32x3_only_under_the_ieee_flag(monkeypatch):
+def test_tf32x3_only_under_the_ieee_flag():
     """fp32 weights run "tf32x3" dots (IEEE accuracy on tensor cores) only where nn.GRU's flag
-    says IEEE, and then only where TF32X3_WINS (measured) or force_ieee_dots says; under the
-    TF32 flag they stay TF32, other dtypes have one precision; the input-projection and
+    says IEEE, and then only where the tables' "tf32x3" rows (measured: the forward won at
+    H 256-512, B <= 64, forward + backward did not) or force_ieee_dots say; under the TF32
+    flag they stay TF32, other dtypes have one precision; the input-projection and
     weight-gradient GEMMs stay IEEE."""
     from gru_triton.functional import _path
 
     with dispatch.rnn_fp32_precision("ieee"):
-        assert dispatch.dot_precision(torch.float32, CUDA, 512, 16) == "ieee"
-        monkeypatch.setattr(dispatch, "TF32X3_WINS", ((256, 512, 64),))
-        monkeypatch.setitem(dispatch.GRID_SYNC_WINS, "tf32x3", dispatch.TF32X3_WINS)
-        assert dispatch.dot_precision(torch.float32, CUDA, 512, 16) == "tf32x3"
-        assert _path(torch.float32, 512, 16, CUDA, lengths=False, reset_after=True) == "grid_sync"
-        assert dispatch.dot_precision(torch.float32, CUDA, 1024, 16) == "ieee"
-        assert dispatch.dot_precision(torch.float32, CUDA, 512, 65) == "ieee"
-        assert dispatch.dot_precision(torch.float32, torch.device("cpu"), 512, 16) == "ieee"
+        for H, B in ((256, 1), (256, 64), (384, 16), (512, 64)):
+            assert dispatch.dot_precision(torch.float32, CUDA, H, B) == "ieee"
+            assert dispatch.dot_precision(torch.float32, CUDA, H, B, training=False) == "tf32x3"
+            assert _path(torch.float32, H, B, CUDA, lengths=False, reset_after=True) == "cudnn"
+            assert _path(torch.float32, H, B, CUDA, lengths=False, reset_after=True,
+                         training=False) == "grid_sync"
+        for H, B in ((255, 16), (513, 16), (1024, 16), (512, 65)):
+            assert dispatch.dot_precision(torch.float32, CUDA, H, B, training=False) == "ieee"
+            assert _path(torch.float32, H, B, CUDA, lengths=False, reset_after=True,
+                         training=False) == "cudnn"
+        assert dispatch.dot_precision(torch.float32, torch.device("cpu"), 512, 16,
+                                      training=False) == "ieee"
+        assert dispatch.dot_precision(torch.float64, CUDA, 512, 16, training=False) == "ieee"
         with dispatch.force_ieee_dots("tf32x3"):
             assert dispatch.dot_precision(torch.float32, torch.device("cpu"), 1024, 1) == "tf32x3"
             assert dispatch.dot_precision(torch.float64, CUDA, 512, 16) == "ieee"
             assert dispatch.dot_precision(torch.bfloat16, CUDA, 512, 16) == "ieee"
             with dispatch.force_ieee_dots("ieee"):
-                assert dispatch.dot_precision(torch.float32, CUDA, 512, 16) == "ieee"
+                assert dispatch.dot_precision(torch.float32, CUDA, 512, 16,
+                                              training=False) == "ieee"
             assert dispatch.dot_precision(torch.float32, CUDA, 1024, 1) == "tf32x3"
     with dispatch.rnn_fp32_precision("tf32"), dispatch.force_ieee_dots("tf32x3"):
         assert dispatch.dot_precision(torch.float32, CUDA, 512, 16) == "tf32"

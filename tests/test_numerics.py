@@ -104,7 +104,7 @@ def test_matches_nn_gru_and_reference(config, path, triton_backend, launch_count
 @pytest.mark.parametrize("config", [CONFIGS[2], CONFIGS[4], CONFIGS[5]], ids=_config_id)
 def test_tf32x3_module_matches_nn_gru(config, path, triton_backend, monkeypatch):
     """fp32 weights under nn.GRU's IEEE flag with the W_hh products as "tf32x3" (what the
-    dispatcher picks where TF32X3_WINS says): the whole module, every gradient, against
+    dispatcher picks where its tables' "tf32x3" rows say): the whole module, every gradient, against
     nn.GRU, with that precision reaching both kernels (the interpreter computes it exactly;
     its accuracy on a GPU is docs/performance.md's and test_cuda's)."""
     from gru_triton.kernels import gru as gru_kernels
