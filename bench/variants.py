@@ -80,9 +80,9 @@ def grid_sync_config(overrides: dict, kernel: str = "fwd"):
     real_config, real_resident = gru_kernels.recurrence_config, gru_kernels.resident_config
 
     def config(hidden_size, path="persistent", batch=16, tensor_cores=True, forward=False,
-               sms=None, three_pass=False, sixteen_bit=False):
+               sms=None, three_pass=False, forms=None):
         cfg = real_config(hidden_size, path, batch, tensor_cores, forward, sms, three_pass,
-                          sixteen_bit)
+                          forms)
         if not (path == "grid_sync" and forward == (kernel == "fwd")):
             return cfg
         if "SPLIT_K" in overrides:

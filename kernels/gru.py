@@ -1039,15 +1039,16 @@ def storage_dtype_for(dtype: torch.dtype) -> torch.dtype:
 def recurrence_config(hidden_size: int, path: str = "persistent", batch: int = 16,
                       tensor_cores: bool = True, forward: bool = False,
                       sms: int | None = None, three_pass: bool = False,
-                      sixteen_bit: bool = False) -> dict:
+                      forms: str | None = None) -> dict:
     """Tile sizes, warps, pipeline stages and register budget of the recurrence kernels for
     one path ("persistent", "per_step" or "grid_sync"), batch size, and whether the dots run
     on tensor cores (fp16/bf16, and fp32 with TF32 dots; not IEEE fp32 or fp64).
     ``forward``: for gru_fwd_kernel (only grid_sync's differs); ``sms``: the GPU's SM count,
     None where unknown; ``three_pass``: fp32 weights with "tf32x3" dots (``resident_config``),
     whose grid_sync batch tile stops at 32 rows where H is not a multiple of 16 (64 rows
-    spill 8 bytes on sm_80 there, kernel report); ``sixteen_bit``: fp16/bf16 weights, which
-    get grid_sync's forms measured faster in 16 bits (``_sixteen_bit_forms``).
+    spill 8 bytes on sm_80 there, kernel report); ``forms``: "16-bit" (fp16/bf16 weights) or
+    "tf32" (fp32 weights, TF32 dots), which get grid_sync's forms measured faster for them
+    (``_sixteen_bit_forms``, ``_tf32_forms``).
 
     ``tl.dot`` needs every tile dimension >= 16.
 
@@ -1091,8 +1092,9 @@ def recurrence_config(hidden_size: int, path: str = "persistent", batch: int = 1
             warps = 4 if rows == 16 else 8
         cfg = {"BLOCK_B": rows, "BLOCK_H": 16, "BLOCK_K": block, "num_warps": warps,
                "num_stages": 1, "maxnreg": 255}
-        if sixteen_bit and tensor_cores and sms is not None:
-            cfg.update(_sixteen_bit_forms(cfg, hidden_size, batch, forward, sms))
+        if forms is not None and tensor_cores and sms is not None:
+            measured = {"16-bit": _sixteen_bit_forms, "tf32": _tf32_forms}[forms]
+            cfg.update(measured(cfg, hidden_size, batch, forward, sms))
         return cfg
     return {"BLOCK_B": 16, "BLOCK_H": block, "BLOCK_K": block, "num_warps": 8, "num_stages": 1,
             "maxnreg": 168}
@@ -1135,6 +1137,28 @@ def _sixteen_bit_forms(cfg: dict, hidden_size: int, batch: int, forward: bool,
         return {"BLOCK_B": 16, "SPLIT_K": 8}
     if hidden_size % 16 == 0 and tiles * triton.cdiv(hidden_size, 32) <= sms:
         return {"BLOCK_B": 16, "BLOCK_H": 32, "SPLIT_K": 8}
+    return {}
+
+
+def _tf32_forms(cfg: dict, hidden_size: int, batch: int, forward: bool, sms: int) -> dict:
+    """What grid_sync's fp32 launches with TF32 dots change in ``cfg``, as measured on an
+    H200 (``bench/variants.py --dtype tf32``, T 256, µs per step): only at K = 1024 (H 513 to
+    1024) for B <= 16, the one shape timed where it won, since nowhere else does a TF32 slice
+    stay on chip only when split.
+
+    There the slice held split along K, in two K pieces (``resident_config``), against the
+    launcher's streamed W_hh (32-wide K chunks): the forward at B 16, H 1024 13.56 against
+    24.12 with truncated operands (bench/results/nvidia-h200-2026-12-04/variants-tf32.json)
+    and 13.71 against 24.91 with the rows rounded as they were loaded (…-tf32-rounding/);
+    the backward, forward + backward with the launcher's forward, 33.38 against 54.55
+    truncated (variants-tf32-bwd.json). Rounded as loaded, the split backward spilled and
+    was not planned, so that run timed no split backward; the rows are now rounded by their
+    producers, whose split backward compiles to the truncated loop plus the stores
+    (kernel report: 244 registers, no spills), not yet timed. At B 64, H 512 the split
+    forward lost (8.08 against the plain resident 5.63) and the backward is the same
+    either way (a 64-row tile, never resident)."""
+    if 512 < hidden_size <= 1024 and batch <= 16:
+        return {"SPLIT_K": 8}
     return {}
 
 
@@ -1212,7 +1236,7 @@ def _sm_count(device: torch.device) -> int | None:
 
 def grid_sync_columns(batch: int, hidden_size: int, device: torch.device,
                       tensor_cores: bool = True, forward: bool = False,
-                      three_pass: bool = False, sixteen_bit: bool = False) -> int:
+                      three_pass: bool = False, forms: str | None = None) -> int:
     """Programs per batch tile on the grid-synchronised path, or 0 where its grid cannot be
     resident all at once (it would deadlock): one program per SM (its ``maxnreg`` of 255 ×
     256 threads takes the whole register file), so tiles × columns must not exceed the SM
@@ -1220,7 +1244,7 @@ def grid_sync_columns(batch: int, hidden_size: int, device: torch.device,
     that can pass a barrier."""
     sms = _sm_count(device)
     cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores, forward, sms,
-                            three_pass, sixteen_bit)
+                            three_pass, forms)
     tiles = triton.cdiv(batch, cfg["BLOCK_B"])
     chunks = triton.cdiv(hidden_size, cfg["BLOCK_H"])
     if sms is None:
@@ -1230,16 +1254,16 @@ def grid_sync_columns(batch: int, hidden_size: int, device: torch.device,
 
 def _launch_plan(batch: int, hidden_size: int, path: str, device: torch.device,
                  tensor_cores: bool = True, forward: bool = False, three_pass: bool = False,
-                 sixteen_bit: bool = False):
+                 forms: str | None = None):
     """(grid, number of launches, grid-synchronised?, tile config) for a path and kernel
     (``forward``: gru_fwd_kernel); a grid-synchronised grid that cannot be co-resident falls
     back to one launch per step."""
     if path == "grid_sync":
         columns = grid_sync_columns(batch, hidden_size, device, tensor_cores, forward,
-                                    three_pass, sixteen_bit)
+                                    three_pass, forms)
         if columns >= 1:
             cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores, forward,
-                                    _sm_count(device), three_pass, sixteen_bit)
+                                    _sm_count(device), three_pass, forms)
             return (triton.cdiv(batch, cfg["BLOCK_B"]), columns), 1, True, cfg
         path = "per_step"
     cfg = recurrence_config(hidden_size, path, batch)
@@ -1419,15 +1443,16 @@ def _kernel_plan(w_hh: torch.Tensor, batch: int, path: str, device: torch.device
     (3H, H) and ``batch`` rows: (grid, number of launches, grid-synchronised?, the tile
     keys the kernel takes, whether its W_hh slice is resident).
 
-    fp16/bf16 get ``_sixteen_bit_forms``; the backward's were measured with the slice
-    resident only, so where it is not (an A100's shared memory, say) the backward keeps
-    the tiles it had. A stacked slice takes a fourth gate's rows: where that does not fit,
-    the three gates' may."""
+    fp16/bf16 get ``_sixteen_bit_forms``, fp32 with TF32 dots ``_tf32_forms``; the
+    backward's were measured with the slice resident only, so where it is not (an A100's
+    shared memory, say) the backward keeps the tiles it had. A stacked slice takes a fourth
+    gate's rows: where that does not fit, the three gates' may."""
     H = w_hh.shape[1]
     tensor_cores = _uses_tensor_cores(w_hh, dot_precision)
     three_pass = _three_pass(w_hh, dot_precision)
-    sixteen_bit = w_hh.dtype in (torch.float16, torch.bfloat16)
-    for forms in dict.fromkeys((sixteen_bit, False)):
+    measured = ("16-bit" if w_hh.dtype in (torch.float16, torch.bfloat16)
+                else "tf32" if tensor_cores and not three_pass else None)
+    for forms in dict.fromkeys((measured, None)):
         grid, launches, grid_sync, cfg = _launch_plan(batch, H, path, device, tensor_cores,
                                                       forward, three_pass, forms)
         candidates = [cfg]
@@ -1442,7 +1467,7 @@ def _kernel_plan(w_hh: torch.Tensor, batch: int, path: str, device: torch.device
         if forward or not forms:
             streamed = {k: v for k, v in cfg.items() if k not in ("STACKED_GATES", "SPLIT_K")}
             return grid, launches, grid_sync, streamed, False
-    raise AssertionError("unreachable: the last pass has no 16-bit forms")
+    raise AssertionError("unreachable: the last pass has no measured forms")
 
 
 def _launch_fitting(kernel, plan_args, head, tail, T, meta):

@@ -398,12 +398,40 @@ def test_sixteen_bit_forms_are_planned_where_they_were_measured(monkeypatch):
     assert plan(64, 128, True) == ((4, 8), True, 16, 16, 128, 1, False, 1)
     # Unaligned H: no stacked product (resident_config's rule), the three gates instead.
     assert plan(16, 1000, True)[1:] == (True, 16, 16, 1024, 1, False, 1)
-    # TF32 is not the 16-bit forms' business.
-    assert plan(16, 1024, True, torch.float32, "tf32")[1:] == (False, 16, 16, 32, 1, False, 1)
+    # TF32 has its own (test_tf32_forms_are_planned_where_they_were_measured).
+    assert plan(64, 1024, True, torch.float32, "tf32")[1:] == (False, 64, 16, 32, 1, False, 1)
     # A stacked slice that does not fit (an A100's 163 KiB at K = 1024) leaves the three
     # gates' slice, which does.
     monkeypatch.setattr(gru_kernels, "shared_memory_limit", lambda device: 163 * 1024)
     assert plan(16, 1024, True) == ((1, 64), True, 16, 16, 1024, 1, False, 1)
+
+
+def test_tf32_forms_are_planned_where_they_were_measured(monkeypatch):
+    """fp32 with TF32 dots on grid_sync (kernels.gru._tf32_forms, the H200's timings): at
+    K = 1024 and B <= 16 both kernels hold the slice split along K in two K pieces, where the
+    launcher streamed W_hh; every other shape keeps its plan (B 64 H 512: the plain resident
+    forward, which won there; B 32: not timed), and so do IEEE and tf32x3 dots."""
+    gru_kernels = _as_if_on_an_h100(monkeypatch)
+
+    def plan(batch, hidden, forward, precision="tf32"):
+        w_hh = torch.empty(3 * hidden, hidden)
+        grid, _, _, cfg, resident = gru_kernels._kernel_plan(
+            w_hh, batch, "grid_sync", w_hh.device, precision, True, forward)
+        return (grid, resident, cfg["BLOCK_B"], cfg["BLOCK_K"], cfg["num_warps"],
+                cfg.get("SPLIT_K", 1), cfg.get("K_PIECES", 1))
+
+    for forward in (True, False):
+        assert plan(16, 1024, forward) == ((1, 64), True, 16, 1024, 8, 8, 2)
+        assert plan(1, 1000, forward)[1:] == ((True, 16, 1024, 8, 8, 2) if forward else
+                                              # unaligned: the split backward spills
+                                              (False, 16, 32, 8, 1, 1))
+        assert plan(16, 768, forward) == ((1, 48), True, 16, 1024, 8, 8, 2)
+    assert plan(64, 512, True) == ((4, 32), True, 16, 512, 4, 1, 1)
+    assert plan(32, 1024, True)[1:] == (False, 16, 32, 4, 1, 1)
+    assert plan(16, 512, True)[3:] == (512, 4, 1, 1)
+    assert plan(16, 2048, True)[1] is False
+    assert plan(16, 1024, True, "ieee")[1:] == (False, 16, 32, 8, 1, 1)
+    assert plan(16, 1024, False, "tf32x3")[5:] == (1, 1)
 
 
 def test_a_resident_plan_that_does_not_fit_streams_instead(monkeypatch):
