@@ -158,13 +158,17 @@ for stage in "${stages[@]}"; do
         # the kernels that produce the rows (ROWS_ROUNDED): not timed yet. Rounded as they
         # were loaded, the H200 took 5.66-30.40 us/step forward and 40.20-96.69 forward +
         # backward here, against 5.63-26.28 and 31.98-74.86 truncated (docs/performance.md,
-        # "TF32 operands"). At H 1024 the split slice stays on chip in two K pieces.
+        # "TF32 operands"). At B 16 H 1024 the launchers now hold the slice split in two K
+        # pieces (_tf32_forms): "not split" is the streamed form they ran before, and the
+        # forward + backward's "launcher" is both kernels split, the row the dispatcher's
+        # TF32 H 1024 entry waits for.
         shapes=16:1024,64:512,64:1024
         run_grid_sync_tests && run 50 python3 bench/variants.py --dtype tf32 --shapes "$shapes" \
-            --variant launcher --variant "split K" --out "$out/variants-tf32.json"
+            --variant launcher --variant "split K" --variant "not split" \
+            --out "$out/variants-tf32.json"
         run_grid_sync_tests && run 50 python3 bench/variants.py --dtype tf32 --shapes "$shapes" \
             --kernel bwd --op fwdbwd --variant launcher --variant "split K" \
-            --out "$out/variants-tf32-bwd.json"
+            --variant "not split" --out "$out/variants-tf32-bwd.json"
         ;;
     variants-fp32)
         # IEEE fp32 runs on cuDNN everywhere (grid_sync's IEEE FMAs lost at every shape):

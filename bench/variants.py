@@ -49,11 +49,14 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
             ("K 256, 2 stages", {"BLOCK_K": 256, "num_stages": 2}),
             ("16 rows", {"BLOCK_B": 16}), ("4 warps", {"num_warps": 4}),
             ("16 rows, 4 warps", {"BLOCK_B": 16, "num_warps": 4}), ("8 warps", {"num_warps": 8}),
-            ("tf32x3", {"dots": "tf32x3"}))
+            ("tf32x3", {"dots": "tf32x3"}), ("not split", {"SPLIT_K": 1}))
 # "tf32x3" (--dtype fp32 only: nn.GRU's IEEE flag): both kernels' W_hh products as three TF32
 # tensor-core products, IEEE fp32's accuracy (docs/performance.md, "IEEE fp32 on tensor
 # cores"), with the tiles and resident plan the launchers give it; "launcher" there is IEEE
 # FMAs. What decides the "tf32x3" rows of dispatch.GRID_SYNC_WINS and FORWARD_WINS.
+# "not split": the slice not cut along K, where the launcher cuts it (kernels.gru's
+# _sixteen_bit_forms and _tf32_forms): at TF32 K = 1024 the whole slice does not fit beside
+# h, so this is the streamed form the launcher ran before _tf32_forms.
 FORWARD_ONLY = ("STACKED_GATES",)
 # (B, H), I = H; a time-boxed run reaches the first ones: the headline H first.
 SHAPES = ((16, 1024), (64, 1024), (64, 512), (64, 256), (16, 2048))

@@ -635,6 +635,30 @@ def test_split_variant_holds_the_slice_in_k_pieces(hidden, dtype, kernel, monkey
         hidden, 8, 2, 8)
 
 
+@pytest.mark.parametrize("kernel", ["fwd", "bwd"])
+def test_not_split_variant_is_the_streamed_form_tf32_ran_before(kernel, monkeypatch):
+    """bench/variants.py's "not split" at TF32 B 16 H 1024, where the launchers now hold the
+    slice split in two K pieces (kernels.gru._tf32_forms): the plan streams W_hh in the
+    launcher's 32-wide chunks, as the launchers did before, so the GPU session times the
+    change against what it replaced."""
+    from types import SimpleNamespace
+
+    import variants
+    from gru_triton.kernels import gru as gru_kernels
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: SimpleNamespace(multi_processor_count=132,
+                                                       shared_memory_per_block_optin=227 * 1024))
+    w_hh = torch.empty(3 * 1024, 1024)
+    plans = []
+    for name in ("launcher", "not split"):
+        with variants.grid_sync_config(dict(variants.VARIANTS)[name], kernel):
+            *_, cfg, resident = gru_kernels._kernel_plan(
+                w_hh, 16, "grid_sync", torch.device("cuda"), "tf32", True, kernel == "fwd")
+        plans.append((resident, cfg["BLOCK_K"], cfg.get("SPLIT_K", 1), cfg.get("K_PIECES", 1)))
+    assert plans == [(True, 1024, 8, 2), (False, 32, 1, 1)]
+
+
 def test_variants_are_picked_by_name():
     """A GPU session times a chosen few variants (bench/gpu_session.sh's variants-bwd stage):
     a name that is not a variant is refused up front, before anything runs, rather than
@@ -653,7 +677,7 @@ def test_variants_are_picked_by_name():
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 24 and set(asked) <= names, asked
+    assert len(asked) == 26 and set(asked) <= names, asked
 
 
 def test_every_command_the_gpu_session_runs_takes_its_arguments(tmp_path):
