@@ -49,7 +49,13 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
             ("K 256, 2 stages", {"BLOCK_K": 256, "num_stages": 2}),
             ("16 rows", {"BLOCK_B": 16}), ("4 warps", {"num_warps": 4}),
             ("16 rows, 4 warps", {"BLOCK_B": 16, "num_warps": 4}), ("8 warps", {"num_warps": 8}),
-            ("tf32x3", {"dots": "tf32x3"}), ("not split", {"SPLIT_K": 1}))
+            ("tf32x3", {"dots": "tf32x3"}), ("not split", {"SPLIT_K": 1}),
+            ("32 rows, stacked", {"BLOCK_B": 32, "STACKED_GATES": True}))
+# "32 rows, stacked" (forward, 16 bits): at B 64 / H 1024 the 16-row grid (4 x 64) does not
+# fit 132 SMs and the launcher streams W_hh in a 64-row tile (9.88 us/step on the H200);
+# in 32-row tiles 2 x 64 = 128 programs each hold their stacked slice on chip (resident_config:
+# 8 warps, 232 registers, 193 KiB on sm_90), reading h's 32 rows a step instead of 64 rows
+# and the slice.
 # "tf32x3" (--dtype fp32 only: nn.GRU's IEEE flag): both kernels' W_hh products as three TF32
 # tensor-core products, IEEE fp32's accuracy (docs/performance.md, "IEEE fp32 on tensor
 # cores"), with the tiles and resident plan the launchers give it; "launcher" there is IEEE

@@ -195,7 +195,8 @@ def configs(variant: str, hidden_size: int, kernel_name: str = "gru_bwd_kernel")
     for one kernel. grid_sync: each batch tile its launcher may pick (it picks 32 and 64
     rows only for tensor-core dots, but every tile is compiled for every dtype); the forward
     runs its 16-row tile at 4 warps. W_RESIDENT: the 16-row tile the launcher widens to all
-    of K (``runs_with`` then keeps the dtypes and targets it picks it for)."""
+    of K (``runs_with`` then keeps the dtypes and targets it picks it for), and for the
+    stacked grid_sync forward the 32-row one too."""
     flags = VARIANTS[variant]
     forward = kernel_name == "gru_fwd_kernel"
     if flags.get("W_RESIDENT"):
@@ -204,6 +205,11 @@ def configs(variant: str, hidden_size: int, kernel_name: str = "gru_bwd_kernel")
         for flag in (*PLAN_FLAGS, "BLOCK_H"):
             if flags.get(flag):
                 cfg = dict(cfg, **{flag: flags[flag]})
+        if flags.get("STACKED_GATES") and flags["GRID_SYNC"]:
+            # The stacked product also holds its slice in 32-row tiles (resident_config):
+            # B 64 at H 1024 in a grid that fits 132 SMs (bench/variants.py's "32 rows,
+            # stacked").
+            return [cfg, dict(cfg, BLOCK_B=32)]
         return [cfg]
     if flags["GRID_SYNC"]:
         tiles = [gru_kernels.recurrence_config(hidden_size, "grid_sync", rows, forward=forward)

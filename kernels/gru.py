@@ -1303,8 +1303,12 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     it: the three gates' (K, BLOCK_H) slices (four with ``cfg["STACKED_GATES"]``, whose
     fourth is padding) and those operands in shared memory, plus a few KiB of the kernel's
     own. The operands also pass through registers, and past 24576 elements they spill (the
-    backward at H = 1024: 3 × 16 × 1024, 8-16 bytes). Only 16-row batch tiles: with 32
-    rows the forward spills on sm_80. The whole register file
+    backward at H = 1024: 3 × 16 × 1024, 8-16 bytes). Only 16-row batch tiles (with 32
+    rows the forward spills on sm_80), except in the stacked product, whose wgmma takes the
+    batch tile as its N: 32 rows at 8 warps compile without spills up to K = 1024 on sm_90
+    (232 registers, 193 KiB of shared memory) and K = 512 on sm_80 (182; kernel report), so
+    B 64 at H 1024, whose 16-row grid does not fit 132 SMs, keeps its slice on chip in a
+    32-row grid (bench/variants.py's "32 rows, stacked"; not timed yet). The whole register file
     too (``maxnreg`` 255, as grid_sync's programs have): at 168 registers per_step's 16×32
     tile spilled 8 bytes at H = 512 on sm_90.
 
@@ -1386,13 +1390,14 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     # per_step's 32-wide backward chunk, H not a multiple of 16 (scalar operand loads),
     # spills at K = 512 (8 bytes on sm_90): its operands stay under 24576 elements there.
     most = (16384 if split == 1 and row_operands > 1 and cfg["BLOCK_H"] > 16
-            and hidden_size % 16 else 24576)
-    if cfg["BLOCK_B"] != 16 or rows * k_full // pieces > most or need > smem_limit:
+            and hidden_size % 16 else 32768 if stacked else 24576)
+    tile_fits = cfg["BLOCK_B"] == 16 or (stacked and cfg["BLOCK_B"] == 32)
+    if not tile_fits or rows * k_full // pieces > most or need > smem_limit:
         return None
     warps = cfg["num_warps"]
     if split > 1:
         warps = split
-    elif stacked and k_full * itemsize >= 2048:
+    elif stacked and (k_full * itemsize >= 2048 or cfg["BLOCK_B"] > 16):
         warps = 8
     elif not stacked and k_full * itemsize >= 2048 and hidden_size % 16:
         warps = 8

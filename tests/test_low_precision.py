@@ -164,6 +164,42 @@ def test_stacked_gates_store_the_same_16_bit_states(dtype, monkeypatch):
     _assert_emulated(hs.double(), gates, w_hh, b_hh, h0, False)
 
 
+@pytest.mark.parametrize("path,hidden", [("grid_sync", 16), ("per_step", 48)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_stacked_gates_in_32_row_tiles(dtype, path, hidden, monkeypatch):
+    """The stacked forward in 32-row batch tiles (bench/variants.py's "32 rows, stacked":
+    B 64 at H 1024 in a grid that fits 132 SMs), as resident_config plans it: the product's
+    N is the tile's 32 rows. B 40: a full tile and a ragged one (8 rows); 16-wide hidden
+    chunks, one on grid_sync (the interpreter's one column), three on per_step. Against the
+    fp64 emulation, as the 16-row stacked form."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    real = gru_kernels.recurrence_config
+
+    def config(hidden_size, path="persistent", batch=16, *args, **kwargs):
+        cfg = real(hidden_size, path, batch, *args, **kwargs)
+        if path == "persistent":
+            return cfg
+        return dict(cfg, BLOCK_B=32, BLOCK_H=16, STACKED_GATES=True)
+
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
+    runs = []
+    real_run = gru_kernels.gru_fwd_kernel.run
+
+    def recording_run(*args, grid, **kwargs):
+        runs.append((grid, kwargs["BLOCK_B"], kwargs["W_RESIDENT"], kwargs.get("STACKED_GATES"),
+                     kwargs["num_warps"]))
+        return real_run(*args, grid=grid, **kwargs)
+
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    gates, w_hh, b_hh, h0 = _layer_operands(5, 40, hidden, dtype, seed=6)
+    hs, _ = gru_kernels.gru_forward(gates.clone(), w_hh, b_hh, h0, reverse=False, save=False,
+                                    path=path)
+    assert runs and {run[0][:2] for run in runs} == {(2, hidden // 16)}
+    assert {run[1:] for run in runs} == {(32, True, True, 8)}
+    _assert_emulated(hs.double(), gates, w_hh, b_hh, h0, False)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_split_k_stores_the_same_16_bit_states(dtype, monkeypatch):
     """The split-K forward (SPLIT_K, bench/variants.py's "split K") with 16-bit weights: its
