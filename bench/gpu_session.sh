@@ -6,8 +6,8 @@
 # tool's timeout_s at 600 and a start of up to ~3 minutes, inside the 15), the most needed
 # stages first, each capped so that the later ones still run:
 #
-#   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd auto forms memory \
-#                                  # variants-tf32 variants-fp32 bidirectional breakdown \
+#   bash bench/gpu_session.sh      # gridsync suite variants variants-tf32 auto variants-bwd \
+#                                  # forms memory variants-fp32 bidirectional breakdown \
 #                                  # bidirectional-training
 #   bash bench/gpu_session.sh dispatch pytest-bench     # another lease's call
 #
@@ -60,11 +60,13 @@ mkdir -p "$out"
 log="$out/session.log"
 deadline=$((SECONDS + ${GPU_SESSION_SECONDS:-560}))
 stages=("$@")
-# Most needed first: correctness, the levers and auto for the targets, memory, the
-# fp32 dispatcher decisions; then the bidirectional layers (their correctness is in the
-# suite) and the diagnosis.
-[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd auto forms memory variants-tf32
-                                  variants-fp32 bidirectional breakdown bidirectional-training)
+# Most needed first: correctness, the levers not yet timed (the 32-row stacked forward, TF32
+# with producer-rounded rows and pipelined chunks) and auto for the targets, then the
+# levers timed before, memory, the fp32 dispatcher decisions; then the bidirectional layers
+# (their correctness is in the suite) and the diagnosis.
+[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-tf32 auto variants-bwd forms
+                                  memory variants-fp32 bidirectional breakdown
+                                  bidirectional-training)
 grid_ok=0
 
 say() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$log"; }
@@ -239,6 +241,11 @@ for stage in "${stages[@]}"; do
         run $((budget + 30)) python3 bench/bench_gru.py --results-root "$out/auto" \
             --impls "$impls" --H 256,512,1024 --B 16,64 --T 256 --dtypes bf16,fp16,tf32 \
             --budget-s "$budget"
+        # IEEE fp32 inference, which auto now runs as tf32x3 on grid_sync at H 256-512
+        # (dispatch.FORWARD_WINS, from variants-fp32.json); its training stays on cuDNN.
+        run 45 python3 bench/bench_gru.py --results-root "$out/auto-fp32" \
+            --impls cudnn,gru_triton --H 256,512 --B 16,64 --T 256 --dtypes fp32 --ops fwd \
+            --budget-s 30
         ;;
     bidirectional)
         # Inference of a bidirectional stack runs each layer's reverse direction on a side

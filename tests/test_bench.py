@@ -752,7 +752,7 @@ def test_every_command_the_gpu_session_runs_takes_its_arguments(tmp_path):
             seen.add(script)
             parsers[script](argv[1:])  # an unknown flag or value exits 2
     assert seen == set(parsers)
-    assert sum(argv[0].endswith("bench_gru.py") for argv in commands) == 7
+    assert sum(argv[0].endswith("bench_gru.py") for argv in commands) == 8
 
 
 def test_variants_summary_ranks_against_the_launcher():
