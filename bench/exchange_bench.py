@@ -22,6 +22,15 @@ step is built this way, and what a protocol without the barrier would take inste
 - "flagged, probe": the same, but it first spins on one word per publishing program (row 0,
   the first word of each 16-unit chunk: H / 16 words), so a reader that arrives early
   re-reads a few sectors, not the whole (16, H) tile.
+- "barrier, rotated": "barrier", but each program reads the rows starting at its own chunk
+  (columns j0, j0 + 1, ..., wrapping around), so that right after the barrier the programs'
+  first requests go to different lines instead of all to column 0's. The H200 measured the
+  exchange growing with the bytes each program reads (1.5 µs at 8 KiB, 3.7 at 32, 5.4 at
+  64), far slower than one SM's share of L2 bandwidth: if the programs queue on the same
+  lines, this spreads them.
+- "barrier, own tile": "barrier", but each program reads back only its own (16 × 16) tile:
+  the store, the barrier and the check without the read of the other programs' values, so
+  "barrier" minus this is what that read costs in place.
 
 Each step's written values depend on the sum of the read's mismatches, so a step cannot start
 before the last one's read ends, as in the recurrence (whose next h_t depends on the product);
@@ -54,7 +63,7 @@ from gru_triton.kernels.gru import _grid_barrier  # noqa: E402
 STEPS = 2000
 NUM_WARPS = 8
 BLOCK_B, BLOCK_H = 16, 16
-PROTOCOLS = ("barrier", "flagged", "flagged, probe")
+PROTOCOLS = ("barrier", "flagged", "flagged, probe", "barrier, rotated", "barrier, own tile")
 # (B, H): grid_sync's forward grids, B / 16 tiles × H / 16 chunks, up to 128 programs.
 SHAPES = ((16, 256), (16, 512), (16, 1024), (16, 2048), (64, 256), (64, 512))
 
@@ -88,8 +97,16 @@ def _oldest_flag(words, mask):
 
 
 @triton.jit
+def _rotated(start, BLOCK_K: tl.constexpr):
+    """[start, start + 1, ..., BLOCK_K - 1, 0, ..., start - 1]: every column once, from
+    ``start`` (0 <= start < BLOCK_K)."""
+    return (tl.arange(0, BLOCK_K) + start) % BLOCK_K
+
+
+@triton.jit
 def _exchange_kernel(hs_ptr, words_ptr, sync_ptr, errors_ptr, B, H, n_steps,
-                     FLAGGED: tl.constexpr, PROBE: tl.constexpr, BLOCK_B: tl.constexpr,
+                     FLAGGED: tl.constexpr, PROBE: tl.constexpr, ROTATED: tl.constexpr,
+                     OWN_TILE: tl.constexpr, BLOCK_B: tl.constexpr,
                      BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
     """``n_steps`` exchanges. hs: (2, B, H) bf16 (barrier); words: (2, B, H // 2) int64
     (flagged), zeros at launch; sync: (B / BLOCK_B,) int32 zeros; errors: (1,) int32, gets
@@ -99,12 +116,19 @@ def _exchange_kernel(hs_ptr, words_ptr, sync_ptr, errors_ptr, B, H, n_steps,
     mask_b = rows < B
     j0 = tl.program_id(1) * BLOCK_H
     offs_j = j0 + tl.arange(0, BLOCK_H)
-    offs_k = tl.arange(0, BLOCK_K)
     mine = mask_b[:, None] & (offs_j < H)[None, :]
+    # The columns read back: all of h (from column 0, or from this program's own chunk), or
+    # this program's own tile.
+    if OWN_TILE:
+        offs_k = offs_j
+    elif ROTATED:
+        offs_k = _rotated(j0 % BLOCK_K, BLOCK_K)
+    else:
+        offs_k = tl.arange(0, BLOCK_K)
     mask_k = mask_b[:, None] & (offs_k < H)[None, :]
     half = H // 2
     words_j = j0 // 2 + tl.arange(0, BLOCK_H // 2)
-    words_k = tl.arange(0, BLOCK_K // 2)
+    words_k = tl.arange(0, BLOCK_K // 2)  # flagged: from column 0, all of h
     mask_w = mask_b[:, None] & (words_k < half)[None, :]
     # Probe: row 0 of this tile, the first word of every chunk of BLOCK_H units.
     probe_k = tl.arange(0, BLOCK_K // BLOCK_H) * (BLOCK_H // 2)
@@ -153,7 +177,7 @@ def exchange(protocol: str, B: int, H: int, n_steps: int, device, start_flag: in
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if H % BLOCK_H:
         raise ValueError(f"H must be a multiple of {BLOCK_H}, got {H}")
-    if columns is not None and (protocol == "barrier" or start_flag <= n_steps
+    if columns is not None and (protocol.startswith("barrier") or start_flag <= n_steps
                                 or not 1 <= columns <= H // BLOCK_H):
         # Under the barrier the missing programs never arrive; with an older flag their
         # words are awaited forever.
@@ -166,8 +190,9 @@ def exchange(protocol: str, B: int, H: int, n_steps: int, device, start_flag: in
     errors = torch.zeros(1, dtype=torch.int32, device=device)
     extra = {"launch_cooperative_grid": True} if device.type == "cuda" else {}
     _exchange_kernel[(tiles, columns or H // BLOCK_H)](
-        hs, words, sync, errors, B, H, n_steps, FLAGGED=protocol != "barrier",
-        PROBE=protocol == "flagged, probe", BLOCK_B=BLOCK_B, BLOCK_H=BLOCK_H,
+        hs, words, sync, errors, B, H, n_steps, FLAGGED=protocol.startswith("flagged"),
+        PROBE=protocol == "flagged, probe", ROTATED=protocol == "barrier, rotated",
+        OWN_TILE=protocol == "barrier, own tile", BLOCK_B=BLOCK_B, BLOCK_H=BLOCK_H,
         BLOCK_K=triton.next_power_of_2(H), num_warps=NUM_WARPS, **extra)
     return int(errors.item())
 

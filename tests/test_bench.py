@@ -362,7 +362,8 @@ def test_barrier_probe_runs_the_kernels_barrier_and_times_nothing_without_a_gpu(
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("protocol", ["barrier", "flagged", "flagged, probe"])
+@pytest.mark.parametrize("protocol", ["barrier", "flagged", "flagged, probe",
+                                      "barrier, rotated", "barrier, own tile"])
 def test_exchange_probe_reads_back_every_value(protocol):
     """bench/exchange_bench.py's step exchange, with what can run in the interpreter (one
     program per batch tile, so each reads only what it wrote): every value read back, over
@@ -393,6 +394,28 @@ def test_exchange_probe_counts_values_it_should_not_have_taken(protocol):
                                    columns=1) > 0
     with pytest.raises(ValueError, match="columns"):
         exchange_bench.exchange(protocol, 16, 32, 3, device, columns=1)  # would wait forever
+
+
+def test_exchange_rotated_reads_cover_every_column_once(monkeypatch):
+    """The "barrier, rotated" exchange reads h from its program's own chunk on, wrapping
+    around (exchange_bench._rotated): every column exactly once, in that order. (The
+    interpreter runs its exchange with one program, whose start is column 0, so the
+    rotation itself is checked here.)"""
+    import exchange_bench
+    import triton
+    import triton.language as tl
+
+    monkeypatch.setitem(globals(), "exchange_bench", exchange_bench)
+
+    @triton.jit
+    def columns(out_ptr, start, BLOCK_K: tl.constexpr):
+        tl.store(out_ptr + tl.arange(0, BLOCK_K), exchange_bench._rotated(start, BLOCK_K))
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for block, start in ((16, 0), (64, 16), (64, 48), (1024, 1008)):
+        out = torch.empty(block, dtype=torch.int32, device=device)
+        columns[(1,)](out, start, BLOCK_K=block)
+        assert out.tolist() == [*range(start, block), *range(start)]
 
 
 def test_exchange_words_carry_any_16_bit_value_and_the_flag(monkeypatch):
