@@ -144,8 +144,14 @@ for stage in "${stages[@]}"; do
         # 20; deeper pipelines, wider chunks and the 32-wide split slice did not beat that,
         # bench/results/nvidia-h200-2026-12-04-tf32-rounding/variants.json). In 32-row tiles
         # the stacked slice stays on chip, 128 programs on 132 SMs.
-        run_grid_sync_tests && run 40 python3 bench/variants.py --out "$out/variants.json" \
-            --shapes 64:1024 --variant launcher --variant "32 rows, stacked"
+        run_grid_sync_tests && run 50 python3 bench/variants.py --out "$out/variants.json" \
+            --shapes 64:1024 --variant launcher --variant "32 rows, stacked" \
+            --variant "32 rows, stacked, rotated K"
+        # Each program reading h from its own chunk on (the exchange bench's "barrier,
+        # rotated"), where the launcher runs the stacked slice.
+        run_grid_sync_tests && run 40 python3 bench/variants.py \
+            --out "$out/variants-rotated.json" --shapes 16:1024,64:512 --variant launcher \
+            --variant "rotated K"
         ;;
     variants-bwd)
         # The levers that apply to the backward, most promising first (a time-boxed run

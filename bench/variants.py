@@ -55,12 +55,19 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
             ("16 rows", {"BLOCK_B": 16}), ("4 warps", {"num_warps": 4}),
             ("16 rows, 4 warps", {"BLOCK_B": 16, "num_warps": 4}), ("8 warps", {"num_warps": 8}),
             ("tf32x3", {"dots": "tf32x3"}), ("not split", {"SPLIT_K": 1}),
-            ("32 rows, stacked", {"BLOCK_B": 32, "STACKED_GATES": True}))
+            ("32 rows, stacked", {"BLOCK_B": 32, "STACKED_GATES": True}),
+            ("rotated K", {"ROTATE_K": True}),
+            ("32 rows, stacked, rotated K", {"BLOCK_B": 32, "STACKED_GATES": True,
+                                             "ROTATE_K": True}))
 # "32 rows, stacked" (forward, 16 bits): at B 64 / H 1024 the 16-row grid (4 x 64) does not
 # fit 132 SMs and the launcher streams W_hh in a 64-row tile (9.88 us/step on the H200);
 # in 32-row tiles 2 x 64 = 128 programs each hold their stacked slice on chip (resident_config:
 # 8 warps, 232 registers, 193 KiB on sm_90), reading h's 32 rows a step instead of 64 rows
 # and the slice.
+# "rotated K" (the stacked forward only, gru_fwd_kernel's ROTATE_K): each program walks K, in
+# its slice and in h_{t-1}, from its own chunk on, so the programs' reads of h right after
+# the grid barrier start at different lines (bench/exchange_bench.py's "barrier, rotated"
+# times the same on the exchange alone).
 # "tf32x3" (--dtype fp32 only: nn.GRU's IEEE flag): both kernels' W_hh products as three TF32
 # tensor-core products, IEEE fp32's accuracy (docs/performance.md, "IEEE fp32 on tensor
 # cores"), with the tiles and resident plan the launchers give it; "launcher" there is IEEE
@@ -68,7 +75,7 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
 # "not split": the slice not cut along K, where the launcher cuts it (kernels.gru's
 # _sixteen_bit_forms and _tf32_forms): at TF32 K = 1024 the whole slice does not fit beside
 # h, so this is the streamed form the launcher ran before _tf32_forms.
-FORWARD_ONLY = ("STACKED_GATES",)
+FORWARD_ONLY = ("STACKED_GATES", "ROTATE_K")
 # (B, H), I = H; a time-boxed run reaches the first ones: the headline H first.
 SHAPES = ((16, 1024), (64, 1024), (64, 512), (64, 256), (16, 2048))
 # Largest max |ours - nn.GRU| / max |nn.GRU| a variant may have to be timed: fp32 under the

@@ -69,6 +69,10 @@ VARIANTS = {
     "grid_sync+resident+stacked+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
                                                GRID_SYNC=True, W_RESIDENT=True,
                                                STACKED_GATES=True),
+    # The same walking K from each program's own chunk (bench/variants.py's "rotated K").
+    "grid_sync+resident+stacked+rotated+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
+                                                       GRID_SYNC=True, W_RESIDENT=True,
+                                                       STACKED_GATES=True, ROTATE_K=True),
     # The warps splitting the resident slice along K, forward and backward
     # (bench/variants.py's "split K"; not picked yet either).
     "grid_sync+resident+split_k+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
@@ -80,7 +84,7 @@ VARIANTS = {
                                                     BLOCK_H=32),
 }
 # Flags only the forward kernel has.
-FORWARD_ONLY_FLAGS = ("STACKED_GATES",)
+FORWARD_ONLY_FLAGS = ("STACKED_GATES", "ROTATE_K")
 # Flags that the launchers' resident plan must give a row for it to run (``runs_with``).
 PLAN_FLAGS = ("STACKED_GATES", "SPLIT_K")
 _ITEMSIZE = {"bf16": 2, "fp16": 2, "fp32": 4, "fp64": 8}
@@ -117,6 +121,7 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
         # As gru_forward launches it: the fp32 state apart wherever the states are 16-bit.
         flags["F32_STATE"] = dtype in ("bf16", "fp16")
         flags.setdefault("STACKED_GATES", False)
+        flags.setdefault("ROTATE_K", False)
     # As resident_config gives it: at most one slice per 16 of K.
     flags["SPLIT_K"] = cfg.get("SPLIT_K", 1)
     flags["K_PIECES"] = cfg.get("K_PIECES", 1)

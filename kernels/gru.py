@@ -210,27 +210,43 @@ def _hidden_times_w_hh_t(h_rows, hn_rows, mask_b, w_hh_ptr, offs_j, mask_j, H,
 
 
 @triton.jit
-def _stacked_w_hh(w_hh_ptr, j0, H, w_dtype, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
+def _k_order(j0, BLOCK_K: tl.constexpr, ROTATE_K: tl.constexpr):
+    """The columns of K a resident product walks, (BLOCK_K,): 0, 1, ..., or with ROTATE_K
+    from the program's own chunk j0 on, wrapping around (j0 % BLOCK_K, ..., BLOCK_K - 1, 0,
+    ...). Rotated, the programs' reads of h_{t-1} right after the grid barrier start at
+    different lines instead of all at column 0's (bench/exchange_bench.py's "barrier,
+    rotated"); the product is the same, summed over K in another order."""
+    offs_k = tl.arange(0, BLOCK_K)
+    if ROTATE_K:
+        offs_k = (offs_k + j0 % BLOCK_K) % BLOCK_K
+    return offs_k
+
+
+@triton.jit
+def _stacked_w_hh(w_hh_ptr, j0, H, w_dtype, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+                  ROTATE_K: tl.constexpr):
     """Rows [W_r[j]; W_z[j]; W_n[j]; 0] of W_hh for the hidden units j0 + [0, BLOCK_H), all
-    of K (BLOCK_K >= H): (4 * BLOCK_H, BLOCK_K). The fourth block is zeros because a dot's
-    tile dimensions are powers of two."""
+    of K (BLOCK_K >= H) in ``_k_order``: (4 * BLOCK_H, BLOCK_K). The fourth block is zeros
+    because a dot's tile dimensions are powers of two."""
     m = tl.arange(0, 4 * BLOCK_H)
     gate = m // BLOCK_H
     j = j0 + m % BLOCK_H
-    offs_k = tl.arange(0, BLOCK_K)
+    offs_k = _k_order(j0, BLOCK_K, ROTATE_K)
     p_w = w_hh_ptr + (gate * H + j).to(tl.int64)[:, None] * H + offs_k[None, :]
     mask_w = ((gate < 3) & (j < H))[:, None] & (offs_k < H)[None, :]
     return tl.load(p_w, mask=mask_w, other=0.0).to(w_dtype)
 
 
 @triton.jit
-def _stacked_gates_times_hidden(w_stack, h_rows, mask_b, H, acc_dtype, w_dtype,
+def _stacked_gates_times_hidden(w_stack, h_rows, mask_b, H, j0, acc_dtype, w_dtype,
                                 DOT_PRECISION: tl.constexpr, ROUND_ROWS: tl.constexpr,
                                 LOAD_CACHE: tl.constexpr,
-                                BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
+                                BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+                                ROTATE_K: tl.constexpr):
     """rows[b, :] @ W_hh[g*H + j, :]ᵀ for the three gates as one product, transposed:
-    w_stack (4 * BLOCK_H, BLOCK_K) (``_stacked_w_hh``) @ h_{t-1}ᵀ (BLOCK_K, BLOCK_B). Returns
-    the r, z, n tiles, (BLOCK_B, BLOCK_H) each, in acc_dtype.
+    w_stack (4 * BLOCK_H, BLOCK_K) (``_stacked_w_hh`` for the chunk j0, its K in the same
+    ``_k_order``) @ h_{t-1}ᵀ (BLOCK_K, BLOCK_B). Returns the r, z, n tiles, (BLOCK_B,
+    BLOCK_H) each, in acc_dtype.
 
     Why transposed and stacked: the (BLOCK_B, BLOCK_H) = 16 × 16 tile of one gate is one
     warp's MMA tile, so every further warp repeats the whole product, reading the program's
@@ -239,7 +255,7 @@ def _stacked_gates_times_hidden(w_stack, h_rows, mask_b, H, acc_dtype, w_dtype,
     the warps split its rows, and on sm_90 one warpgroup issues it as wgmma, which reads
     both operands from shared memory without the per-warp copies.
     """
-    offs_k = tl.arange(0, BLOCK_K)
+    offs_k = _k_order(j0, BLOCK_K, ROTATE_K)
     mask_hk = mask_b[:, None] & (offs_k < H)[None, :]
     b_h = _dot_operand(tl.load(h_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0,
                                cache_modifier=LOAD_CACHE), w_dtype, ROUND_ROWS)
@@ -543,7 +559,7 @@ def gru_fwd_kernel(
     W_RESIDENT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     STACKED_GATES: tl.constexpr = False, SPLIT_K: tl.constexpr = 1, K_PIECES: tl.constexpr = 1,
-    ROWS_ROUNDED: tl.constexpr = False,
+    ROWS_ROUNDED: tl.constexpr = False, ROTATE_K: tl.constexpr = False,
 ):
     """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc).
 
@@ -576,7 +592,8 @@ def gru_fwd_kernel(
 
     STACKED_GATES (with W_RESIDENT): the resident slice is the three gates' rows stacked, and
     each step's product is one transposed dot (``_stacked_gates_times_hidden``, which says
-    why); the numbers are the same products, summed over K in the dot's own order.
+    why); the numbers are the same products, summed over K in the dot's own order. ROTATE_K
+    (with STACKED_GATES): each program walks K from its own chunk on (``_k_order``).
 
     SPLIT_K (with W_RESIDENT, not STACKED_GATES): the slice is held cut along K into SPLIT_K
     slices, one per warp, and each gate's product is a batched dot summed over them
@@ -607,7 +624,8 @@ def gru_fwd_kernel(
         mask_j = offs_j < H
         mask = mask_b[:, None] & mask_j[None, :]
         if STACKED_GATES:
-            w_stack = _stacked_w_hh(w_hh_ptr, pid_h * BLOCK_H, H, w_dtype, BLOCK_H, BLOCK_K)
+            w_stack = _stacked_w_hh(w_hh_ptr, pid_h * BLOCK_H, H, w_dtype, BLOCK_H, BLOCK_K,
+                                    ROTATE_K)
         elif SPLIT_K > 1:
             w_res_r, w_res_z, w_res_n = _split_k_pieces(
                 w_hh_ptr, offs_j, mask_j, H, w_dtype, True, SPLIT_K, K_PIECES, BLOCK_K)
@@ -655,8 +673,8 @@ def gru_fwd_kernel(
             if tile_active:
                 if STACKED_GATES:
                     acc_r, acc_z, acc_n = _stacked_gates_times_hidden(
-                        w_stack, dot_rows, mask_b, H, acc_dtype, w_dtype, DOT_PRECISION,
-                        ROUND_LOADS, LOAD_CACHE, BLOCK_H, BLOCK_K)
+                        w_stack, dot_rows, mask_b, H, pid_h * BLOCK_H, acc_dtype, w_dtype,
+                        DOT_PRECISION, ROUND_LOADS, LOAD_CACHE, BLOCK_H, BLOCK_K, ROTATE_K)
                 elif SPLIT_K > 1:
                     acc_r, acc_z, acc_n = _split_k_hidden_times_w_hh_t(
                         dot_rows, mask_b, H, w_res_r, w_res_z, w_res_n, acc_dtype, w_dtype,
@@ -1406,10 +1424,14 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     out = dict(cfg, BLOCK_K=k_full, maxnreg=255, num_warps=warps, num_stages=1)
     out.pop("SPLIT_K", None)
     out.pop("K_PIECES", None)
-    # gru_bwd_kernel has no STACKED_GATES: a key it does not take fails its launch.
+    # gru_bwd_kernel has no STACKED_GATES (nor ROTATE_K, which only the stacked product
+    # takes): a key it does not take fails its launch.
     out.pop("STACKED_GATES", None)
+    rotate = out.pop("ROTATE_K", False)
     if stacked:
         out["STACKED_GATES"] = True
+        if rotate:
+            out["ROTATE_K"] = True
     if split > 1:
         out["SPLIT_K"] = split
     if pieces > 1:
@@ -1470,7 +1492,8 @@ def _kernel_plan(w_hh: torch.Tensor, batch: int, path: str, device: torch.device
                                          not in _UNFIT_RESIDENT):
                 return grid, launches, grid_sync, resident, True
         if forward or not forms:
-            streamed = {k: v for k, v in cfg.items() if k not in ("STACKED_GATES", "SPLIT_K")}
+            streamed = {k: v for k, v in cfg.items()
+                        if k not in ("STACKED_GATES", "SPLIT_K", "ROTATE_K")}
             return grid, launches, grid_sync, streamed, False
     raise AssertionError("unreachable: the last pass has no measured forms")
 

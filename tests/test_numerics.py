@@ -440,6 +440,36 @@ def test_stacked_gates_match_the_three_products(path, batch, hidden, reverse, mo
         assert_close(got, expected, what=name, tol=_TF32_FORMS_TOL)
 
 
+@pytest.mark.parametrize("path,batch,hidden", [("per_step", 5, 48), ("per_step", 19, 112),
+                                               ("grid_sync", 13, 16)],
+                         ids=["per_step-B5-H48", "per_step-B19-H112", "grid_sync-B13-H16"])
+def test_stacked_gates_with_k_rotated_match(path, batch, hidden, monkeypatch):
+    """ROTATE_K: the stacked forward walks K from each program's own chunk on, wrapping
+    around, in both its resident slice and h_{t-1} (kernels.gru._k_order). Against the
+    stacked form in K's own order: a slice and a row rotated differently would pair the
+    wrong columns and change every output. H 48 (K 64, chunks at 0 and 32) and 112 (K 128,
+    four chunks) rotate by chunks that leave columns past H inside the walk."""
+    T, H = 6, hidden
+    lens = torch.tensor(([T, 3, 1] * batch)[:batch], dtype=torch.int32, device=DEVICE)
+    force_resident_form(monkeypatch, STACKED_GATES=True)
+    plain = _kernel_run(T, batch, H, hidden, lens, False, path, "tf32")
+    monkeypatch.undo()
+    rotated_runs = force_resident_form(monkeypatch, STACKED_GATES=True, ROTATE_K=True)
+    from gru_triton.kernels import gru as gru_kernels
+
+    real_run, rotations = gru_kernels.gru_fwd_kernel.run, []
+
+    def recording_run(*args, **kwargs):
+        rotations.append(kwargs.get("ROTATE_K", False))
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    rotated = _kernel_run(T, batch, H, hidden, lens, False, path, "tf32")
+    assert rotated_runs and set(rotated_runs) == {(True, True, 1, 1)} and set(rotations) == {True}
+    for name, got, expected in zip(_KERNEL_RUN_NAMES, rotated, plain, strict=True):
+        assert_close(got, expected, what=name, tol=_TF32_FORMS_TOL)
+
+
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
 @pytest.mark.parametrize("batch,hidden,width,split,pieces",
