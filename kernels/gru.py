@@ -1478,7 +1478,8 @@ def _kernel_plan(w_hh: torch.Tensor, batch: int, path: str, device: torch.device
     tensor_cores = _uses_tensor_cores(w_hh, dot_precision)
     three_pass = _three_pass(w_hh, dot_precision)
     measured = ("16-bit" if w_hh.dtype in (torch.float16, torch.bfloat16)
-                else "tf32" if tensor_cores and not three_pass else None)
+                else "tf32" if w_hh.dtype == torch.float32 and dot_precision == "tf32"
+                else None)
     for forms in dict.fromkeys((measured, None)):
         grid, launches, grid_sync, cfg = _launch_plan(batch, H, path, device, tensor_cores,
                                                       forward, three_pass, forms)
