@@ -787,11 +787,51 @@ def test_variants_summary_ranks_against_the_launcher():
     records = [dict(B=16, H=1024, variant="launcher", us_per_step=6.4),
                dict(B=16, H=1024, variant="split K", us_per_step=3.2),
                dict(B=16, H=1024, variant="stacked", us_per_step=None),
+               dict(B=16, H=1024, variant="3 stages", us_per_step=None, same_as="launcher"),
+               dict(B=16, H=1024, variant="launcher, again", us_per_step=7.0),
                dict(B=64, H=256, variant="split K", us_per_step=4.0)]
     lines = variants.summarize(records).splitlines()
-    assert lines == ["B=16 H=1024: split K 3.20 (2.00x), launcher 6.40 (1.00x); "
+    assert lines == ["B=16 H=1024: split K 3.20 (2.00x), launcher 6.40 (1.00x), "
+                     "launcher, again 7.00 (0.91x); the launcher's kernel: 3 stages; "
                      "not timed: stacked",
                      "B=64 H=256: split K 4.00"]
+
+
+def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
+    """bench/variants.py times a variant only where its plan differs from the launcher's:
+    at bf16 B 16 H 1024 the backward's slice is resident and split, so "3 stages", "K 128",
+    "split K" and "16 rows" change nothing there (the H200 timed all five in one run, 11.26
+    to 15.15 µs/step forward + backward, and read one as a lever), while the 32-wide split
+    does; in the forward "32 rows, stacked" and "rotated K" do, and "split K" replaces the
+    stacked product."""
+    from types import SimpleNamespace
+
+    import variants
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: SimpleNamespace(multi_processor_count=132,
+                                                       shared_memory_per_block_optin=227 * 1024))
+    cuda = torch.device("cuda")
+
+    def same(name, kernel, B=16, H=1024, dtype=torch.bfloat16, op="fwdbwd"):
+        overrides = dict(variants.VARIANTS)[name]
+        return (variants.plan(overrides, kernel, dtype, B, H, op, cuda)
+                == variants.plan({}, kernel, dtype, B, H, op, cuda))
+
+    for name in ("3 stages", "K 128", "split K", "16 rows", "16 rows, split K"):
+        assert same(name, "bwd"), name
+    assert not same("16 rows, 32 wide, split K", "bwd")
+    assert not same("rotated K", "fwd", op="fwd")
+    assert not same("32 rows, stacked", "fwd", B=64, op="fwd")
+    assert not same("split K", "fwd", op="fwd")
+    assert same("3 stages", "fwd", op="fwd")  # the resident plan runs one stage
+    # fp32 under the IEEE flag: the forward alone runs tf32x3 where FORWARD_WINS has it, so
+    # there "tf32x3" is the launcher's kernel; forward + backward, it is not.
+    from gru_triton import dispatch
+
+    with dispatch.rnn_fp32_precision("ieee"):
+        assert same("tf32x3", "fwd", H=512, dtype=torch.float32, op="fwd")
+        assert not same("tf32x3", "fwd", H=512, dtype=torch.float32, op="fwdbwd")
 
 
 def test_memory_breakdown_names_what_is_live_at_the_peak():
