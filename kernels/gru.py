@@ -436,11 +436,24 @@ def _split_k_grad_gates_times_w_hh(dgx_rows, dghn_rows, mask_b, H, ws_r, ws_z, w
 
 
 @triton.jit
-def _batch_tile(B, BLOCK_B: tl.constexpr):
-    """This program's batch rows: (mask, int64 row indices)."""
-    offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+def _batch_tile(B, BLOCK_B: tl.constexpr, TILE_ROWS: tl.constexpr):
+    """This program's batch rows: (mask, int64 row indices), (BLOCK_B,) each.
+
+    TILE_ROWS (0: BLOCK_B): the rows a tile covers, fewer than the BLOCK_B a dot needs (16 at
+    least), the others masked. Masked rows issue no loads, so each program of a
+    grid-synchronised step reads TILE_ROWS rows of the others' h_t, not BLOCK_B: where twice
+    the tiles still fit on the SMs, the exchange (whose time grows with what each program
+    reads, docs/performance.md) halves its bytes per program, and the products keep their
+    shape (their masked rows are zeros)."""
+    offs = tl.arange(0, BLOCK_B)
+    if TILE_ROWS == 0:
+        offs_b = tl.program_id(0) * BLOCK_B + offs
+        mask_b = offs_b < B
+    else:
+        offs_b = tl.program_id(0) * TILE_ROWS + offs
+        mask_b = (offs < TILE_ROWS) & (offs_b < B)
     # int64 before multiplying: (t * B + b) * 3H passes 2^31 at long, wide, large-batch shapes.
-    return offs_b < B, offs_b.to(tl.int64)
+    return mask_b, offs_b.to(tl.int64)
 
 
 @triton.jit
@@ -560,6 +573,7 @@ def gru_fwd_kernel(
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     STACKED_GATES: tl.constexpr = False, SPLIT_K: tl.constexpr = 1, K_PIECES: tl.constexpr = 1,
     ROWS_ROUNDED: tl.constexpr = False, ROTATE_K: tl.constexpr = False,
+    TILE_ROWS: tl.constexpr = 0,
 ):
     """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc).
 
@@ -606,12 +620,15 @@ def gru_fwd_kernel(
     computes them (slot step % 2 read, the other written, as hf; the launcher puts h0's in
     slot 0), so the dots load their operand unchanged; the gate math reads the exact state
     from hs (or its registers). Without it TF32 rows are rounded as they are loaded.
+
+    TILE_ROWS (0: BLOCK_B): a batch tile covers that many rows, the dots' other rows masked
+    (``_batch_tile``), so each program reads fewer rows of h_{t-1} a step.
     """
     acc_dtype = hf_ptr.dtype.element_ty
     ROUND_LOADS: tl.constexpr = DOT_PRECISION == "tf32" and not ROWS_ROUNDED
     # Data other programs wrote this launch is read past L1, which is not coherent.
     LOAD_CACHE: tl.constexpr = ".cg" if GRID_SYNC else ""
-    mask_b, rows_b = _batch_tile(B, BLOCK_B)
+    mask_b, rows_b = _batch_tile(B, BLOCK_B, TILE_ROWS)
     tile_len = _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS)
     pid_h = tl.program_id(1)
     num_h_programs = tl.num_programs(1)
@@ -863,6 +880,7 @@ def gru_bwd_kernel(
     DOT_PRECISION: tl.constexpr, DOT_IN_FP32: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr = 1, K_PIECES: tl.constexpr = 1, ROWS_ROUNDED: tl.constexpr = False,
+    TILE_ROWS: tl.constexpr = 0,
 ):
     """Backward steps [step_begin, step_begin + n_steps), counted from the last forward step.
 
@@ -891,12 +909,14 @@ def gru_bwd_kernel(
     step before from dd (2, B, 3H), fp32, a ping-pong of [d_r | d_z | d_gh_n] rounded to
     TF32 (``_tf32_nearest``) by the program that computes them (slot step % 2 written, the
     other read), so the dots load their operand unchanged; dgx and dghn keep them exact.
+
+    TILE_ROWS: as in gru_fwd_kernel (fewer rows of the gate gradients read a step).
     """
     acc_dtype = dcarry_ptr.dtype.element_ty
     ROUND_LOADS: tl.constexpr = DOT_PRECISION == "tf32" and not ROWS_ROUNDED
     # Data other programs wrote this launch is read past L1, which is not coherent.
     LOAD_CACHE: tl.constexpr = ".cg" if GRID_SYNC else ""
-    mask_b, rows_b = _batch_tile(B, BLOCK_B)
+    mask_b, rows_b = _batch_tile(B, BLOCK_B, TILE_ROWS)
     tile_len = _tile_length(lengths_ptr, rows_b, mask_b, HAS_LENGTHS)
     pid_h = tl.program_id(1)
     num_h_programs = tl.num_programs(1)
@@ -1252,6 +1272,35 @@ def _sm_count(device: torch.device) -> int | None:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
+def tile_rows(cfg: dict) -> int:
+    """The batch rows one program's tile covers: ``cfg["TILE_ROWS"]`` where set (fewer than
+    its BLOCK_B, ``_batch_tile``), else BLOCK_B."""
+    return cfg.get("TILE_ROWS") or cfg["BLOCK_B"]
+
+
+def _narrowed(cfg: dict, batch: int, hidden_size: int, sms: int | None) -> dict:
+    """``cfg`` with a request for narrow tiles (``cfg["NARROW_TILES"]``, grid_sync's 16-row
+    tiles) resolved: TILE_ROWS halved while twice the tiles, a program per (tile, hidden
+    chunk), still fit on the SMs and add a tile. Each program then reads that many rows of
+    h_t (the backward: of the gate gradients) a step instead of 16, and every tile holds its
+    own copy of the slice, so the copies, not the bytes read from L2 a step, double: bf16
+    B 16 H 1024, 64 chunks, reads 8 rows in 2 × 64 = 128 programs on 132 SMs. Not picked by
+    the launchers: bench/variants.py's "narrow tiles" times it. The H200's exchange alone
+    (store, barrier, read; bench/results/nvidia-h200-2026-12-04/exchange.json) took 3.71 µs
+    at 64 programs reading 32 KiB each, 2.43 at 128 reading 16 KiB."""
+    cfg = dict(cfg)
+    if not cfg.pop("NARROW_TILES", False) or sms is None or cfg["BLOCK_B"] != 16:
+        return cfg
+    rows = tile_rows(cfg)
+    chunks = triton.cdiv(hidden_size, cfg["BLOCK_H"])
+    while (rows > 1 and triton.cdiv(batch, rows // 2) > triton.cdiv(batch, rows)
+           and triton.cdiv(batch, rows // 2) * chunks <= sms):
+        rows //= 2
+    if rows < cfg["BLOCK_B"]:
+        cfg["TILE_ROWS"] = rows
+    return cfg
+
+
 def grid_sync_columns(batch: int, hidden_size: int, device: torch.device,
                       tensor_cores: bool = True, forward: bool = False,
                       three_pass: bool = False, forms: str | None = None) -> int:
@@ -1261,9 +1310,9 @@ def grid_sync_columns(batch: int, hidden_size: int, device: torch.device,
     count. The interpreter runs programs one after another, so there one column is the most
     that can pass a barrier."""
     sms = _sm_count(device)
-    cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores, forward, sms,
-                            three_pass, forms)
-    tiles = triton.cdiv(batch, cfg["BLOCK_B"])
+    cfg = _narrowed(recurrence_config(hidden_size, "grid_sync", batch, tensor_cores, forward,
+                                      sms, three_pass, forms), batch, hidden_size, sms)
+    tiles = triton.cdiv(batch, tile_rows(cfg))
     chunks = triton.cdiv(hidden_size, cfg["BLOCK_H"])
     if sms is None:
         return 1
@@ -1280,12 +1329,14 @@ def _launch_plan(batch: int, hidden_size: int, path: str, device: torch.device,
         columns = grid_sync_columns(batch, hidden_size, device, tensor_cores, forward,
                                     three_pass, forms)
         if columns >= 1:
-            cfg = recurrence_config(hidden_size, "grid_sync", batch, tensor_cores, forward,
-                                    _sm_count(device), three_pass, forms)
-            return (triton.cdiv(batch, cfg["BLOCK_B"]), columns), 1, True, cfg
+            sms = _sm_count(device)
+            cfg = _narrowed(recurrence_config(hidden_size, "grid_sync", batch, tensor_cores,
+                                              forward, sms, three_pass, forms),
+                            batch, hidden_size, sms)
+            return (triton.cdiv(batch, tile_rows(cfg)), columns), 1, True, cfg
         path = "per_step"
     cfg = recurrence_config(hidden_size, path, batch)
-    tiles = triton.cdiv(batch, cfg["BLOCK_B"])
+    tiles = triton.cdiv(batch, tile_rows(cfg))
     if path == "persistent":
         return (tiles, 1), 1, False, cfg
     return (tiles, triton.cdiv(hidden_size, cfg["BLOCK_H"])), None, False, cfg

@@ -434,6 +434,46 @@ def test_tf32_forms_are_planned_where_they_were_measured(monkeypatch):
     assert plan(16, 1024, False, "tf32x3")[5:] == (1, 1)
 
 
+def test_narrow_tiles_are_planned_only_where_their_grid_fits(monkeypatch):
+    """bench/variants.py's "narrow tiles" (kernels.gru._narrowed), as an H100 (132 SMs) plans
+    it: grid_sync's 16-row tiles cover half the rows while twice the tiles, a program per
+    hidden chunk each, still fit and add a tile, so the slice stays resident in every
+    program; nothing changes where the grid would not fit (B 64 H 512: already 128
+    programs; H 2048: 128 chunks), for a 64-row tile, or for a batch one tile already
+    covers. The launchers never ask for it themselves (not measured on a GPU yet)."""
+    gru_kernels = _as_if_on_an_h100(monkeypatch)
+    real = gru_kernels.recurrence_config
+    narrow = []
+
+    def config(hidden_size, path="persistent", *args, **kwargs):
+        cfg = real(hidden_size, path, *args, **kwargs)
+        return dict(cfg, NARROW_TILES=True) if narrow and path == "grid_sync" else cfg
+
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
+
+    def plan(batch, hidden, forward=True, dtype=torch.bfloat16, precision="ieee"):
+        w_hh = torch.empty(3 * hidden, hidden, dtype=dtype)
+        grid, _, _, cfg, resident = gru_kernels._kernel_plan(
+            w_hh, batch, "grid_sync", w_hh.device, precision, True, forward)
+        assert "NARROW_TILES" not in cfg  # resolved, not handed to the kernel
+        return grid, resident, cfg.get("TILE_ROWS")
+
+    launchers = {shape: plan(*shape) for shape in ((16, 1024), (16, 512), (64, 256))}
+    assert all(rows is None for _, _, rows in launchers.values())
+    narrow.append(True)
+    for forward in (True, False):
+        assert plan(16, 1024, forward) == ((2, 64), True, 8)
+        assert plan(16, 1024, forward, torch.float32, "tf32") == ((2, 64), True, 8)
+        assert plan(16, 512, forward) == ((4, 32), True, 4)
+        assert plan(16, 256, forward) == ((8, 16), True, 2)
+        assert plan(64, 256, forward) == ((8, 16), True, 8)
+        assert plan(64, 512, forward) == ((4, 32), True, None)
+        assert plan(16, 2048, forward)[::2] == ((1, 128), None)
+        assert plan(1, 1024, forward) == ((1, 64), True, None)
+    assert plan(64, 1024)[2] is None  # the streamed forward's 64-row tile
+    assert plan(13, 1024) == ((2, 64), True, 8)
+
+
 def test_a_resident_plan_that_does_not_fit_streams_instead(monkeypatch):
     """Where Triton compiles a resident slice larger than the GPU holds (triton 3.6 with
     tf32x3 at K = 1024 asked 400 KiB of an H200's 227), the launch streams W_hh instead of

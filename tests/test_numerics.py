@@ -5,6 +5,8 @@ import random
 import pytest
 import torch
 import triton
+import triton.language as tl
+from gru_triton.kernels.gru import _batch_tile
 
 import gru_triton
 from gru_triton import dispatch
@@ -293,6 +295,68 @@ def test_grid_sync_wide_batch_tiles_match_persistent(batch, lengths, reverse):
                       for path in ("persistent", "grid_sync"))
     for name, got, expected in zip(_KERNEL_RUN_NAMES, wide, streamed, strict=True):
         assert_close(got, expected, what=name, tol=_TF32_FORMS_TOL)
+
+
+@triton.jit
+def _tile_owner(owner_ptr, count_ptr, B, BLOCK_B: tl.constexpr, TILE_ROWS: tl.constexpr):
+    """owner[b] = the program whose batch tile covers row b; count[b] += 1 for each."""
+    mask_b, rows_b = _batch_tile(B, BLOCK_B, TILE_ROWS)
+    ones = tl.full((BLOCK_B,), 1, tl.int32)
+    tl.store(owner_ptr + rows_b, ones * tl.program_id(0), mask=mask_b)
+    tl.atomic_add(count_ptr + rows_b, ones, mask=mask_b)
+
+
+@pytest.mark.parametrize("B,tile_rows", [(13, 0), (13, 4), (13, 2), (16, 8), (3, 8)])
+def test_each_row_belongs_to_one_narrow_tile(B, tile_rows):
+    """kernels.gru._batch_tile with TILE_ROWS: tile p covers rows [p * TILE_ROWS, (p + 1) *
+    TILE_ROWS) of the BLOCK_B (16) a dot needs, each row exactly one tile's, none past B.
+    A tile whose mask reached into the next one's rows would compute them twice, which the
+    recurrence's numbers cannot show (both write the same values)."""
+    rows = tile_rows or 16
+    tiles = triton.cdiv(B, rows)
+    owner = torch.full((B + 16,), -1, dtype=torch.int32, device=DEVICE)
+    count = torch.zeros(B + 16, dtype=torch.int32, device=DEVICE)
+    _tile_owner[(tiles,)](owner, count, B, BLOCK_B=16, TILE_ROWS=tile_rows)
+    expected = torch.arange(B + 16, device=DEVICE) // rows
+    assert torch.equal(owner[:B], expected[:B].int()) and torch.equal(count[:B], torch.ones_like(count[:B]))
+    assert (owner[B:] == -1).all() and (count[B:] == 0).all()
+
+
+@pytest.mark.parametrize("lengths", [None, "ragged"], ids=["full", "lengths"])
+@pytest.mark.parametrize("path", ["persistent", "per_step", "grid_sync"])
+def test_narrow_batch_tiles_compute_the_same_rows(path, lengths, monkeypatch):
+    """Batch tiles that cover fewer rows than the dot's 16 (TILE_ROWS; bench/variants.py's
+    "narrow tiles"): B 13 in 4-row tiles, the last of one row, forward and backward, give
+    the 16-row tile's numbers, since each row's products and gate math are the same
+    operations on the same values and the tile's other rows are masked. With lengths the
+    last tile ends after one step and skips its products from then on. TF32 dots, so that
+    per_step holds the slice resident (a tensor-core form) with three hidden chunks."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    T, B, H = 5, 13, 40
+    lens = (None if lengths is None else
+            torch.tensor([5] * 4 + [3] * 4 + [2] * 4 + [1], dtype=torch.int32, device=DEVICE))
+    expected = _kernel_run(T, B, H, 3, lens, False, path, "tf32")
+    real_config = gru_kernels.recurrence_config
+    monkeypatch.setattr(gru_kernels, "recurrence_config",
+                        lambda *args, **kwargs: dict(real_config(*args, **kwargs), TILE_ROWS=4))
+    launches = []
+    for kernel in (gru_kernels.gru_fwd_kernel, gru_kernels.gru_bwd_kernel):
+        def recording_run(*args, real_run=kernel.run, grid, **kwargs):
+            launches.append((grid[0], kwargs["BLOCK_B"], kwargs["TILE_ROWS"],
+                             kwargs["W_RESIDENT"]))
+            return real_run(*args, grid=grid, **kwargs)
+
+        monkeypatch.setattr(kernel, "run", recording_run)
+    got = _kernel_run(T, B, H, 3, lens, False, path, "tf32")
+    assert launches and {launch[:3] for launch in launches} == {(4, 16, 4)}
+    if path == "per_step":
+        assert all(launch[3] for launch in launches)  # the resident forms too
+    for name, g, e in zip(_KERNEL_RUN_NAMES, got, expected, strict=True):
+        if DEVICE.type == "cpu":
+            assert torch.equal(g, e), name
+        else:  # another program's instruction schedule: the same products, maybe not bit for bit
+            assert_close(g, e, what=name, tol=_TF32_FORMS_TOL)
 
 
 @pytest.mark.parametrize("rows", [16, 64])
