@@ -73,6 +73,15 @@ VARIANTS = {
     "grid_sync+resident+stacked+rotated+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
                                                        GRID_SYNC=True, W_RESIDENT=True,
                                                        STACKED_GATES=True, ROTATE_K=True),
+    # Narrow tiles: a batch tile covering 8 of the dot's 16 rows (TILE_ROWS), so each program
+    # reads half the rows of h_t (or of the gate gradients) a step (bench/variants.py's
+    # "narrow tiles", which picks 8, 4 or 2 rows by the grid; the code is the same for each).
+    "grid_sync+resident+stacked+narrow+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
+                                                      GRID_SYNC=True, W_RESIDENT=True,
+                                                      STACKED_GATES=True, TILE_ROWS=8),
+    "grid_sync+resident+split_k+narrow+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
+                                                      GRID_SYNC=True, W_RESIDENT=True, SPLIT_K=8,
+                                                      TILE_ROWS=8),
     # The warps splitting the resident slice along K, forward and backward
     # (bench/variants.py's "split K"; not picked yet either).
     "grid_sync+resident+split_k+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
@@ -117,6 +126,7 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
     asked = flags or {}
     flags = dict(base, **VARIANTS[variant])
     flags.setdefault("W_RESIDENT", False)
+    flags.setdefault("TILE_ROWS", 0)
     if kernel_name == "gru_fwd_kernel":
         # As gru_forward launches it: the fp32 state apart wherever the states are 16-bit.
         flags["F32_STATE"] = dtype in ("bf16", "fp16")
@@ -210,7 +220,7 @@ def configs(variant: str, hidden_size: int, kernel_name: str = "gru_bwd_kernel")
         for flag in (*PLAN_FLAGS, "BLOCK_H"):
             if flags.get(flag):
                 cfg = dict(cfg, **{flag: flags[flag]})
-        if flags.get("STACKED_GATES") and flags["GRID_SYNC"]:
+        if flags.get("STACKED_GATES") and flags["GRID_SYNC"] and not flags.get("TILE_ROWS"):
             # The stacked product also holds its slice in 32-row tiles (resident_config):
             # B 64 at H 1024 in a grid that fits 132 SMs (bench/variants.py's "32 rows,
             # stacked").
