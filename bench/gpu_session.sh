@@ -21,8 +21,9 @@
 #   cuda          tests/test_cuda.py: the GPU-only checks, serially
 #   bench         bench/bench_gru.py --quick, time-boxed; the grid_sync path is timed only if
 #                 its native test passed in this same call
-#   variants      bench/variants.py: grid_sync's forward under other tile configurations
-#                 (bf16 B 64 H 1024 in 32-row tiles with the stacked slice on chip)
+#   variants      bench/variants.py: grid_sync under other tile configurations (narrow
+#                 batch tiles, both kernels; bf16 B 64 H 1024 in 32-row tiles with the
+#                 stacked slice on chip)
 #   variants-bwd  the same for the backward kernel, timing forward + backward
 #   variants-tf32 the split-K forms against the launcher with TF32 dots (fp32 models), both
 #                 kernels: at H 1024 their slice stays on chip in two K pieces
@@ -139,6 +140,14 @@ for stage in "${stages[@]}"; do
         done
         ;;
     variants)
+        # Narrow tiles first, both kernels: each program reads half the rows (or fewer) of
+        # h_t a step, in twice the programs; the H200's exchange alone took 3.71 us/step with
+        # 64 programs reading 32 KiB each and 2.43 with 128 reading 16 KiB (exchange.json).
+        run_grid_sync_tests && run 50 python3 bench/variants.py --out "$out/variants-narrow.json" \
+            --shapes 16:1024,16:512,64:256 --variant launcher --variant "narrow tiles"
+        run_grid_sync_tests && run 50 python3 bench/variants.py --kernel bwd --op fwdbwd \
+            --out "$out/variants-narrow-bwd.json" --shapes 16:1024,64:256 --variant launcher \
+            --variant "narrow tiles"
         # Where the 16-bit forward still misses 3x with a grid that could hold W_hh: B 64 at
         # H 1024, whose launcher streams it in a 64-row tile (9.9 us/step against cuDNN's
         # 20; deeper pipelines, wider chunks and the 32-wide split slice did not beat that,
@@ -175,7 +184,7 @@ for stage in "${stages[@]}"; do
         # bf16's streamed forward from 20.7 to 9.9 us/step.
         run_grid_sync_tests && run 60 python3 bench/variants.py --dtype tf32 \
             --shapes 16:1024,64:1024,64:512 --variant launcher --variant "not split" \
-            --variant "K 128, 3 stages" --out "$out/variants-tf32.json"
+            --variant "K 128, 3 stages" --variant "narrow tiles" --out "$out/variants-tf32.json"
         # And B 64 at H 512, whose TF32 backward streams in a 64-row tile: bf16 went from
         # 22.95 to 9.42 us/step forward + backward with 16-row tiles split along K.
         run_grid_sync_tests && run 80 python3 bench/variants.py --dtype tf32 \
@@ -215,11 +224,13 @@ for stage in "${stages[@]}"; do
         # (barrier, x-side gates, gate math, stores), in the launcher's form and the split one:
         # the share that decides which lever can reach 2 us/step at H 1024. Late: diagnosis,
         # not a dispatcher decision.
+        # Narrow tiles too: how much of the product's share was the read of the rows.
         run_grid_sync_tests && run 40 python3 bench/step_breakdown.py --shapes 16:1024,64:512,16:512 \
-            --variant launcher --variant "split K" --out "$out/step-breakdown.json"
+            --variant launcher --variant "split K" --variant "narrow tiles" \
+            --out "$out/step-breakdown.json"
         run_grid_sync_tests && run 30 python3 bench/step_breakdown.py --kernel bwd \
             --shapes 16:1024,16:512 --variant launcher --variant "split K" \
-            --out "$out/step-breakdown-bwd.json"
+            --variant "narrow tiles" --out "$out/step-breakdown-bwd.json"
         ;;
     dispatch)
         # The shapes where the dispatcher's table chooses between the kernel paths and cuDNN.

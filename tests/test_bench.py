@@ -731,7 +731,7 @@ def test_variants_are_picked_by_name():
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 30 and set(asked) <= names, asked
+    assert len(asked) == 37 and set(asked) <= names, asked
 
 
 def test_every_command_the_gpu_session_runs_takes_its_arguments(tmp_path):
@@ -803,7 +803,7 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
     "split K" and "16 rows" change nothing there (the H200 timed all five in one run, 11.26
     to 15.15 µs/step forward + backward, and read one as a lever), while the 32-wide split
     does; in the forward "32 rows, stacked" and "rotated K" do, and "split K" replaces the
-    stacked product."""
+    stacked product. "narrow tiles" does in both where twice the tiles fit the SMs."""
     from types import SimpleNamespace
 
     import variants
@@ -825,6 +825,9 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
     assert not same("32 rows, stacked", "fwd", B=64, op="fwd")
     assert not same("split K", "fwd", op="fwd")
     assert same("3 stages", "fwd", op="fwd")  # the resident plan runs one stage
+    # Narrow tiles change the grid where twice the tiles fit, either kernel, not elsewhere.
+    assert not same("narrow tiles", "fwd", op="fwd") and not same("narrow tiles", "bwd")
+    assert same("narrow tiles", "fwd", B=64, H=512, op="fwd") and same("narrow tiles", "bwd", H=2048)
     # fp32 under the IEEE flag: the forward alone runs tf32x3 where FORWARD_WINS has it, so
     # there "tf32x3" is the launcher's kernel; forward + backward, it is not.
     from gru_triton import dispatch
