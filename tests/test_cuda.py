@@ -109,6 +109,39 @@ def test_resident_forms_not_yet_picked_match_fp64(kernel, form, H, dtype, pieces
                         for run in runs), runs
 
 
+@pytest.mark.parametrize("B,H,dtype,rows", [(16, 1024, torch.bfloat16, 8),
+                                            (16, 256, torch.bfloat16, 2),
+                                            (13, 512, torch.bfloat16, 4),
+                                            (16, 1024, torch.float32, 8)],
+                         ids=["bf16-B16-H1024", "bf16-B16-H256", "bf16-B13-H512", "tf32-B16-H1024"])
+def test_narrow_tiles_match_fp64(B, H, dtype, rows, monkeypatch):
+    """bench/variants.py's "narrow tiles" natively, both kernels (kernels.gru._narrowed: a
+    tile covers fewer rows than the dot's 16, in a grid of twice the tiles or more, each
+    tile's programs meeting at their own barrier counter): against an fp64 nn.GRU within
+    cuDNN's own error, launched with the rows and grid _narrowed gives on 132 SMs (more
+    SMs may narrow further; fewer, not at all: skipped). B 13: a ragged last tile of one row."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    if torch.cuda.get_device_properties("cuda").multi_processor_count != 132:
+        pytest.skip("the rows asserted are an H100's or H200's plan (132 SMs)")
+    real_config = gru_kernels.recurrence_config
+
+    def config(hidden_size, path="persistent", *args, **kwargs):
+        cfg = real_config(hidden_size, path, *args, **kwargs)
+        return dict(cfg, NARROW_TILES=True) if path == "grid_sync" else cfg
+
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
+    seen = []
+    for kernel in (gru_kernels.gru_fwd_kernel, gru_kernels.gru_bwd_kernel):
+        def recording_run(*args, _run=kernel.run, grid, **kwargs):
+            seen.append((grid[0], kwargs.get("TILE_ROWS", 0), kwargs["W_RESIDENT"]))
+            return _run(*args, grid=grid, **kwargs)
+
+        monkeypatch.setattr(kernel, "run", recording_run)
+    _assert_as_close_to_fp64_as_cudnn(48, B, H, H, dtype, "grid_sync")
+    assert set(seen) == {(-(-B // rows), rows, True)}, seen
+
+
 def test_tf32_launcher_at_h1024_matches_fp64():
     """The TF32 launch at H = 1024, B = 16 as the launchers plan it (W_hh streamed: the
     slice does not fit whole), held to the bound the split forms in K pieces are held to
