@@ -190,7 +190,7 @@ for stage in "${stages[@]}"; do
         run_grid_sync_tests && run 80 python3 bench/variants.py --dtype tf32 \
             --shapes 16:1024,64:512,64:1024 --kernel bwd --op fwdbwd --variant launcher \
             --variant "not split" --variant "16 rows, split K" --variant "K 64, 3 stages" \
-            --out "$out/variants-tf32-bwd.json"
+            --variant "narrow tiles" --out "$out/variants-tf32-bwd.json"
         run_grid_sync_tests && run 50 python3 bench/variants.py --dtype tf32 \
             --shapes 16:2048,64:2048 --variant launcher --variant "K 64, 3 stages" \
             --variant "K 128, 3 stages" --out "$out/variants-tf32-2048.json"
@@ -200,11 +200,14 @@ for stage in "${stages[@]}"; do
         # tf32x3 where its slice stays on chip (forward H <= 512, and at B 16 H 1024 in four
         # K pieces; backward H <= 256) and where it streams (the rest).
         shapes=16:512,64:512,16:256,64:256,16:1024
+        # With narrow tiles too: tf32x3 reads fp32 rows, twice bf16's bytes (the launcher's
+        # forward is tf32x3 at H 256-512, so there "narrow tiles" is tf32x3's).
         run_grid_sync_tests && run 50 python3 bench/variants.py --dtype fp32 --shapes "$shapes" \
-            --variant launcher --variant tf32x3 --out "$out/variants-fp32.json"
+            --variant launcher --variant tf32x3 --variant "narrow tiles" \
+            --variant "tf32x3, narrow tiles" --out "$out/variants-fp32.json"
         run_grid_sync_tests && run 60 python3 bench/variants.py --dtype fp32 --shapes "$shapes" \
             --kernel bwd --op fwdbwd --variant launcher --variant tf32x3 \
-            --out "$out/variants-fp32-bwd.json"
+            --variant "tf32x3, narrow tiles" --out "$out/variants-fp32-bwd.json"
         ;;
     memory)
         run 30 python3 -m pytest -q -rA "${pytest_timeout[@]}" tests/test_memory.py
