@@ -31,6 +31,10 @@ step is built this way, and what a protocol without the barrier would take inste
 - "barrier, own tile": "barrier", but each program reads back only its own (16 × 16) tile:
   the store, the barrier and the check without the read of the other programs' values, so
   "barrier" minus this is what that read costs in place.
+- "barrier, narrow": "barrier" in narrow batch tiles (the kernels' TILE_ROWS, as
+  ``kernels.gru._narrowed`` plans them for this GPU's SMs): each tile covers fewer of the
+  16 rows, in twice the tiles or more, so each program reads fewer rows of h_t (B 16
+  H 1024: 8 rows, 128 programs). Not timed where the grid cannot narrow.
 
 Each step's written values depend on the sum of the read's mismatches, so a step cannot start
 before the last one's read ends, as in the recurrence (whose next h_t depends on the product);
@@ -58,12 +62,13 @@ import triton.testing  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from gru_triton.kernels.gru import _grid_barrier  # noqa: E402
+from gru_triton.kernels.gru import _batch_tile, _grid_barrier, _narrowed  # noqa: E402
 
 STEPS = 2000
 NUM_WARPS = 8
 BLOCK_B, BLOCK_H = 16, 16
-PROTOCOLS = ("barrier", "flagged", "flagged, probe", "barrier, rotated", "barrier, own tile")
+PROTOCOLS = ("barrier", "flagged", "flagged, probe", "barrier, rotated", "barrier, own tile",
+             "barrier, narrow")
 # (B, H): grid_sync's forward grids, B / 16 tiles × H / 16 chunks, up to 128 programs.
 SHAPES = ((16, 256), (16, 512), (16, 1024), (16, 2048), (64, 256), (64, 512))
 
@@ -107,13 +112,13 @@ def _rotated(start, BLOCK_K: tl.constexpr):
 def _exchange_kernel(hs_ptr, words_ptr, sync_ptr, errors_ptr, B, H, n_steps,
                      FLAGGED: tl.constexpr, PROBE: tl.constexpr, ROTATED: tl.constexpr,
                      OWN_TILE: tl.constexpr, BLOCK_B: tl.constexpr,
-                     BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
+                     BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, TILE_ROWS: tl.constexpr = 0):
     """``n_steps`` exchanges. hs: (2, B, H) bf16 (barrier); words: (2, B, H // 2) int64
     (flagged), zeros at launch; sync: (B / BLOCK_B,) int32 zeros; errors: (1,) int32, gets
     the number of values read wrong. Step s writes (s + 3b + j) % 256 at (b, j) to slot s % 2,
-    plus the number of wrong values its program read the step before."""
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    mask_b = rows < B
+    plus the number of wrong values its program read the step before. TILE_ROWS (barrier
+    only): the rows a tile covers, as in the recurrence kernels (0: BLOCK_B)."""
+    mask_b, rows = _batch_tile(B, BLOCK_B, TILE_ROWS)
     j0 = tl.program_id(1) * BLOCK_H
     offs_j = j0 + tl.arange(0, BLOCK_H)
     mine = mask_b[:, None] & (offs_j < H)[None, :]
@@ -163,8 +168,16 @@ def _exchange_kernel(hs_ptr, words_ptr, sync_ptr, errors_ptr, B, H, n_steps,
     tl.atomic_add(errors_ptr, total)
 
 
+def narrow_rows(B: int, H: int, sms: int | None) -> int:
+    """The rows a "barrier, narrow" tile covers: the recurrence launchers' narrowing
+    (``kernels.gru._narrowed``) of a 16-row tile of 16-wide chunks; 16 where it does not
+    narrow (or the SM count is unknown)."""
+    cfg = _narrowed(dict(BLOCK_B=BLOCK_B, BLOCK_H=BLOCK_H, NARROW_TILES=True), B, H, sms)
+    return cfg.get("TILE_ROWS", BLOCK_B)
+
+
 def exchange(protocol: str, B: int, H: int, n_steps: int, device, start_flag: int = 0,
-             columns: int | None = None) -> int:
+             columns: int | None = None, tile_rows: int | None = None) -> int:
     """One launch of ``n_steps`` exchanges among (cdiv(B, 16), H / 16) programs; returns the
     number of values read wrong (0 unless the protocol is broken). H a multiple of 16.
     start_flag: the flag the flagged protocols' words hold at launch (0, older than any
@@ -172,7 +185,8 @@ def exchange(protocol: str, B: int, H: int, n_steps: int, device, start_flag: in
     columns (flagged only, with a start_flag past every step): launch only that many of each
     tile's H / 16 programs, so the other chunks' words are never written and every reader
     takes them (on a GPU, where programs run at once, a word not yet written is otherwise
-    a race the writer usually wins)."""
+    a race the writer usually wins). tile_rows ("barrier, narrow" only): the rows a tile
+    covers; by default ``narrow_rows`` for this device's SMs."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if H % BLOCK_H:
@@ -183,7 +197,10 @@ def exchange(protocol: str, B: int, H: int, n_steps: int, device, start_flag: in
         # words are awaited forever.
         raise ValueError("columns: flagged protocols only, with start_flag > n_steps and "
                          f"1 <= columns <= {H // BLOCK_H}")
-    tiles = triton.cdiv(B, BLOCK_B)
+    rows = BLOCK_B
+    if protocol == "barrier, narrow":
+        rows = tile_rows or narrow_rows(B, H, _sms(device))
+    tiles = triton.cdiv(B, rows)
     hs = torch.zeros(2, B, H, dtype=torch.bfloat16, device=device)
     words = torch.full((2, B, H // 2), start_flag << 32, dtype=torch.int64, device=device)
     sync = torch.zeros(tiles, dtype=torch.int32, device=device)
@@ -193,8 +210,14 @@ def exchange(protocol: str, B: int, H: int, n_steps: int, device, start_flag: in
         hs, words, sync, errors, B, H, n_steps, FLAGGED=protocol.startswith("flagged"),
         PROBE=protocol == "flagged, probe", ROTATED=protocol == "barrier, rotated",
         OWN_TILE=protocol == "barrier, own tile", BLOCK_B=BLOCK_B, BLOCK_H=BLOCK_H,
-        BLOCK_K=triton.next_power_of_2(H), num_warps=NUM_WARPS, **extra)
+        BLOCK_K=triton.next_power_of_2(H), TILE_ROWS=0 if rows == BLOCK_B else rows,
+        num_warps=NUM_WARPS, **extra)
     return int(errors.item())
+
+
+def _sms(device) -> int | None:
+    return (torch.cuda.get_device_properties(device).multi_processor_count
+            if device.type == "cuda" else None)
 
 
 def us_per_step(protocol: str, B: int, H: int, device) -> float:
@@ -220,9 +243,13 @@ def main(argv=None) -> int:
         if programs > sms:
             continue
         for protocol in PROTOCOLS:
+            rows = narrow_rows(B, H, sms) if protocol == "barrier, narrow" else BLOCK_B
+            if protocol == "barrier, narrow" and rows == BLOCK_B:
+                continue  # the grid cannot narrow: "barrier" itself
             wrong = exchange(protocol, B, H, 50, device)
             us = None if wrong else us_per_step(protocol, B, H, device)
-            records.append(dict(protocol=protocol, B=B, H=H, programs=programs, errors=wrong,
+            records.append(dict(protocol=protocol, B=B, H=H, rows=rows,
+                                programs=triton.cdiv(B, rows) * (H // BLOCK_H), errors=wrong,
                                 us_per_step=us))
             print(records[-1], flush=True)
     path, where = harness.write_probe(args.results_root, "exchange.json",
@@ -234,9 +261,14 @@ def main(argv=None) -> int:
     for B, H in dict.fromkeys((r["B"], r["H"]) for r in records):
         cells = []
         for protocol in PROTOCOLS:
-            r = next(r for r in records if (r["B"], r["H"], r["protocol"]) == (B, H, protocol))
-            cells.append("wrong values" if r["errors"] else f"{r['us_per_step']:.2f}")
-        print(f"| {B} | {H} | {r['programs']} | " + " | ".join(cells) + " |")
+            r = next((r for r in records if (r["B"], r["H"], r["protocol"]) == (B, H, protocol)),
+                     None)
+            cells.append("-" if r is None else "wrong values" if r["errors"]
+                         else f"{r['us_per_step']:.2f}"
+                         + (f" ({r['rows']} rows, {r['programs']} programs)"
+                            if r["rows"] != BLOCK_B else ""))
+        print(f"| {B} | {H} | {triton.cdiv(B, BLOCK_B) * (H // BLOCK_H)} | "
+              + " | ".join(cells) + " |")
     print(f"\nwritten to {path}")
     return 0
 

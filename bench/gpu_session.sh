@@ -115,9 +115,10 @@ for stage in "${stages[@]}"; do
     case "$stage" in
     gridsync)
         # The cost model's least certain figure: µs per grid barrier (~10 s); then a step's
-        # exchange alone, barrier against flags carried in the data (~25 s).
+        # exchange alone, barrier against flags carried in the data, and in narrow tiles
+        # (~30 s).
         run_grid_sync_tests && run 60 python3 bench/barrier_bench.py --results-root "$out" \
-            && run 45 python3 bench/exchange_bench.py --results-root "$out"
+            && run 55 python3 bench/exchange_bench.py --results-root "$out"
         ;;
     suite)
         # -v logs each result as it lands, so a suite cut off by its cap still says what passed.

@@ -380,6 +380,23 @@ def test_exchange_probe_reads_back_every_value(protocol):
         exchange_bench.exchange(protocol, 16, 40, 1, device)
 
 
+def test_exchange_in_narrow_tiles_reads_back_every_value():
+    """The "barrier, narrow" exchange: tiles covering 8, 4, 2 or 1 of the 16 rows (ragged
+    B 13, and 5) read back every value, in the interpreter (one program per tile); on a GPU,
+    in the grid _narrowed plans there. (Which rows a tile covers is
+    test_numerics.py::test_each_row_belongs_to_one_narrow_tile's, on the same helper.) Its
+    rows are the launchers' narrowing: 8 at B 16 H 1024 on 132 SMs, none on a full grid."""
+    import exchange_bench
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for B, rows in ((13, 4), (13, 2), (5, 1), (16, 8)):
+        assert exchange_bench.exchange("barrier, narrow", B, 16, 5, device, tile_rows=rows) == 0
+    if torch.cuda.is_available():
+        assert exchange_bench.exchange("barrier, narrow", 16, 1024, 50, device) == 0
+    assert exchange_bench.narrow_rows(16, 1024, 132) == 8
+    assert exchange_bench.narrow_rows(64, 512, 132) == 16 == exchange_bench.narrow_rows(16, 1024, None)
+
+
 @pytest.mark.parametrize("protocol", ["flagged", "flagged, probe"])
 def test_exchange_probe_counts_values_it_should_not_have_taken(protocol):
     """The count the timings stand on can fail: words that carry a step's flag before anyone
