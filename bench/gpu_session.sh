@@ -26,7 +26,8 @@
 #                 stacked slice on chip)
 #   variants-bwd  the same for the backward kernel, timing forward + backward
 #   variants-tf32 the split-K forms against the launcher with TF32 dots (fp32 models), both
-#                 kernels: at H 1024 their slice stays on chip in two K pieces
+#                 kernels: at H 1024 their slice stays on chip in two K pieces; the stacked
+#                 product and narrow tiles at H 256-512
 #   variants-fp32 fp32 models under the IEEE flag: "tf32x3" dots (three TF32 products, IEEE's
 #                 accuracy) against the IEEE launcher and cuDNN, forward and forward + backward
 #   breakdown     bench/step_breakdown.py: the recurrence kernels alone, with and without their
@@ -186,6 +187,13 @@ for stage in "${stages[@]}"; do
         run_grid_sync_tests && run 60 python3 bench/variants.py --dtype tf32 \
             --shapes 16:1024,64:1024,64:512 --variant launcher --variant "not split" \
             --variant "K 128, 3 stages" --variant "narrow tiles" --out "$out/variants-tf32.json"
+        # Where auto runs TF32 on grid_sync (H 256-512, 2.3-2.6x cuDNN forward, short of
+        # 3x): the plain resident forward against the stacked product (bf16: B 64 H 512
+        # 4.10 -> 2.95 us/step) and narrow tiles, alone and together.
+        run_grid_sync_tests && run 50 python3 bench/variants.py --dtype tf32 \
+            --shapes 16:512,64:512,64:256,16:256 --variant launcher --variant stacked \
+            --variant "narrow tiles" --variant "stacked, narrow tiles" \
+            --out "$out/variants-tf32-stacked.json"
         # And B 64 at H 512, whose TF32 backward streams in a 64-row tile: bf16 went from
         # 22.95 to 9.42 us/step forward + backward with 16-row tiles split along K.
         run_grid_sync_tests && run 80 python3 bench/variants.py --dtype tf32 \

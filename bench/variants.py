@@ -60,6 +60,7 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
             ("32 rows, stacked, rotated K", {"BLOCK_B": 32, "STACKED_GATES": True,
                                              "ROTATE_K": True}),
             ("narrow tiles", {"NARROW_TILES": True}),
+            ("stacked, narrow tiles", {"STACKED_GATES": True, "NARROW_TILES": True}),
             ("tf32x3, narrow tiles", {"dots": "tf32x3", "NARROW_TILES": True}))
 # "32 rows, stacked" (forward, 16 bits): at B 64 / H 1024 the 16-row grid (4 x 64) does not
 # fit 132 SMs and the launcher streams W_hh in a 64-row tile (9.88 us/step on the H200);
@@ -76,6 +77,9 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
 # backward: of the three gate gradients) a step instead of 16, and twice the programs hold
 # the slice. The H200's exchange alone took 3.71 us/step with 64 programs reading 32 KiB
 # each and 2.43 with 128 reading 16 KiB (exchange.json, B 16 H 1024 and B 64 H 512).
+# "stacked, narrow tiles" (forward): both, where the launcher does not stack (TF32: at
+# H 256-512 its plain resident forward runs 3.9-6.7 us/step, 2.3-2.6x cuDNN; bf16's went
+# from 4.10 to 2.95 stacked at B 64 H 512).
 # "tf32x3, narrow tiles" (--dtype fp32): both, where the rows read are fp32 (the backward's
 # three rows of gate gradients: 96 KiB a program a step at B 16 H 512, 24 in 4-row tiles).
 # "tf32x3" (--dtype fp32 only: nn.GRU's IEEE flag): both kernels' W_hh products as three TF32
