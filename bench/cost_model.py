@@ -35,16 +35,19 @@ def per_step_us(path: str, B: int, H: int, dtype: str, hw=H100) -> float:
     Reads from L2 per step: W_hh (each program its share) and, per hidden chunk a program
     computes, its batch tile of h_{t-1} (BLOCK_B x H): the weights' dtype for bf16/fp16
     (the kernels' 16-bit states, which the dot reads), fp32 otherwise. Tiles are the launchers'
-    (``recurrence_config``)."""
+    (``recurrence_config``, with narrow tiles resolved as the launchers resolve them: a tile
+    reads only the rows it covers)."""
+    from gru_triton.kernels import gru as gru_kernels
     from gru_triton.kernels import recurrence_config
 
-    cfg = (recurrence_config(H, "grid_sync", B, tensor_cores=dtype != "fp32", forward=True,
-                             sms=hw["sms"])
+    cfg = (gru_kernels._narrowed(recurrence_config(H, "grid_sync", B, tensor_cores=dtype != "fp32",
+                                                   forward=True, sms=hw["sms"]), B, H, hw["sms"])
            if path == "grid_sync" else recurrence_config(H))
+    rows = gru_kernels.tile_rows(cfg)
     w_bytes = 3 * H * H * BYTES[dtype]              # W_hh, read once per step per reader
-    h_tile = cfg["BLOCK_B"] * H * BYTES[dtype]     # one program's rows of h_{t-1}
+    h_tile = rows * H * BYTES[dtype]               # one program's rows of h_{t-1}
     flops = 2 * B * H * 3 * H                      # h_{t-1} @ W_hhᵀ
-    tiles = math.ceil(B / cfg["BLOCK_B"])
+    tiles = math.ceil(B / rows)
     chunks = math.ceil(H / cfg["BLOCK_H"])
     per_sm_l2 = hw["l2_bytes_per_clk_per_sm"] * hw["clock_hz"]
     tc_per_sm = hw["tc_flops"][dtype] * hw["tc_efficiency"] / hw["sms"]
@@ -75,7 +78,8 @@ def per_step_us(path: str, B: int, H: int, dtype: str, hw=H100) -> float:
         else:
             read = max((tiles * w_bytes + tiles * chunks * h_tile) / hw["l2_bytes_per_s"],
                        chunks_each * (w_bytes / chunks + h_tile) / per_sm_l2)
-        compute = flops / (tiles * columns) / tc_per_sm
+        # A narrow tile's dot still multiplies all BLOCK_B rows, the masked ones as zeros.
+        compute = flops * (cfg["BLOCK_B"] / rows) / (tiles * columns) / tc_per_sm
         return 1e6 * (max(read, compute) + hw["grid_barrier_s"])
     if path == "cudnn":           # as the issue describes cuDNN on H100 for H > 192:
         # a GEMM launch and a pointwise launch per step, W_hh from L2 by the GEMM
