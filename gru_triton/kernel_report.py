@@ -79,6 +79,11 @@ VARIANTS = {
     "grid_sync+resident+stacked+narrow+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
                                                       GRID_SYNC=True, W_RESIDENT=True,
                                                       STACKED_GATES=True, TILE_ROWS=8),
+    # h_{t-1} read by TMA into shared memory for the stacked product (bench/variants.py's
+    # "stacked, TMA rows"; 16 bits, sm_90's copies, plain loads on sm_80).
+    "grid_sync+resident+stacked+tma+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
+                                                   GRID_SYNC=True, W_RESIDENT=True,
+                                                   STACKED_GATES=True, TMA_ROWS=True),
     "grid_sync+resident+split_k+narrow+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
                                                       GRID_SYNC=True, W_RESIDENT=True, SPLIT_K=8,
                                                       TILE_ROWS=8),
@@ -93,9 +98,9 @@ VARIANTS = {
                                                     BLOCK_H=32),
 }
 # Flags only the forward kernel has.
-FORWARD_ONLY_FLAGS = ("STACKED_GATES", "ROTATE_K")
+FORWARD_ONLY_FLAGS = ("STACKED_GATES", "ROTATE_K", "TMA_ROWS")
 # Flags that the launchers' resident plan must give a row for it to run (``runs_with``).
-PLAN_FLAGS = ("STACKED_GATES", "SPLIT_K")
+PLAN_FLAGS = ("STACKED_GATES", "SPLIT_K", "TMA_ROWS")
 _ITEMSIZE = {"bf16": 2, "fp16": 2, "fp32": 4, "fp64": 8}
 # The grid-synchronised path sizes its batch tile to the batch (16, 32 or 64 rows, 16 without
 # tensor cores); the other paths' tiles do not depend on it.
@@ -132,12 +137,16 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
         flags["F32_STATE"] = dtype in ("bf16", "fp16")
         flags.setdefault("STACKED_GATES", False)
         flags.setdefault("ROTATE_K", False)
+        flags.setdefault("TMA_ROWS", False)
     # As resident_config gives it: at most one slice per 16 of K.
     flags["SPLIT_K"] = cfg.get("SPLIT_K", 1)
     flags["K_PIECES"] = cfg.get("K_PIECES", 1)
     # As the launchers run TF32: the reset-after kernels' rows come rounded from their producer.
     flags["ROWS_ROUNDED"] = dot_precision == "tf32" and flags.get("RESET_AFTER", True)
     flags.update(asked)
+    if kernel_name == "gru_fwd_kernel":
+        # As _launch gives them: TMA copies, and their proxy fences, on sm_90 only.
+        flags.setdefault("PROXY_FENCE", flags["TMA_ROWS"] and arch >= 90)
     signature, constexprs = {}, {}
     for spec in pointers:
         name, kind = spec.split(":")
@@ -149,6 +158,12 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
         signature[name] = "i32"
     meta = dict(flags, DOT_PRECISION=dot_precision, DOT_IN_FP32=False,
                 **{k: v for k, v in cfg.items() if k.startswith("BLOCK_")})
+    if kernel_name == "gru_fwd_kernel":
+        # The states' descriptor (TMA_ROWS), or None, which the launch leaves it.
+        if flags["TMA_ROWS"]:
+            signature["h_desc"] = f"tensordesc<{dtype}[{cfg['BLOCK_B']}, {cfg['BLOCK_K']}]>"
+        else:
+            meta["h_desc"] = None
     for name, value in meta.items():
         signature[name] = "constexpr"
         constexprs[name] = value
@@ -193,6 +208,9 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
         "stack_bytes": int(fields["STACK"]),
         "local_bytes": int(fields["LOCAL"]),
         "shared_bytes": shared,
+        # TMA_ROWS: h_{t-1}'s block by TMA copies, behind proxy fences at the grid barrier.
+        "tma_copies": bool(re.search(r"cp\.async\.bulk\.tensor", ptx)),
+        "proxy_fences": len(re.findall(r"fence\.proxy\.async\.global", ptx)),
         "mma": bool(re.search(r"\bmma\.sync", ptx)),
         "wgmma": "wgmma" in ptx,
         # The grid barrier: a releasing atomic add, then acquiring loads of the counter.
@@ -268,7 +286,8 @@ def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype
             if cfg["BLOCK_B"] > most:
                 return None
         return cfg
-    if not tensor_cores:
+    if not tensor_cores or (flags.get("TMA_ROWS") and arch < 90):
+        # TMA rows: sm_90's copies only (kernels.gru._tma_copies).
         return None
     planned = gru_kernels.resident_config(cfg, hidden_size if aligned else hidden_size - 8,
                                           _ITEMSIZE[dtype], SHARED_BYTES_PER_BLOCK[arch],

@@ -242,7 +242,8 @@ def _stacked_gates_times_hidden(w_stack, h_rows, mask_b, H, j0, acc_dtype, w_dty
                                 DOT_PRECISION: tl.constexpr, ROUND_ROWS: tl.constexpr,
                                 LOAD_CACHE: tl.constexpr,
                                 BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-                                ROTATE_K: tl.constexpr):
+                                ROTATE_K: tl.constexpr, h_desc=None, desc_row=0,
+                                TMA_ROWS: tl.constexpr = False):
     """rows[b, :] @ W_hh[g*H + j, :]ᵀ for the three gates as one product, transposed:
     w_stack (4 * BLOCK_H, BLOCK_K) (``_stacked_w_hh`` for the chunk j0, its K in the same
     ``_k_order``) @ h_{t-1}ᵀ (BLOCK_K, BLOCK_B). Returns the r, z, n tiles, (BLOCK_B,
@@ -254,11 +255,22 @@ def _stacked_gates_times_hidden(w_stack, h_rows, mask_b, H, j0, acc_dtype, w_dty
     H = 1024: 8 warps × 128 KiB of ldmatrix per step). Stacked, the product is 64 rows tall:
     the warps split its rows, and on sm_90 one warpgroup issues it as wgmma, which reads
     both operands from shared memory without the per-warp copies.
+
+    TMA_ROWS (16-bit, K in its own order): h_{t-1}'s rows come from ``h_desc``, a descriptor
+    over the states as rows, block (BLOCK_B, BLOCK_K) starting at row ``desc_row``: on sm_90
+    one TMA copy puts them in shared memory, where the wgmma reads them, instead of every
+    thread loading its share into registers and storing it there. The block's rows past the
+    batch hold whatever follows it (another step's rows, or zeros past the buffer); their
+    columns of the product are their own and are never stored.
     """
-    offs_k = _k_order(j0, BLOCK_K, ROTATE_K)
-    mask_hk = mask_b[:, None] & (offs_k < H)[None, :]
-    b_h = _dot_operand(tl.load(h_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0,
-                               cache_modifier=LOAD_CACHE), w_dtype, ROUND_ROWS)
+    if TMA_ROWS:
+        tl.static_assert(not ROTATE_K and not ROUND_ROWS, "TMA rows: 16-bit, K in order")
+        b_h = _dot_operand(h_desc.load([desc_row, 0]), w_dtype, False)
+    else:
+        offs_k = _k_order(j0, BLOCK_K, ROTATE_K)
+        mask_hk = mask_b[:, None] & (offs_k < H)[None, :]
+        b_h = _dot_operand(tl.load(h_rows[:, None] + offs_k[None, :], mask=mask_hk, other=0.0,
+                                   cache_modifier=LOAD_CACHE), w_dtype, ROUND_ROWS)
     acc = tl.dot(w_stack, tl.trans(b_h), input_precision=DOT_PRECISION, out_dtype=acc_dtype)
     # (4 * BLOCK_H, BLOCK_B), row g * BLOCK_H + j -> [g // 2, g % 2, j, b] -> [b, j, g // 2,
     # g % 2]; split takes the last axis: g % 2 first, then g // 2.
@@ -457,6 +469,17 @@ def _batch_tile(B, BLOCK_B: tl.constexpr, TILE_ROWS: tl.constexpr):
 
 
 @triton.jit
+def _proxy_fence():
+    """``fence.proxy.async.global`` in every thread: orders the thread's generic-proxy
+    accesses of global memory (plain loads and stores, the grid barrier's release and
+    acquire) with its async-proxy ones (TMA copies, which read through another path; PTX
+    ISA, "Async Proxy"). GPU only: the interpreter runs no inline PTX."""
+    tl.inline_asm_elementwise("fence.proxy.async.global;\n\tmov.b32 $0, $1;", "=r,r",
+                              [tl.full([1], 0, tl.int32)], dtype=tl.int32, is_pure=False,
+                              pack=1)
+
+
+@triton.jit
 def _grid_arrive(sync_ptr):
     """This program's half of the grid-wide step boundary (``_grid_barrier``): once its
     threads have finished their stores (CTA barrier), one atomic releases them to the whole
@@ -573,7 +596,8 @@ def gru_fwd_kernel(
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     STACKED_GATES: tl.constexpr = False, SPLIT_K: tl.constexpr = 1, K_PIECES: tl.constexpr = 1,
     ROWS_ROUNDED: tl.constexpr = False, ROTATE_K: tl.constexpr = False,
-    TILE_ROWS: tl.constexpr = 0,
+    TILE_ROWS: tl.constexpr = 0, TMA_ROWS: tl.constexpr = False,
+    PROXY_FENCE: tl.constexpr = False, h_desc=None,
 ):
     """Steps [step_begin, step_begin + n_steps) of the forward recurrence (see module doc).
 
@@ -623,6 +647,12 @@ def gru_fwd_kernel(
 
     TILE_ROWS (0: BLOCK_B): a batch tile covers that many rows, the dots' other rows masked
     (``_batch_tile``), so each program reads fewer rows of h_{t-1} a step.
+
+    TMA_ROWS (with STACKED_GATES, 16-bit, TILE_ROWS 0): the product reads h_{t-1} through
+    h_desc, a descriptor over hs as ((T + 1) * B, H) rows in (BLOCK_B, BLOCK_K) blocks
+    (``_stacked_gates_times_hidden``). PROXY_FENCE (GRID_SYNC, where the descriptor's loads
+    are TMA copies: sm_90): each program fences the proxies after storing h_t and after the
+    barrier's acquire (``_proxy_fence``), so its copies read what the other programs stored.
     """
     acc_dtype = hf_ptr.dtype.element_ty
     ROUND_LOADS: tl.constexpr = DOT_PRECISION == "tf32" and not ROWS_ROUNDED
@@ -691,7 +721,9 @@ def gru_fwd_kernel(
                 if STACKED_GATES:
                     acc_r, acc_z, acc_n = _stacked_gates_times_hidden(
                         w_stack, dot_rows, mask_b, H, pid_h * BLOCK_H, acc_dtype, w_dtype,
-                        DOT_PRECISION, ROUND_LOADS, LOAD_CACHE, BLOCK_H, BLOCK_K, ROTATE_K)
+                        DOT_PRECISION, ROUND_LOADS, LOAD_CACHE, BLOCK_H, BLOCK_K, ROTATE_K,
+                        h_desc, (prev_row * B + tl.program_id(0) * BLOCK_B).to(tl.int32),
+                        TMA_ROWS)
                 elif SPLIT_K > 1:
                     acc_r, acc_z, acc_n = _split_k_hidden_times_w_hh_t(
                         dot_rows, mask_b, H, w_res_r, w_res_z, w_res_n, acc_dtype, w_dtype,
@@ -717,6 +749,8 @@ def gru_fwd_kernel(
                          mask=mask)
             h_state = h_new
             if GRID_SYNC:
+                if PROXY_FENCE:
+                    _proxy_fence()
                 _grid_arrive(sync_ptr)
                 # The next step's x-side gates do not wait on the other programs: loaded now,
                 # their round trip overlaps the barrier instead of following the next product.
@@ -731,6 +765,8 @@ def gru_fwd_kernel(
                                   mask, H, True)
             if GRID_SYNC:
                 _grid_wait(sync_ptr, step - step_begin + 1)
+                if PROXY_FENCE:
+                    _proxy_fence()
             else:
                 tl.debug_barrier()
         else:
@@ -1475,14 +1511,18 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     out = dict(cfg, BLOCK_K=k_full, maxnreg=255, num_warps=warps, num_stages=1)
     out.pop("SPLIT_K", None)
     out.pop("K_PIECES", None)
-    # gru_bwd_kernel has no STACKED_GATES (nor ROTATE_K, which only the stacked product
-    # takes): a key it does not take fails its launch.
+    # gru_bwd_kernel has no STACKED_GATES (nor ROTATE_K or TMA_ROWS, which only the stacked
+    # product takes): a key it does not take fails its launch.
     out.pop("STACKED_GATES", None)
     rotate = out.pop("ROTATE_K", False)
+    tma = out.pop("TMA_ROWS", False)
     if stacked:
         out["STACKED_GATES"] = True
         if rotate:
             out["ROTATE_K"] = True
+        elif tma and itemsize == 2 and not out.get("TILE_ROWS"):
+            # A (BLOCK_B, K) descriptor block of the states, in K's own order, all 16 rows.
+            out["TMA_ROWS"] = True
     if split > 1:
         out["SPLIT_K"] = split
     if pieces > 1:
@@ -1540,12 +1580,15 @@ def _kernel_plan(w_hh: torch.Tensor, batch: int, path: str, device: torch.device
         for candidate in candidates:
             resident = _resident_plan(candidate, grid, w_hh, dot_precision, reset_after,
                                       row_operands=1 if forward else 3)
+            if resident is not None and resident.get("TMA_ROWS") and not _tma_copies(device):
+                # Without TMA the descriptor's load is per-thread loads, which spilled (sm_80).
+                resident = {k: v for k, v in resident.items() if k != "TMA_ROWS"}
             if resident is not None and (_unfit_key(w_hh, dot_precision, forward, resident)
                                          not in _UNFIT_RESIDENT):
                 return grid, launches, grid_sync, resident, True
         if forward or not forms:
             streamed = {k: v for k, v in cfg.items()
-                        if k not in ("STACKED_GATES", "SPLIT_K", "ROTATE_K")}
+                        if k not in ("STACKED_GATES", "SPLIT_K", "ROTATE_K", "TMA_ROWS")}
             return grid, launches, grid_sync, streamed, False
     raise AssertionError("unreachable: the last pass has no measured forms")
 
@@ -1570,10 +1613,38 @@ def _launch_fitting(kernel, plan_args, head, tail, T, meta):
                           RuntimeWarning, stacklevel=3)
 
 
+def _rows_descriptor(states: torch.Tensor, meta: dict):
+    """gru_fwd_kernel's h_desc for TMA_ROWS: the states (T + 1, B, H) as rows, read in
+    (BLOCK_B, BLOCK_K) blocks (past H, and past the last row, the copy fills zeros)."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    rows = states.view(-1, states.shape[-1])
+    return TensorDescriptor.from_tensor(rows, [meta["BLOCK_B"], meta["BLOCK_K"]])
+
+
+def _tma_copies(device: torch.device) -> bool:
+    """Whether a descriptor's loads are TMA copies here: sm_90 and up. The interpreter, which
+    runs them as loads of its own, counts as one, so that the tests run what sm_90 does."""
+    return device.type != "cuda" or torch.cuda.get_device_properties(device).major >= 9
+
+
+def _tma_rows_fit(states: torch.Tensor) -> bool:
+    """Where a descriptor can address the states: 16-byte aligned rows (TMA's rule)."""
+    return (states.data_ptr() % 16 == 0
+            and states.stride(-2) * states.element_size() % 16 == 0)
+
+
 def _launch(kernel, grid, head, tail, T, launches, grid_sync, meta, device):
     """Launches ``kernel(*head, sync_ptr, *tail, step_begin, n_steps)`` as planned by
     ``_launch_plan``; sync_ptr is a fresh zeroed counter per batch tile when grid-synchronised
-    (and an unused placeholder otherwise)."""
+    (and an unused placeholder otherwise). A TMA_ROWS plan (gru_fwd_kernel, whose states are
+    head[3]) gets its descriptor, and on sm_90 the fences its copies need."""
+    if meta.get("TMA_ROWS"):
+        if _tma_rows_fit(head[3]):
+            meta = dict(meta, h_desc=_rows_descriptor(head[3], meta),
+                        PROXY_FENCE=device.type == "cuda" and launches == 1 and grid_sync)
+        else:
+            meta = {k: v for k, v in meta.items() if k != "TMA_ROWS"}
     if launches == 1 and grid_sync:
         sync = torch.zeros(grid[0], dtype=torch.int32, device=device)
         # A cooperative launch refuses a grid that cannot be co-resident instead of hanging.

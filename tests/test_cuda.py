@@ -142,6 +142,40 @@ def test_narrow_tiles_match_fp64(B, H, dtype, rows, monkeypatch):
     assert set(seen) == {(-(-B // rows), rows, True)}, seen
 
 
+@pytest.mark.parametrize("B,H,rows", [(16, 1024, 16), (64, 1024, 32), (13, 512, 16)],
+                         ids=["B16-H1024", "B64-H1024-32rows", "B13-H512"])
+def test_tma_rows_match_fp64(B, H, rows, monkeypatch):
+    """bench/variants.py's "stacked, TMA rows" natively (gru_fwd_kernel's TMA_ROWS: h_{t-1}
+    read by TMA copies, behind proxy fences at the grid barrier), bf16: against an fp64
+    nn.GRU within cuDNN's own error, launched with the descriptor and the fences. B 64 in
+    32-row tiles (the grid that fits 132 SMs); B 13: the block runs past the batch into the
+    next step's rows. A missing fence would show as values of an older step."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    if torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("TMA copies: sm_90 and up")
+    real_config = gru_kernels.recurrence_config
+
+    def config(hidden_size, path="persistent", *args, **kwargs):
+        cfg = real_config(hidden_size, path, *args, **kwargs)
+        if path != "grid_sync":
+            return cfg
+        return dict(cfg, BLOCK_B=rows, STACKED_GATES=True, TMA_ROWS=True)
+
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
+    seen = []
+    real_run = gru_kernels.gru_fwd_kernel.run
+
+    def recording_run(*args, grid, **kwargs):
+        seen.append((kwargs.get("TMA_ROWS", False), kwargs.get("PROXY_FENCE", False),
+                     kwargs["BLOCK_B"], kwargs.get("h_desc") is not None))
+        return real_run(*args, grid=grid, **kwargs)
+
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    _assert_as_close_to_fp64_as_cudnn(48, B, H, H, torch.bfloat16, "grid_sync")
+    assert set(seen) == {(True, True, rows, True)}, seen
+
+
 def test_tf32_launcher_at_h1024_matches_fp64():
     """The TF32 launch at H = 1024, B = 16 as the launchers plan it (W_hh streamed: the
     slice does not fit whole), held to the bound the split forms in K pieces are held to

@@ -200,6 +200,63 @@ def test_stacked_gates_in_32_row_tiles(dtype, path, hidden, monkeypatch):
     _assert_emulated(hs.double(), gates, w_hh, b_hh, h0, False)
 
 
+@pytest.mark.parametrize("reverse,lengths", [(False, False), (True, True)],
+                         ids=["forward", "reverse-lengths"])
+@pytest.mark.parametrize("path,hidden,rows", [("grid_sync", 16, 16), ("per_step", 48, 16),
+                                              ("grid_sync", 16, 32)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_stacked_gates_read_h_by_tma(dtype, path, hidden, rows, reverse, lengths, monkeypatch):
+    """TMA_ROWS (bench/variants.py's "stacked, TMA rows"): the stacked forward reads h_{t-1}
+    through a descriptor over the states, block (rows, K), instead of pointer loads. Bit for
+    bit the states and saved activations of the same form without it: the dot gets the
+    same operand. B 21: the last tile's block runs past the batch into the next step's
+    rows (or past the buffer), whose columns of the product must never reach a stored
+    value; reversed with lengths, the rows walk the buffer the other way and a tile stops
+    its products early. Launched with the descriptor, where the plan asks for it."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    real = gru_kernels.recurrence_config
+    form = {"BLOCK_B": rows, "BLOCK_H": 16, "STACKED_GATES": True}
+
+    def config(hidden_size, path="persistent", batch=16, *args, **kwargs):
+        cfg = real(hidden_size, path, batch, *args, **kwargs)
+        return cfg if path == "persistent" else dict(cfg, **form)
+
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
+    runs = []
+    real_run = gru_kernels.gru_fwd_kernel.run
+
+    def recording_run(*args, grid, **kwargs):
+        desc = kwargs.get("h_desc")
+        runs.append((kwargs.get("TMA_ROWS", False), kwargs["W_RESIDENT"],
+                     kwargs.get("STACKED_GATES", False), kwargs.get("PROXY_FENCE", False),
+                     None if desc is None else tuple(desc.block_shape)))
+        return real_run(*args, grid=grid, **kwargs)
+
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    T, B = 5, 21
+    block_k = 1 << (hidden - 1).bit_length()  # all of K, a power of two
+    gates, w_hh, b_hh, h0 = _layer_operands(T, B, hidden, dtype, seed=9)
+    lens = (torch.tensor([5, 2, 1, 4] * 5 + [3], dtype=torch.int32, device=DEVICE)
+            if lengths else None)
+    out = []
+    for tma in (False, True):
+        form["TMA_ROWS"] = tma
+        runs.clear()
+        saved = gates.clone()
+        hs, ghn = gru_kernels.gru_forward(saved, w_hh, b_hh, h0, lens, reverse=reverse,
+                                          save=True, path=path)
+        out.append((hs, saved, ghn))
+        fence = DEVICE.type == "cuda" and path == "grid_sync" and tma
+        assert runs and set(runs) == {(tma, True, True, fence and
+                                       torch.cuda.get_device_capability()[0] >= 9,
+                                       (rows, block_k) if tma else None)}, runs
+    for name, got, expected in zip(("hs", "activations", "ghn"), out[1], out[0], strict=True):
+        assert torch.equal(got, expected), name
+    if not lengths:
+        _assert_emulated(out[1][0].double(), gates, w_hh, b_hh, h0, reverse)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_split_k_stores_the_same_16_bit_states(dtype, monkeypatch):
     """The split-K forward (SPLIT_K, bench/variants.py's "split K") with 16-bit weights: its
