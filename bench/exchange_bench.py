@@ -31,6 +31,14 @@ step is built this way, and what a protocol without the barrier would take inste
 - "barrier, own tile": "barrier", but each program reads back only its own (16 × 16) tile:
   the store, the barrier and the check without the read of the other programs' values, so
   "barrier" minus this is what that read costs in place.
+- "barrier, TMA": "barrier", but the rows are read by the tensor memory accelerator (a
+  host-side ``TensorDescriptor`` over h_t, one bulk copy of the (16, H) tile into shared
+  memory, issued by one thread and awaited on an mbarrier) instead of 8 vectorised loads
+  per thread. If the read is slow because of how many loads an SM keeps in flight, not
+  because of L2, this is faster. TMA reads through the async proxy, so each program fences
+  the proxies (``kernels.gru._proxy_fence``) after its stores and after the barrier's
+  acquire, as gru_fwd_kernel's TMA_ROWS does. sm_90 only; elsewhere the descriptor's load
+  is plain loads and the fence is left out.
 - "barrier, narrow": "barrier" in narrow batch tiles (the kernels' TILE_ROWS, as
   ``kernels.gru._narrowed`` plans them for this GPU's SMs): each tile covers fewer of the
   16 rows, in twice the tiles or more, so each program reads fewer rows of h_t (B 16
@@ -59,16 +67,17 @@ if not torch.cuda.is_available():
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 import triton.testing  # noqa: E402
+from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from gru_triton.kernels.gru import _batch_tile, _grid_barrier, _narrowed  # noqa: E402
+from gru_triton.kernels.gru import _batch_tile, _grid_barrier, _narrowed, _proxy_fence  # noqa: E402
 
 STEPS = 2000
 NUM_WARPS = 8
 BLOCK_B, BLOCK_H = 16, 16
 PROTOCOLS = ("barrier", "flagged", "flagged, probe", "barrier, rotated", "barrier, own tile",
-             "barrier, narrow")
+             "barrier, narrow", "barrier, TMA")
 # (B, H): grid_sync's forward grids, B / 16 tiles × H / 16 chunks, up to 128 programs.
 SHAPES = ((16, 256), (16, 512), (16, 1024), (16, 2048), (64, 256), (64, 512))
 
@@ -109,15 +118,19 @@ def _rotated(start, BLOCK_K: tl.constexpr):
 
 
 @triton.jit
-def _exchange_kernel(hs_ptr, words_ptr, sync_ptr, errors_ptr, B, H, n_steps,
+def _exchange_kernel(hs_ptr, words_ptr, sync_ptr, errors_ptr, hs_desc, B, H, n_steps,
                      FLAGGED: tl.constexpr, PROBE: tl.constexpr, ROTATED: tl.constexpr,
                      OWN_TILE: tl.constexpr, BLOCK_B: tl.constexpr,
-                     BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, TILE_ROWS: tl.constexpr = 0):
+                     BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, TILE_ROWS: tl.constexpr = 0,
+                     TMA: tl.constexpr = False, PROXY_FENCE: tl.constexpr = False):
     """``n_steps`` exchanges. hs: (2, B, H) bf16 (barrier); words: (2, B, H // 2) int64
     (flagged), zeros at launch; sync: (B / BLOCK_B,) int32 zeros; errors: (1,) int32, gets
     the number of values read wrong. Step s writes (s + 3b + j) % 256 at (b, j) to slot s % 2,
     plus the number of wrong values its program read the step before. TILE_ROWS (barrier
-    only): the rows a tile covers, as in the recurrence kernels (0: BLOCK_B)."""
+    only): the rows a tile covers, as in the recurrence kernels (0: BLOCK_B). TMA (barrier,
+    16-row tiles): the rows are read through hs_desc, a descriptor over hs as (2 * B, H)
+    in (BLOCK_B, BLOCK_K) blocks; PROXY_FENCE: with the proxy fences TMA needs on a GPU
+    (the interpreter runs no inline PTX)."""
     mask_b, rows = _batch_tile(B, BLOCK_B, TILE_ROWS)
     j0 = tl.program_id(1) * BLOCK_H
     offs_j = j0 + tl.arange(0, BLOCK_H)
@@ -160,8 +173,18 @@ def _exchange_kernel(hs_ptr, words_ptr, sync_ptr, errors_ptr, B, H, n_steps,
         else:
             base = hs_ptr + (slot * B + rows[:, None].to(tl.int64)) * H
             tl.store(base + offs_j[None, :], value, mask=mine)
-            _grid_barrier(sync_ptr, step + 1)
-            h = tl.load(base + offs_k[None, :], mask=mask_k, other=0.0, cache_modifier=".cg")
+            if TMA:
+                # Inline PTX with side effects keeps its place among the stores, the barrier's
+                # atomics and the copy, which are side-effecting PTX too.
+                if PROXY_FENCE:
+                    _proxy_fence()
+                _grid_barrier(sync_ptr, step + 1)
+                if PROXY_FENCE:
+                    _proxy_fence()
+                h = hs_desc.load([slot * B + tl.program_id(0) * BLOCK_B, 0])
+            else:
+                _grid_barrier(sync_ptr, step + 1)
+                h = tl.load(base + offs_k[None, :], mask=mask_k, other=0.0, cache_modifier=".cg")
         expected = ((step + 3 * rows[:, None] + offs_k[None, :]) % 256).to(tl.float32)
         wrong = tl.sum(tl.sum((mask_k & (h.to(tl.float32) != expected)).to(tl.int32), axis=1))
         total += wrong
@@ -202,17 +225,52 @@ def exchange(protocol: str, B: int, H: int, n_steps: int, device, start_flag: in
         rows = tile_rows or narrow_rows(B, H, _sms(device))
     tiles = triton.cdiv(B, rows)
     hs = torch.zeros(2, B, H, dtype=torch.bfloat16, device=device)
+    block_k = triton.next_power_of_2(H)
+    hs_desc = TensorDescriptor.from_tensor(hs.view(2 * B, H), [BLOCK_B, block_k])
     words = torch.full((2, B, H // 2), start_flag << 32, dtype=torch.int64, device=device)
     sync = torch.zeros(tiles, dtype=torch.int32, device=device)
     errors = torch.zeros(1, dtype=torch.int32, device=device)
     extra = {"launch_cooperative_grid": True} if device.type == "cuda" else {}
     _exchange_kernel[(tiles, columns or H // BLOCK_H)](
-        hs, words, sync, errors, B, H, n_steps, FLAGGED=protocol.startswith("flagged"),
+        hs, words, sync, errors, hs_desc, B, H, n_steps, FLAGGED=protocol.startswith("flagged"),
         PROBE=protocol == "flagged, probe", ROTATED=protocol == "barrier, rotated",
         OWN_TILE=protocol == "barrier, own tile", BLOCK_B=BLOCK_B, BLOCK_H=BLOCK_H,
-        BLOCK_K=triton.next_power_of_2(H), TILE_ROWS=0 if rows == BLOCK_B else rows,
+        BLOCK_K=block_k, TILE_ROWS=0 if rows == BLOCK_B else rows,
+        TMA=protocol == "barrier, TMA", PROXY_FENCE=protocol == "barrier, TMA" and _has_tma(device),
         num_warps=NUM_WARPS, **extra)
     return int(errors.item())
+
+
+def ptx(protocol: str, H: int, arch: int = 90) -> str:
+    """The PTX of ``protocol``'s exchange kernel at B 16 and hidden size H (a multiple of
+    16), compiled for ``arch`` ahead of time, as a GPU of that architecture would launch it (the proxy
+    fences where it has TMA): what the tests read where no GPU can run it. Needs the real
+    JIT (TRITON_INTERPRET=0)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    block_k = triton.next_power_of_2(H)
+    signature = {"hs_ptr": "*bf16", "words_ptr": "*i64", "sync_ptr": "*i32", "errors_ptr": "*i32",
+                 "hs_desc": f"tensordesc<bf16[{BLOCK_B}, {block_k}]>", "B": "i32", "H": "i32",
+                 "n_steps": "i32"}
+    constexprs = dict(FLAGGED=protocol.startswith("flagged"), PROBE=protocol == "flagged, probe",
+                      ROTATED=protocol == "barrier, rotated", OWN_TILE=protocol == "barrier, own tile",
+                      BLOCK_B=BLOCK_B, BLOCK_H=BLOCK_H, BLOCK_K=block_k, TILE_ROWS=0,
+                      TMA=protocol == "barrier, TMA",
+                      PROXY_FENCE=protocol == "barrier, TMA" and arch >= 90)
+    signature.update(dict.fromkeys(constexprs, "constexpr"))
+    # As the launch specializes them: 16-byte aligned pointers, and B and H multiples of 16.
+    attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(_exchange_kernel.arg_names)
+             if name in ("B", "H") or signature.get(name, "").startswith("*")}
+    compiled = triton.compile(ASTSource(fn=_exchange_kernel, signature=signature,
+                                        constexprs=constexprs, attrs=attrs),
+                              target=GPUTarget("cuda", arch, 32), options={"num_warps": NUM_WARPS})
+    return compiled.asm["ptx"]
+
+
+def _has_tma(device) -> bool:
+    """A GPU whose descriptor loads are TMA copies (sm_90 and up), which need the proxy fences."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
 
 
 def _sms(device) -> int | None:

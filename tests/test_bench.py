@@ -363,7 +363,7 @@ def test_barrier_probe_runs_the_kernels_barrier_and_times_nothing_without_a_gpu(
 
 
 @pytest.mark.parametrize("protocol", ["barrier", "flagged", "flagged, probe",
-                                      "barrier, rotated", "barrier, own tile"])
+                                      "barrier, rotated", "barrier, own tile", "barrier, TMA"])
 def test_exchange_probe_reads_back_every_value(protocol):
     """bench/exchange_bench.py's step exchange, with what can run in the interpreter (one
     program per batch tile, so each reads only what it wrote): every value read back, over
@@ -378,6 +378,30 @@ def test_exchange_probe_reads_back_every_value(protocol):
         assert exchange_bench.exchange(protocol, 16, 1024, 50, device) == 0
     with pytest.raises(ValueError, match="multiple of 16"):
         exchange_bench.exchange(protocol, 16, 40, 1, device)
+
+
+def test_exchange_by_tma_compiles_to_bulk_copies_behind_proxy_fences():
+    """The "barrier, TMA" exchange as an H100 would run it, compiled ahead of time: h_t's
+    (16, 1024) rows come in by TMA bulk copies, with no plain loads of them, and every
+    thread fences the proxies twice a step (after its stores, after the barrier's acquire;
+    the interpreter, which runs no inline PTX, reads back every value without them). On an
+    A100 (no TMA) the descriptor's load is plain loads and no fence is compiled; the
+    "barrier" protocol's rows are vectorised plain loads. (The count of wrong values, on a
+    GPU, is what shows the fences suffice.)"""
+    code = ("import re, sys; sys.path.insert(0, sys.argv[1]); import exchange_bench as e\n"
+            "for protocol, arch in (('barrier, TMA', 90), ('barrier, TMA', 80), ('barrier', 90)):\n"
+            "    p = e.ptx(protocol, 1024, arch)\n"
+            "    print(len(re.findall(r'cp[.]async[.]bulk[.]tensor', p)),\n"
+            "          len(re.findall(r'fence[.]proxy[.]async[.]global', p)),\n"
+            "          len(re.findall(r'ld[.]global[.](?:cg[.])?(?:v[24][.])?b(?:16|32)', p)))")
+    done = subprocess.run([sys.executable, "-c", code, str(BENCH)], capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, TRITON_INTERPRET="0"))
+    assert done.returncode == 0, done.stderr
+    (tma_copies, fences, plain), (a100_copies, a100_fences, a100_plain), (_, _, barrier_plain) = (
+        [int(n) for n in line.split()] for line in done.stdout.splitlines())
+    assert tma_copies >= 1 and fences == 2 and plain == 0
+    assert a100_copies == 0 and a100_fences == 0 and a100_plain > 0
+    assert barrier_plain > 0
 
 
 def test_exchange_in_narrow_tiles_reads_back_every_value():
