@@ -22,8 +22,8 @@
 #   bench         bench/bench_gru.py --quick, time-boxed; the grid_sync path is timed only if
 #                 its native test passed in this same call
 #   variants      bench/variants.py: grid_sync under other tile configurations (narrow
-#                 batch tiles, both kernels; bf16 B 64 H 1024 in 32-row tiles with the
-#                 stacked slice on chip)
+#                 batch tiles, both kernels; h read by TMA for the stacked product; bf16
+#                 B 64 H 1024 in 32-row tiles with the stacked slice on chip)
 #   variants-bwd  the same for the backward kernel, timing forward + backward
 #   variants-tf32 the split-K forms against the launcher with TF32 dots (fp32 models), both
 #                 kernels: at H 1024 their slice stays on chip in two K pieces; the stacked
@@ -150,6 +150,10 @@ for stage in "${stages[@]}"; do
         run_grid_sync_tests && run 50 python3 bench/variants.py --kernel bwd --op fwdbwd \
             --out "$out/variants-narrow-bwd.json" --shapes 16:1024,64:256 --variant launcher \
             --variant "narrow tiles"
+        # h_{t-1} read by one TMA copy into shared memory for the stacked product (TMA_ROWS),
+        # where the launcher stacks; the exchange bench's "barrier, TMA" times the read alone.
+        run_grid_sync_tests && run 40 python3 bench/variants.py --out "$out/variants-tma.json" \
+            --shapes 16:1024,16:512,64:512 --variant launcher --variant "stacked, TMA rows"
         # Where the 16-bit forward still misses 3x with a grid that could hold W_hh: B 64 at
         # H 1024, whose launcher streams it in a 64-row tile (9.9 us/step against cuDNN's
         # 20; deeper pipelines, wider chunks and the 32-wide split slice did not beat that,
@@ -157,7 +161,7 @@ for stage in "${stages[@]}"; do
         # the stacked slice stays on chip, 128 programs on 132 SMs.
         run_grid_sync_tests && run 50 python3 bench/variants.py --out "$out/variants.json" \
             --shapes 64:1024 --variant launcher --variant "32 rows, stacked" \
-            --variant "32 rows, stacked, rotated K"
+            --variant "32 rows, stacked, TMA rows" --variant "32 rows, stacked, rotated K"
         # Each program reading h from its own chunk on (the exchange bench's "barrier,
         # rotated"), where the launcher runs the stacked slice.
         run_grid_sync_tests && run 40 python3 bench/variants.py \

@@ -61,7 +61,10 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
                                              "ROTATE_K": True}),
             ("narrow tiles", {"NARROW_TILES": True}),
             ("stacked, narrow tiles", {"STACKED_GATES": True, "NARROW_TILES": True}),
-            ("tf32x3, narrow tiles", {"dots": "tf32x3", "NARROW_TILES": True}))
+            ("tf32x3, narrow tiles", {"dots": "tf32x3", "NARROW_TILES": True}),
+            ("stacked, TMA rows", {"STACKED_GATES": True, "TMA_ROWS": True}),
+            ("32 rows, stacked, TMA rows", {"BLOCK_B": 32, "STACKED_GATES": True,
+                                            "TMA_ROWS": True}))
 # "32 rows, stacked" (forward, 16 bits): at B 64 / H 1024 the 16-row grid (4 x 64) does not
 # fit 132 SMs and the launcher streams W_hh in a 64-row tile (9.88 us/step on the H200);
 # in 32-row tiles 2 x 64 = 128 programs each hold their stacked slice on chip (resident_config:
@@ -82,6 +85,13 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
 # from 4.10 to 2.95 stacked at B 64 H 512).
 # "tf32x3, narrow tiles" (--dtype fp32): both, where the rows read are fp32 (the backward's
 # three rows of gate gradients: 96 KiB a program a step at B 16 H 512, 24 in 4-row tiles).
+# "stacked, TMA rows" / "32 rows, stacked, TMA rows" (forward, 16 bits, sm_90): the stacked
+# product reads h_{t-1} by one TMA copy of its (rows, K) block into shared memory, where the
+# wgmma reads it (gru_fwd_kernel's TMA_ROWS), instead of each thread loading its share into
+# registers and storing it there; bench/exchange_bench.py's "barrier, TMA" times the same
+# read in the exchange alone. Compiled (sm_90, bf16 K 1024, 8 warps): 152 registers against
+# 210 (16 rows) and 232 (32 rows) under triton 3.9; under 3.6.0, the GPU image's, 199 and
+# 205 against 254 and 255 with 200 bytes spilled (32 rows).
 # "tf32x3" (--dtype fp32 only: nn.GRU's IEEE flag): both kernels' W_hh products as three TF32
 # tensor-core products, IEEE fp32's accuracy (docs/performance.md, "IEEE fp32 on tensor
 # cores"), with the tiles and resident plan the launchers give it; "launcher" there is what
@@ -91,7 +101,7 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
 # "not split": the slice not cut along K, where the launcher cuts it (kernels.gru's
 # _sixteen_bit_forms and _tf32_forms): at TF32 K = 1024 the whole slice does not fit beside
 # h, so this is the streamed form the launcher ran before _tf32_forms.
-FORWARD_ONLY = ("STACKED_GATES", "ROTATE_K")
+FORWARD_ONLY = ("STACKED_GATES", "ROTATE_K", "TMA_ROWS")
 # (B, H), I = H; a time-boxed run reaches the first ones: the headline H first.
 SHAPES = ((16, 1024), (64, 1024), (64, 512), (64, 256), (16, 2048))
 # Largest max |ours - nn.GRU| / max |nn.GRU| a variant may have to be timed: fp32 under the

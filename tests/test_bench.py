@@ -772,7 +772,7 @@ def test_variants_are_picked_by_name():
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 45 and set(asked) <= names, asked
+    assert len(asked) == 48 and set(asked) <= names, asked
 
 
 def test_every_command_the_gpu_session_runs_takes_its_arguments(tmp_path):
@@ -844,14 +844,17 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
     "split K" and "16 rows" change nothing there (the H200 timed all five in one run, 11.26
     to 15.15 µs/step forward + backward, and read one as a lever), while the 32-wide split
     does; in the forward "32 rows, stacked" and "rotated K" do, and "split K" replaces the
-    stacked product. "narrow tiles" does in both where twice the tiles fit the SMs."""
+    stacked product. "narrow tiles" does in both where twice the tiles fit the SMs. TMA
+    rows do on sm_90 (an H100's major 9) and not on an A100's sm_80, which has no TMA."""
     from types import SimpleNamespace
 
     import variants
 
+    major = 9
     monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda device: SimpleNamespace(multi_processor_count=132,
-                                                       shared_memory_per_block_optin=227 * 1024))
+                                                       shared_memory_per_block_optin=227 * 1024,
+                                                       major=major))
     cuda = torch.device("cuda")
 
     def same(name, kernel, B=16, H=1024, dtype=torch.bfloat16, op="fwdbwd"):
@@ -869,6 +872,22 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
     # Narrow tiles change the grid where twice the tiles fit, either kernel, not elsewhere.
     assert not same("narrow tiles", "fwd", op="fwd") and not same("narrow tiles", "bwd")
     assert same("narrow tiles", "fwd", B=64, H=512, op="fwd") and same("narrow tiles", "bwd", H=2048)
+    # TMA rows: the 16-bit stacked forward on sm_90 (16 and 32 rows); not TF32's, not sm_80's.
+    assert not same("stacked, TMA rows", "fwd", op="fwd")
+    assert not same("32 rows, stacked, TMA rows", "fwd", B=64, op="fwd")
+    assert (dict(variants.plan(dict(variants.VARIANTS)["stacked, TMA rows"], "fwd",
+                               torch.bfloat16, 16, 1024, "fwd", cuda)[3])["TMA_ROWS"])
+    assert "TMA_ROWS" not in dict(variants.plan(dict(variants.VARIANTS)["stacked, TMA rows"], "fwd",
+                                                torch.float32, 16, 512, "fwd", cuda)[3])
+    major = 8
+
+    def planned(name):
+        return variants.plan(dict(variants.VARIANTS)[name], "fwd", torch.bfloat16, 16, 512,
+                             "fwd", cuda)
+
+    assert planned("stacked, TMA rows") == planned("stacked")
+    assert "TMA_ROWS" not in dict(planned("stacked, TMA rows")[3])
+    major = 9
     # fp32 under the IEEE flag: the forward alone runs tf32x3 where FORWARD_WINS has it, so
     # there "tf32x3" is the launcher's kernel; forward + backward, it is not.
     from gru_triton import dispatch
