@@ -1628,23 +1628,16 @@ def _tma_copies(device: torch.device) -> bool:
     return device.type != "cuda" or torch.cuda.get_device_properties(device).major >= 9
 
 
-def _tma_rows_fit(states: torch.Tensor) -> bool:
-    """Where a descriptor can address the states: 16-byte aligned rows (TMA's rule)."""
-    return (states.data_ptr() % 16 == 0
-            and states.stride(-2) * states.element_size() % 16 == 0)
-
-
 def _launch(kernel, grid, head, tail, T, launches, grid_sync, meta, device):
     """Launches ``kernel(*head, sync_ptr, *tail, step_begin, n_steps)`` as planned by
     ``_launch_plan``; sync_ptr is a fresh zeroed counter per batch tile when grid-synchronised
     (and an unused placeholder otherwise). A TMA_ROWS plan (gru_fwd_kernel, whose states are
     head[3]) gets its descriptor, and on sm_90 the fences its copies need."""
     if meta.get("TMA_ROWS"):
-        if _tma_rows_fit(head[3]):
-            meta = dict(meta, h_desc=_rows_descriptor(head[3], meta),
-                        PROXY_FENCE=device.type == "cuda" and launches == 1 and grid_sync)
-        else:
-            meta = {k: v for k, v in meta.items() if k != "TMA_ROWS"}
+        # TMA wants 16-byte aligned rows: the states are a fresh buffer, and the stacked
+        # product that TMA_ROWS comes with runs only where H is a multiple of 16.
+        meta = dict(meta, h_desc=_rows_descriptor(head[3], meta),
+                    PROXY_FENCE=device.type == "cuda" and launches == 1 and grid_sync)
     if launches == 1 and grid_sync:
         sync = torch.zeros(grid[0], dtype=torch.int32, device=device)
         # A cooperative launch refuses a grid that cannot be co-resident instead of hanging.
