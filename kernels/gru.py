@@ -256,15 +256,17 @@ def _stacked_gates_times_hidden(w_stack, h_rows, mask_b, H, j0, acc_dtype, w_dty
     the warps split its rows, and on sm_90 one warpgroup issues it as wgmma, which reads
     both operands from shared memory without the per-warp copies.
 
-    TMA_ROWS (16-bit, K in its own order): h_{t-1}'s rows come from ``h_desc``, a descriptor
-    over the states as rows, block (BLOCK_B, BLOCK_K) starting at row ``desc_row``: on sm_90
+    TMA_ROWS (16-bit, or TF32 rows rounded by their producer; K in its own order): h_{t-1}'s
+    rows come from ``h_desc``, a descriptor over them as rows, block (BLOCK_B, BLOCK_K)
+    starting at row ``desc_row`` (``_desc_row``): on sm_90
     one TMA copy puts them in shared memory, where the wgmma reads them, instead of every
     thread loading its share into registers and storing it there. The block's rows past the
     batch hold whatever follows it (another step's rows, or zeros past the buffer); their
     columns of the product are their own and are never stored.
     """
     if TMA_ROWS:
-        tl.static_assert(not ROTATE_K and not ROUND_ROWS, "TMA rows: 16-bit, K in order")
+        tl.static_assert(not ROTATE_K and not ROUND_ROWS, "TMA rows: rows as the dot takes "
+                         "them, K in order")
         b_h = _dot_operand(h_desc.load([desc_row, 0]), w_dtype, False)
     else:
         offs_k = _k_order(j0, BLOCK_K, ROTATE_K)
@@ -469,6 +471,18 @@ def _batch_tile(B, BLOCK_B: tl.constexpr, TILE_ROWS: tl.constexpr):
 
 
 @triton.jit
+def _desc_row(prev_row, step, B, ROWS_ROUNDED: tl.constexpr, BLOCK_B: tl.constexpr):
+    """The first row of this program's block of h_{t-1} in gru_fwd_kernel's h_desc: in hs
+    as ((T + 1) * B, H) rows, or with ROWS_ROUNDED in the rounded ping-pong hd as (2 * B, H)
+    rows (slot step % 2, as the pointer loads read it)."""
+    if ROWS_ROUNDED:
+        first = (step % 2) * B
+    else:
+        first = prev_row * B
+    return (first + tl.program_id(0) * BLOCK_B).to(tl.int32)
+
+
+@triton.jit
 def _proxy_fence():
     """``fence.proxy.async.global`` in every thread: orders the thread's generic-proxy
     accesses of global memory (plain loads and stores, the grid barrier's release and
@@ -648,9 +662,10 @@ def gru_fwd_kernel(
     TILE_ROWS (0: BLOCK_B): a batch tile covers that many rows, the dots' other rows masked
     (``_batch_tile``), so each program reads fewer rows of h_{t-1} a step.
 
-    TMA_ROWS (with STACKED_GATES, 16-bit, TILE_ROWS 0): the product reads h_{t-1} through
-    h_desc, a descriptor over hs as ((T + 1) * B, H) rows in (BLOCK_B, BLOCK_K) blocks
-    (``_stacked_gates_times_hidden``). PROXY_FENCE (GRID_SYNC, where the descriptor's loads
+    TMA_ROWS (with STACKED_GATES and TILE_ROWS 0; 16-bit, or TF32 with ROWS_ROUNDED): the
+    product reads h_{t-1} through h_desc, a descriptor over the rows it reads, in (BLOCK_B,
+    BLOCK_K) blocks: hs as ((T + 1) * B, H) rows, or hd as (2 * B, H) (``_desc_row``,
+    ``_stacked_gates_times_hidden``). PROXY_FENCE (GRID_SYNC, where the descriptor's loads
     are TMA copies: sm_90): each program fences the proxies after storing h_t and after the
     barrier's acquire (``_proxy_fence``), so its copies read what the other programs stored.
     """
@@ -722,8 +737,7 @@ def gru_fwd_kernel(
                     acc_r, acc_z, acc_n = _stacked_gates_times_hidden(
                         w_stack, dot_rows, mask_b, H, pid_h * BLOCK_H, acc_dtype, w_dtype,
                         DOT_PRECISION, ROUND_LOADS, LOAD_CACHE, BLOCK_H, BLOCK_K, ROTATE_K,
-                        h_desc, (prev_row * B + tl.program_id(0) * BLOCK_B).to(tl.int32),
-                        TMA_ROWS)
+                        h_desc, _desc_row(prev_row, step, B, ROWS_ROUNDED, BLOCK_B), TMA_ROWS)
                 elif SPLIT_K > 1:
                     acc_r, acc_z, acc_n = _split_k_hidden_times_w_hh_t(
                         dot_rows, mask_b, H, w_res_r, w_res_z, w_res_n, acc_dtype, w_dtype,
@@ -1520,8 +1534,9 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
         out["STACKED_GATES"] = True
         if rotate:
             out["ROTATE_K"] = True
-        elif tma and itemsize == 2 and not out.get("TILE_ROWS"):
-            # A (BLOCK_B, K) descriptor block of the states, in K's own order, all 16 rows.
+        elif tma and itemsize in (2, 4) and not out.get("TILE_ROWS"):
+            # A (BLOCK_B, K) descriptor block of the rows, in K's own order, all of them (a
+            # stacked fp32 slice is TF32's, whose rows come rounded: ROWS_ROUNDED).
             out["TMA_ROWS"] = True
     if split > 1:
         out["SPLIT_K"] = split
@@ -1613,12 +1628,13 @@ def _launch_fitting(kernel, plan_args, head, tail, T, meta):
                           RuntimeWarning, stacklevel=3)
 
 
-def _rows_descriptor(states: torch.Tensor, meta: dict):
-    """gru_fwd_kernel's h_desc for TMA_ROWS: the states (T + 1, B, H) as rows, read in
-    (BLOCK_B, BLOCK_K) blocks (past H, and past the last row, the copy fills zeros)."""
+def _rows_descriptor(rows: torch.Tensor, meta: dict):
+    """gru_fwd_kernel's h_desc for TMA_ROWS: ``rows`` (the states (T + 1, B, H), or the
+    TF32-rounded ping-pong (2, B, H)) as rows, read in (BLOCK_B, BLOCK_K) blocks (past H, and
+    past the last row, the copy fills zeros)."""
     from triton.tools.tensor_descriptor import TensorDescriptor
 
-    rows = states.view(-1, states.shape[-1])
+    rows = rows.view(-1, rows.shape[-1])
     return TensorDescriptor.from_tensor(rows, [meta["BLOCK_B"], meta["BLOCK_K"]])
 
 
@@ -1632,11 +1648,13 @@ def _launch(kernel, grid, head, tail, T, launches, grid_sync, meta, device):
     """Launches ``kernel(*head, sync_ptr, *tail, step_begin, n_steps)`` as planned by
     ``_launch_plan``; sync_ptr is a fresh zeroed counter per batch tile when grid-synchronised
     (and an unused placeholder otherwise). A TMA_ROWS plan (gru_fwd_kernel, whose states are
-    head[3]) gets its descriptor, and on sm_90 the fences its copies need."""
+    head[3] and rounded TF32 rows head[7]) gets its descriptor, and on sm_90 the fences its
+    copies need."""
     if meta.get("TMA_ROWS"):
-        # TMA wants 16-byte aligned rows: the states are a fresh buffer, and the stacked
-        # product that TMA_ROWS comes with runs only where H is a multiple of 16.
-        meta = dict(meta, h_desc=_rows_descriptor(head[3], meta),
+        # TMA wants 16-byte aligned rows: the buffers are fresh, and the stacked product
+        # that TMA_ROWS comes with runs only where H is a multiple of 16.
+        rows = head[7] if meta["ROWS_ROUNDED"] else head[3]
+        meta = dict(meta, h_desc=_rows_descriptor(rows, meta),
                     PROXY_FENCE=device.type == "cuda" and launches == 1 and grid_sync)
     if launches == 1 and grid_sync:
         sync = torch.zeros(grid[0], dtype=torch.int32, device=device)

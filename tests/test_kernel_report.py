@@ -111,12 +111,13 @@ def test_stacked_gates_rows(report):
 
 def test_tma_rows(report):
     """TMA_ROWS (bench/variants.py's "stacked, TMA rows"): compiled where the launch would
-    take it, the 16-bit stacked forward on sm_90 in 16- and 32-row tiles, with TMA copies
-    and the two proxy fences of a grid-synchronised step; no other row copies by TMA or
-    fences the proxies."""
+    take it, the stacked forward on sm_90 in 16- and 32-row tiles, 16-bit and TF32 (whose
+    rows come rounded), with TMA copies and the two proxy fences of a grid-synchronised
+    step; no other row copies by TMA or fences the proxies."""
     tma = [r for r in report if r["variant"] == "grid_sync+resident+stacked+tma+lengths"]
-    assert {(r["dtype"], r["arch"], r["aligned"]) for r in tma} == {
-        ("bf16", "sm_90", True), ("fp16", "sm_90", True)}
+    assert {(r["dtype"], r["dot_precision"], r["arch"], r["aligned"]) for r in tma} == {
+        ("bf16", "-", "sm_90", True), ("fp16", "-", "sm_90", True),
+        ("fp32", "tf32", "sm_90", True)}
     assert {r["BLOCK_B"] for r in tma if r["H"] == 1024} == {16, 32}
     assert all(r["tma_copies"] and r["proxy_fences"] == 2 and r["wgmma"] for r in tma), tma
     others = [r for r in report if r["variant"] != "grid_sync+resident+stacked+tma+lengths"]
