@@ -193,10 +193,10 @@ for stage in "${stages[@]}"; do
             --variant "K 128, 3 stages" --variant "narrow tiles" --out "$out/variants-tf32.json"
         # Where auto runs TF32 on grid_sync (H 256-512, 2.3-2.6x cuDNN forward, short of
         # 3x): the plain resident forward against the stacked product (bf16: B 64 H 512
-        # 4.10 -> 2.95 us/step) and narrow tiles, alone and together.
-        run_grid_sync_tests && run 50 python3 bench/variants.py --dtype tf32 \
+        # 4.10 -> 2.95 us/step), its rows read by TMA, and narrow tiles, alone and together.
+        run_grid_sync_tests && run 55 python3 bench/variants.py --dtype tf32 \
             --shapes 16:512,64:512,64:256,16:256 --variant launcher --variant stacked \
-            --variant "narrow tiles" --variant "stacked, narrow tiles" \
+            --variant "stacked, TMA rows" --variant "narrow tiles" --variant "stacked, narrow tiles" \
             --out "$out/variants-tf32-stacked.json"
         # And B 64 at H 512, whose TF32 backward streams in a 64-row tile: bf16 went from
         # 22.95 to 9.42 us/step forward + backward with 16-row tiles split along K.

@@ -85,13 +85,15 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
 # from 4.10 to 2.95 stacked at B 64 H 512).
 # "tf32x3, narrow tiles" (--dtype fp32): both, where the rows read are fp32 (the backward's
 # three rows of gate gradients: 96 KiB a program a step at B 16 H 512, 24 in 4-row tiles).
-# "stacked, TMA rows" / "32 rows, stacked, TMA rows" (forward, 16 bits, sm_90): the stacked
+# "stacked, TMA rows" / "32 rows, stacked, TMA rows" (forward, 16 bits or TF32, sm_90): the stacked
 # product reads h_{t-1} by one TMA copy of its (rows, K) block into shared memory, where the
 # wgmma reads it (gru_fwd_kernel's TMA_ROWS), instead of each thread loading its share into
 # registers and storing it there; bench/exchange_bench.py's "barrier, TMA" times the same
 # read in the exchange alone. Compiled (sm_90, bf16 K 1024, 8 warps): 152 registers against
 # 210 (16 rows) and 232 (32 rows) under triton 3.9; under 3.6.0, the GPU image's, 199 and
-# 205 against 254 and 255 with 200 bytes spilled (32 rows).
+# 205 against 254 and 255 with 200 bytes spilled (32 rows). TF32 reads its rounded rows
+# (hd) so: at K 512, 134-153 against 188-228 (3.9), 186-202 against 248-255 with 168 bytes
+# spilled (3.6.0, 32 rows).
 # "tf32x3" (--dtype fp32 only: nn.GRU's IEEE flag): both kernels' W_hh products as three TF32
 # tensor-core products, IEEE fp32's accuracy (docs/performance.md, "IEEE fp32 on tensor
 # cores"), with the tiles and resident plan the launchers give it; "launcher" there is what

@@ -772,7 +772,7 @@ def test_variants_are_picked_by_name():
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 48 and set(asked) <= names, asked
+    assert len(asked) == 49 and set(asked) <= names, asked
 
 
 def test_every_command_the_gpu_session_runs_takes_its_arguments(tmp_path):
@@ -850,6 +850,8 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
 
     import variants
 
+    from gru_triton import dispatch
+
     major = 9
     monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda device: SimpleNamespace(multi_processor_count=132,
@@ -872,13 +874,17 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
     # Narrow tiles change the grid where twice the tiles fit, either kernel, not elsewhere.
     assert not same("narrow tiles", "fwd", op="fwd") and not same("narrow tiles", "bwd")
     assert same("narrow tiles", "fwd", B=64, H=512, op="fwd") and same("narrow tiles", "bwd", H=2048)
-    # TMA rows: the 16-bit stacked forward on sm_90 (16 and 32 rows); not TF32's, not sm_80's.
+    # TMA rows: the stacked forward on sm_90 (16 and 32 rows), 16-bit or TF32; not sm_80's,
+    # nor IEEE fp32's, which has no stacked product.
     assert not same("stacked, TMA rows", "fwd", op="fwd")
     assert not same("32 rows, stacked, TMA rows", "fwd", B=64, op="fwd")
-    assert (dict(variants.plan(dict(variants.VARIANTS)["stacked, TMA rows"], "fwd",
-                               torch.bfloat16, 16, 1024, "fwd", cuda)[3])["TMA_ROWS"])
-    assert "TMA_ROWS" not in dict(variants.plan(dict(variants.VARIANTS)["stacked, TMA rows"], "fwd",
-                                                torch.float32, 16, 512, "fwd", cuda)[3])
+    for dtype, H in ((torch.bfloat16, 1024), (torch.float32, 512)):
+        assert dict(variants.plan(dict(variants.VARIANTS)["stacked, TMA rows"], "fwd",
+                                  dtype, 16, H, "fwd", cuda)[3])["TMA_ROWS"]
+    with dispatch.rnn_fp32_precision("ieee"):
+        assert "TMA_ROWS" not in dict(variants.plan(dict(variants.VARIANTS)["stacked, TMA rows"],
+                                                    "fwd", torch.float32, 16, 512, "fwdbwd",
+                                                    cuda)[3])
     major = 8
 
     def planned(name):
@@ -890,8 +896,6 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
     major = 9
     # fp32 under the IEEE flag: the forward alone runs tf32x3 where FORWARD_WINS has it, so
     # there "tf32x3" is the launcher's kernel; forward + backward, it is not.
-    from gru_triton import dispatch
-
     with dispatch.rnn_fp32_precision("ieee"):
         assert same("tf32x3", "fwd", H=512, dtype=torch.float32, op="fwd")
         assert not same("tf32x3", "fwd", H=512, dtype=torch.float32, op="fwdbwd")
