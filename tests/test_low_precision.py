@@ -200,6 +200,10 @@ def test_stacked_gates_in_32_row_tiles(dtype, path, hidden, monkeypatch):
     _assert_emulated(hs.double(), gates, w_hh, b_hh, h0, False)
 
 
+# The block's rows past the batch are another slot's or step's, not yet written at first:
+# whatever the buffer held goes through the gate math in columns that are never stored,
+# and numpy (the interpreter) warns when that overflows.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.parametrize("reverse,lengths", [(False, False), (True, True)],
                          ids=["forward", "reverse-lengths"])
 @pytest.mark.parametrize("path,hidden,rows", [("grid_sync", 16, 16), ("per_step", 48, 16),
