@@ -71,7 +71,13 @@ from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from gru_triton.kernels.gru import _batch_tile, _grid_barrier, _narrowed, _proxy_fence  # noqa: E402
+from gru_triton.kernels.gru import (  # noqa: E402
+    _batch_tile,
+    _grid_barrier,
+    _narrowed,
+    _proxy_fence,
+    _tma_copies,
+)
 
 STEPS = 2000
 NUM_WARPS = 8
@@ -236,7 +242,8 @@ def exchange(protocol: str, B: int, H: int, n_steps: int, device, start_flag: in
         PROBE=protocol == "flagged, probe", ROTATED=protocol == "barrier, rotated",
         OWN_TILE=protocol == "barrier, own tile", BLOCK_B=BLOCK_B, BLOCK_H=BLOCK_H,
         BLOCK_K=block_k, TILE_ROWS=0 if rows == BLOCK_B else rows,
-        TMA=protocol == "barrier, TMA", PROXY_FENCE=protocol == "barrier, TMA" and _has_tma(device),
+        TMA=protocol == "barrier, TMA", PROXY_FENCE=(protocol == "barrier, TMA" and device.type == "cuda"
+                                 and _tma_copies(device)),
         num_warps=NUM_WARPS, **extra)
     return int(errors.item())
 
@@ -266,11 +273,6 @@ def ptx(protocol: str, H: int, arch: int = 90) -> str:
                                         constexprs=constexprs, attrs=attrs),
                               target=GPUTarget("cuda", arch, 32), options={"num_warps": NUM_WARPS})
     return compiled.asm["ptx"]
-
-
-def _has_tma(device) -> bool:
-    """A GPU whose descriptor loads are TMA copies (sm_90 and up), which need the proxy fences."""
-    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
 
 
 def _sms(device) -> int | None:
