@@ -74,6 +74,7 @@ import harness  # noqa: E402
 from gru_triton.kernels.gru import (  # noqa: E402
     _batch_tile,
     _grid_barrier,
+    _k_order,
     _narrowed,
     _proxy_fence,
     _tma_copies,
@@ -117,13 +118,6 @@ def _oldest_flag(words, mask):
 
 
 @triton.jit
-def _rotated(start, BLOCK_K: tl.constexpr):
-    """[start, start + 1, ..., BLOCK_K - 1, 0, ..., start - 1]: every column once, from
-    ``start`` (0 <= start < BLOCK_K)."""
-    return (tl.arange(0, BLOCK_K) + start) % BLOCK_K
-
-
-@triton.jit
 def _exchange_kernel(hs_ptr, words_ptr, sync_ptr, errors_ptr, hs_desc, B, H, n_steps,
                      FLAGGED: tl.constexpr, PROBE: tl.constexpr, ROTATED: tl.constexpr,
                      OWN_TILE: tl.constexpr, BLOCK_B: tl.constexpr,
@@ -146,7 +140,7 @@ def _exchange_kernel(hs_ptr, words_ptr, sync_ptr, errors_ptr, hs_desc, B, H, n_s
     if OWN_TILE:
         offs_k = offs_j
     elif ROTATED:
-        offs_k = _rotated(j0 % BLOCK_K, BLOCK_K)
+        offs_k = _k_order(j0, BLOCK_K, True)  # the walk the kernels' ROTATE_K takes
     else:
         offs_k = tl.arange(0, BLOCK_K)
     mask_k = mask_b[:, None] & (offs_k < H)[None, :]

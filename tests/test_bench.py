@@ -439,18 +439,18 @@ def test_exchange_probe_counts_values_it_should_not_have_taken(protocol):
 
 def test_exchange_rotated_reads_cover_every_column_once(monkeypatch):
     """The "barrier, rotated" exchange reads h from its program's own chunk on, wrapping
-    around (exchange_bench._rotated): every column exactly once, in that order. (The
-    interpreter runs its exchange with one program, whose start is column 0, so the
-    rotation itself is checked here.)"""
-    import exchange_bench
+    around (kernels.gru._k_order, the walk the stacked forward's ROTATE_K takes too): every
+    column exactly once, in that order. (The interpreter runs its exchange with one
+    program, whose start is column 0, so the rotation itself is checked here.)"""
     import triton
     import triton.language as tl
+    from gru_triton.kernels import gru as gru_kernels
 
-    monkeypatch.setitem(globals(), "exchange_bench", exchange_bench)
+    monkeypatch.setitem(globals(), "gru_kernels", gru_kernels)
 
     @triton.jit
     def columns(out_ptr, start, BLOCK_K: tl.constexpr):
-        tl.store(out_ptr + tl.arange(0, BLOCK_K), exchange_bench._rotated(start, BLOCK_K))
+        tl.store(out_ptr + tl.arange(0, BLOCK_K), gru_kernels._k_order(start, BLOCK_K, True))
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for block, start in ((16, 0), (64, 16), (64, 48), (1024, 1008)):
