@@ -176,6 +176,38 @@ def test_tma_rows_match_fp64(B, H, rows, monkeypatch):
     assert set(seen) == {(True, True, rows, True)}, seen
 
 
+@pytest.mark.parametrize("H,dtype", [(2048, torch.bfloat16), (2048, torch.float16),
+                                     (2000, torch.bfloat16)], ids=["bf16", "fp16", "bf16-H2000"])
+def test_pipelined_backward_matches_fp64(H, dtype, monkeypatch):
+    """bench/variants.py's "K 128, 3 stages" in the backward, natively, where its slice
+    streams (B 64 at H 2048: a 64-row tile, no grid of 16-row tiles fits 132 SMs): the
+    chunk loop over 3 stages, whose loads run ahead of the product, against an fp64 nn.GRU
+    within cuDNN's own error. H 2000 ends in a ragged chunk (15 x 128 + 80)."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    real_config = gru_kernels.recurrence_config
+
+    def config(hidden_size, path="persistent", batch=16, tensor_cores=True, forward=False,
+               *args, **kwargs):
+        cfg = real_config(hidden_size, path, batch, tensor_cores, forward, *args, **kwargs)
+        if path == "grid_sync" and not forward:
+            cfg = dict(cfg, BLOCK_K=128, num_stages=3)
+        return cfg
+
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
+    seen = []
+    real_run = gru_kernels.gru_bwd_kernel.run
+
+    def recording_run(*args, **kwargs):
+        seen.append((kwargs["W_RESIDENT"], kwargs["BLOCK_B"], kwargs["BLOCK_K"],
+                     kwargs["num_stages"]))
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(gru_kernels.gru_bwd_kernel, "run", recording_run)
+    _assert_as_close_to_fp64_as_cudnn(48, 64, H, H, dtype, "grid_sync")
+    assert set(seen) == {(False, 64, 128, 3)}, seen
+
+
 def test_tf32_launcher_at_h1024_matches_fp64():
     """The TF32 launch at H = 1024, B = 16 as the launchers plan it (W_hh streamed: the
     slice does not fit whole), held to the bound the split forms in K pieces are held to

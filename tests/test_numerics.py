@@ -360,41 +360,47 @@ def test_narrow_batch_tiles_compute_the_same_rows(path, lengths, monkeypatch):
 
 
 @pytest.mark.parametrize("rows", [16, 64])
-def test_streamed_forward_in_pipelined_wide_chunks_matches_persistent(rows, monkeypatch):
-    """The 16-bit streamed forward's chunk loop (kernels.gru._sixteen_bit_forms: K in
-    128-wide chunks over 3 stages, on a GPU only where the slice is not resident) at a K
-    that ends in a ragged chunk (H 200: 128 + 72) and a batch with a ragged tile, in 16- and
-    64-row tiles: a chunk taken from the wrong K, or the ragged one's padding read, changes
-    every state after it. The interpreter ignores the stages, so here it checks the chunks;
-    the GPU's test_sixteen_bit_forms_as_launched checks the pipeline."""
+def test_streamed_chunks_in_pipelined_wide_chunks_match_persistent(rows, monkeypatch):
+    """Both kernels' streamed chunk loops in 128-wide chunks over 3 stages: the 16-bit
+    forward's plan where the slice is not resident (kernels.gru._sixteen_bit_forms), and
+    the backward's candidate where it is not either (B 64 at H 2048; bench/variants.py's
+    "K 128, 3 stages"), at a K that ends in a ragged chunk (H 200: 128 + 72) and a batch
+    with a ragged tile, in 16- and 64-row tiles: a chunk taken from the wrong K, or the
+    ragged one's padding read, changes every state (the backward: every gradient) after it.
+    The interpreter ignores the stages, so here it checks the chunks; the GPU's
+    test_sixteen_bit_forms_as_launched and test_pipelined_backward_matches_fp64 check the
+    pipeline."""
     from gru_triton.kernels import gru as gru_kernels
 
     real_config = gru_kernels.recurrence_config
     seen = []
 
-    def config(hidden_size, path="persistent", batch=16, tensor_cores=True, forward=False,
-               *args, **kwargs):
-        cfg = real_config(hidden_size, path, batch, tensor_cores, forward, *args, **kwargs)
-        if path == "grid_sync" and forward:
+    def config(hidden_size, path="persistent", batch=16, *args, **kwargs):
+        cfg = real_config(hidden_size, path, batch, *args, **kwargs)
+        if path == "grid_sync":
             cfg = dict(cfg, BLOCK_B=rows, BLOCK_K=128, num_stages=3)
         return cfg
 
-    real_run = gru_kernels.gru_fwd_kernel.run
+    def recording(kernel):
+        real_run = kernel.run
 
-    def recording_run(*args, **kwargs):
-        seen.append((kwargs["W_RESIDENT"], kwargs["BLOCK_B"], kwargs["BLOCK_K"],
-                     kwargs["num_stages"]))
-        return real_run(*args, **kwargs)
+        def run(*args, **kwargs):
+            seen.append((kernel.__name__, kwargs["W_RESIDENT"], kwargs["BLOCK_B"],
+                         kwargs["BLOCK_K"], kwargs["num_stages"]))
+            return real_run(*args, **kwargs)
+        return run
 
     T, B, H = 4, 20, 200
     lens = torch.tensor(([T, 2, 1] * B)[:B], dtype=torch.int32, device=DEVICE)
     expected = _kernel_run(T, B, H, H, lens, False, "persistent", "tf32")
     monkeypatch.setattr(gru_kernels, "recurrence_config", config)
-    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    for kernel in (gru_kernels.gru_fwd_kernel, gru_kernels.gru_bwd_kernel):
+        monkeypatch.setattr(kernel, "run", recording(kernel))
     # On a GPU the 16-row grid has a program per chunk and would hold the slice instead.
     monkeypatch.setattr(gru_kernels, "_resident_plan", lambda *args, **kwargs: None)
     got = _kernel_run(T, B, H, H, lens, False, "grid_sync", "tf32")
-    assert set(seen) == {(False, rows, 128, 3)}
+    assert set(seen) == {(name, False, rows, 128, 3)
+                         for name in ("gru_fwd_kernel", "gru_bwd_kernel")}
     for name, g, e in zip(_KERNEL_RUN_NAMES, got, expected, strict=True):
         assert_close(g, e, what=name, tol=_TF32_FORMS_TOL)
 
