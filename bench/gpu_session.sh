@@ -169,6 +169,15 @@ for stage in "${stages[@]}"; do
             --variant "rotated K"
         ;;
     variants-bwd)
+        # B 64 at H 2048, the one 16-bit shape where the backward still streams W_hh (no
+        # grid of 16-row tiles fits 132 SMs): forward + backward 85.0 us/step against
+        # cuDNN's 52.3 (forms/), its 64-row tile walking K = 3H in 32-wide chunks, one L2
+        # round trip after another. The forward's 128-wide chunks over 3 stages took its
+        # streamed step from 20.7 to 9.9 us; the backward's compile without spills
+        # (sm_90: 185 registers, 185 KiB under triton 3.9; 187 under 3.6.0).
+        run_grid_sync_tests && run 60 python3 bench/variants.py --kernel bwd --op fwdbwd \
+            --shapes 64:2048 --variant launcher --variant "K 128, 3 stages" \
+            --variant "K 64, 3 stages" --variant "K 128" --out "$out/variants-bwd-streamed.json"
         # The levers that apply to the backward, most promising first (a time-boxed run
         # keeps what it timed): its resident forms, then the streamed chunk loop's.
         run_grid_sync_tests && run 60 python3 bench/variants.py --kernel bwd --op fwdbwd \

@@ -772,7 +772,7 @@ def test_variants_are_picked_by_name():
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 49 and set(asked) <= names, asked
+    assert len(asked) == 53 and set(asked) <= names, asked
 
 
 def test_every_command_the_gpu_session_runs_takes_its_arguments(tmp_path):
@@ -844,7 +844,8 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
     "split K" and "16 rows" change nothing there (the H200 timed all five in one run, 11.26
     to 15.15 µs/step forward + backward, and read one as a lever), while the 32-wide split
     does; in the forward "32 rows, stacked" and "rotated K" do, and "split K" replaces the
-    stacked product. "narrow tiles" does in both where twice the tiles fit the SMs. TMA
+    stacked product. At B 64 H 2048, where the backward streams, its chunk widths and
+    stages do. "narrow tiles" does in both where twice the tiles fit the SMs. TMA
     rows do on sm_90 (an H100's major 9) and not on an A100's sm_80, which has no TMA."""
     from types import SimpleNamespace
 
@@ -867,6 +868,9 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
     for name in ("3 stages", "K 128", "split K", "16 rows", "16 rows, split K"):
         assert same(name, "bwd"), name
     assert not same("16 rows, 32 wide, split K", "bwd")
+    # Where the backward streams W_hh (B 64 at H 2048), its chunk loop's forms are new plans.
+    for name in ("K 128, 3 stages", "K 64, 3 stages", "K 128"):
+        assert not same(name, "bwd", B=64, H=2048), name
     assert not same("rotated K", "fwd", op="fwd")
     assert not same("32 rows, stacked", "fwd", B=64, op="fwd")
     assert not same("split K", "fwd", op="fwd")
