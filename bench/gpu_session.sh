@@ -221,6 +221,16 @@ for stage in "${stages[@]}"; do
         # IEEE fp32 runs on cuDNN everywhere (grid_sync's IEEE FMAs lost at every shape):
         # tf32x3 where its slice stays on chip (forward H <= 512, and at B 16 H 1024 in four
         # K pieces; backward H <= 256) and where it streams (the rest).
+        # First where cuDNN's IEEE GRU is slowest and tf32x3 streams W_hh (forward, µs/step:
+        # B 64 H 1024 42.5, B 16 H 2048 79.7, B 64 H 2048 101.3; the 3x target is 14-34):
+        # its chunk loop as the launcher runs it and pipelined over 3 stages. Not the IEEE
+        # launcher, whose FMAs took 114-1024 us/step there.
+        run_grid_sync_tests && run 60 python3 bench/variants.py --dtype fp32 \
+            --shapes 16:2048,64:2048,64:1024 --variant tf32x3 --variant "tf32x3, 3 stages" \
+            --out "$out/variants-fp32-streamed.json"
+        run_grid_sync_tests && run 60 python3 bench/variants.py --dtype fp32 \
+            --shapes 16:2048,64:1024 --kernel bwd --op fwdbwd --variant tf32x3 \
+            --variant "tf32x3, 3 stages" --out "$out/variants-fp32-streamed-bwd.json"
         shapes=16:512,64:512,16:256,64:256,16:1024
         # With narrow tiles too: tf32x3 reads fp32 rows, twice bf16's bytes (the launcher's
         # forward is tf32x3 at H 256-512, so there "narrow tiles" is tf32x3's).

@@ -65,6 +65,7 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
             ("narrow tiles", {"NARROW_TILES": True}),
             ("stacked, narrow tiles", {"STACKED_GATES": True, "NARROW_TILES": True}),
             ("tf32x3, narrow tiles", {"dots": "tf32x3", "NARROW_TILES": True}),
+            ("tf32x3, 3 stages", {"dots": "tf32x3", "num_stages": 3}),
             ("stacked, TMA rows", {"STACKED_GATES": True, "TMA_ROWS": True}),
             ("32 rows, stacked, TMA rows", {"BLOCK_B": 32, "STACKED_GATES": True,
                                             "TMA_ROWS": True}))
@@ -97,6 +98,12 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
 # 205 against 254 and 255 with 200 bytes spilled (32 rows). TF32 reads its rounded rows
 # (hd) so: at K 512, 134-153 against 188-228 (3.9), 186-202 against 248-255 with 168 bytes
 # spilled (3.6.0, 32 rows).
+# "tf32x3, 3 stages" (--dtype fp32): where tf32x3 streams W_hh (from H 1024, but the forward's
+# B 16 H 1024 in K pieces), its 32-wide chunk loop pipelined over 3 stages. cuDNN's IEEE GRU
+# is slowest there (B 16 H 2048 79.7 us/step, B 64 H 2048 101.3). Compiled for sm_90 at the
+# launcher's tiles and warps, with no spills under triton 3.9 and 3.6.0: forward 16 rows
+# 244/246 registers, 64 rows 192/186; backward 16 rows 223/223, 64 rows 218/254. 64-wide
+# chunks spill there (16-368 bytes) but in the backward's 16-row tile.
 # "tf32x3" (--dtype fp32 only: nn.GRU's IEEE flag): both kernels' W_hh products as three TF32
 # tensor-core products, IEEE fp32's accuracy (docs/performance.md, "IEEE fp32 on tensor
 # cores"), with the tiles and resident plan the launchers give it; "launcher" there is what
@@ -240,7 +247,7 @@ def main(argv=None) -> int:
     unknown = sorted(set(wanted) - set(names))
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {names}")
-    if args.dtype != "fp32" and "tf32x3" in (args.variant or []):
+    if args.dtype != "fp32" and any("dots" in dict(VARIANTS)[name] for name in args.variant or []):
         parser.error("tf32x3 is how fp32 models reach IEEE accuracy: --dtype fp32 only")
     try:
         args.shapes = (SHAPES if args.shapes is None else

@@ -765,6 +765,7 @@ def test_variants_are_picked_by_name():
     for argv in (["--variant", "launcher", "--variant", "split k"],
                  # tf32x3 is how fp32 models reach IEEE accuracy: not a bf16 variant.
                  ["--variant", "tf32x3"], ["--dtype", "tf32", "--variant", "tf32x3"],
+                 ["--variant", "tf32x3, 3 stages"],
                  ["--shapes", "16x1024"], ["--shapes", "16:1024:2"]):
         with pytest.raises(SystemExit) as refused:
             variants.main(argv)
@@ -772,7 +773,7 @@ def test_variants_are_picked_by_name():
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 53 and set(asked) <= names, asked
+    assert len(asked) == 57 and set(asked) <= names, asked
 
 
 def test_every_command_the_gpu_session_runs_takes_its_arguments(tmp_path):
@@ -903,6 +904,20 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
     with dispatch.rnn_fp32_precision("ieee"):
         assert same("tf32x3", "fwd", H=512, dtype=torch.float32, op="fwd")
         assert not same("tf32x3", "fwd", H=512, dtype=torch.float32, op="fwdbwd")
+
+        # Its pipelined chunks change the plan where it streams W_hh, and only there: the
+        # forward's B 16 H 1024 holds its slice in K pieces, one stage.
+        def tf32x3_plan(name, kernel, B, H):
+            return variants.plan(dict(variants.VARIANTS)[name], kernel, torch.float32, B, H,
+                                 "fwdbwd", cuda)
+
+        for kernel, B, H in (("fwd", 16, 2048), ("bwd", 16, 2048), ("fwd", 64, 1024),
+                             ("bwd", 64, 1024)):
+            piped = tf32x3_plan("tf32x3, 3 stages", kernel, B, H)
+            assert piped != tf32x3_plan("tf32x3", kernel, B, H), (kernel, B, H)
+            assert dict(piped[3])["num_stages"] == 3 and not piped[4] and piped[5] == "tf32x3"
+        assert tf32x3_plan("tf32x3, 3 stages", "fwd", 16, 1024) == tf32x3_plan("tf32x3", "fwd",
+                                                                              16, 1024)
 
 
 def test_memory_breakdown_names_what_is_live_at_the_peak():

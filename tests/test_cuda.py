@@ -377,6 +377,47 @@ def test_tf32x3_keeps_ieee_accuracy(hidden, batch):
         assert max_rel_err(got, expected) <= 2e-5
 
 
+@pytest.mark.parametrize("hidden,batch", [(2048, 16), (1008, 64)], ids=["H2048-B16", "H1008-B64"])
+def test_tf32x3_pipelined_chunks_keep_ieee_accuracy(hidden, batch, monkeypatch):
+    """bench/variants.py's "tf32x3, 3 stages": where tf32x3 streams W_hh (both kernels, a
+    16-row tile at H 2048, a 64-row one at B 64 with a ragged last chunk at H 1008), its
+    chunk loop pipelined over 3 stages, within the IEEE bound of nn.GRU's own IEEE run, as
+    test_tf32x3_keeps_ieee_accuracy holds the launcher's."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    real_config = gru_kernels.recurrence_config
+
+    def config(hidden_size, path="persistent", *args, **kwargs):
+        cfg = real_config(hidden_size, path, *args, **kwargs)
+        return dict(cfg, num_stages=3) if path == "grid_sync" else cfg
+
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
+    seen = set()
+    for kernel in (gru_kernels.gru_fwd_kernel, gru_kernels.gru_bwd_kernel):
+        def recording_run(*args, _run=kernel.run, _name=kernel.__name__, **kwargs):
+            seen.add((_name, kwargs["W_RESIDENT"], kwargs["num_stages"], kwargs["DOT_PRECISION"]))
+            return _run(*args, **kwargs)
+
+        monkeypatch.setattr(kernel, "run", recording_run)
+    gru_triton.set_backend("triton")
+    with dispatch.rnn_fp32_precision("ieee"):
+        ref = torch.nn.GRU(hidden, hidden).cuda()
+        ours = gru_triton.GRU(hidden, hidden).cuda()
+        ours.load_state_dict(ref.state_dict())
+        x = torch.randn(48, batch, hidden, device="cuda")
+        grad = torch.randn(48, batch, hidden, device="cuda")
+        results = []
+        for module, dots in ((ref, None), (ours, "tf32x3")):
+            xi = x.clone().requires_grad_(True)
+            with dispatch.force_path("grid_sync"), dispatch.force_ieee_dots(dots):
+                out, h_n = module(xi)
+                out.backward(grad)
+            results.append([out, h_n, xi.grad, *(p.grad for p in module.parameters())])
+    assert seen == {(name, False, 3, "tf32x3") for name in ("gru_fwd_kernel", "gru_bwd_kernel")}
+    for got, expected in zip(*results, strict=True):
+        assert max_rel_err(got, expected) <= 2e-5
+
+
 def test_packed_input_does_not_synchronise():
     from torch.nn.utils.rnn import pack_sequence
 
