@@ -1441,7 +1441,13 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     those get 8 warps. The stacked product (``STACKED_GATES``, forward only)
     spills at 4 warps once a row of the slice takes 2 KiB (K = 1024 at 16 bits, 512 at
     fp32) and, unaligned, at any warp count from K = 512 at 16 bits, so it takes 8 warps
-    there and runs only where H is a multiple of 16. ``cfg["SPLIT_K"]`` (not with the
+    there and runs only where H is a multiple of 16. In 8-wide hidden chunks (BLOCK_H 8,
+    the stacked product only: its 32 rows are the dot's M, where any other form would have
+    an 8-wide dot) the product is mma.sync's, not wgmma's, and 4 warps take one 16 × 8 tile
+    of it each; 8 would repeat each tile, reading the slice from shared memory twice as
+    often (compiled, sm_90, K = 1024: 388 against 768 KiB a step in TF32, 0 spills at 4
+    warps under triton 3.9 and 3.6.0), so it keeps the warps ``cfg`` gives.
+    ``cfg["SPLIT_K"]`` (not with the
     stacked product): the slice cut along K into that many slices, at most one per 16 of K,
     one warp each (no spills at 8 warps up to K = 1024 on either target). With 32-wide
     hidden chunks (BLOCK_H 32: half the programs, so B 64 at H 1024 has one chunk per
@@ -1485,6 +1491,8 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     stacked = cfg.get("STACKED_GATES", False) and row_operands == 1
     if stacked and hidden_size % 16:
         cfg, stacked = dict(cfg, STACKED_GATES=False), False
+    if cfg["BLOCK_H"] < 16 and not stacked:
+        return None  # only the stacked product's dot has the chunk in a dimension >= 16
     # SPLIT_K: one K slice per warp, each at least a dot's 16 deep.
     split = 1 if stacked else min(cfg.get("SPLIT_K", 1), k_full // 16)
     if split > 1 and hidden_size % 16 and (row_operands > 1 and k_full >= 1024
@@ -1516,7 +1524,7 @@ def resident_config(cfg: dict, hidden_size: int, itemsize: int, smem_limit: int,
     warps = cfg["num_warps"]
     if split > 1:
         warps = split
-    elif stacked and (k_full * itemsize >= 2048 or cfg["BLOCK_B"] > 16):
+    elif stacked and cfg["BLOCK_H"] >= 16 and (k_full * itemsize >= 2048 or cfg["BLOCK_B"] > 16):
         warps = 8
     elif not stacked and k_full * itemsize >= 2048 and hidden_size % 16:
         warps = 8
@@ -1601,11 +1609,15 @@ def _kernel_plan(w_hh: torch.Tensor, batch: int, path: str, device: torch.device
             if resident is not None and (_unfit_key(w_hh, dot_precision, forward, resident)
                                          not in _UNFIT_RESIDENT):
                 return grid, launches, grid_sync, resident, True
+        if cfg["BLOCK_H"] < 16:
+            continue  # 8-wide chunks run only resident and stacked: the default tiles instead
         if forward or not forms:
             streamed = {k: v for k, v in cfg.items()
                         if k not in ("STACKED_GATES", "SPLIT_K", "ROTATE_K", "TMA_ROWS")}
             return grid, launches, grid_sync, streamed, False
-    raise AssertionError("unreachable: the last pass has no measured forms")
+    raise ValueError(f"hidden chunks {cfg['BLOCK_H']} wide run only as the forward's stacked "
+                     f"product with its W_hh slice on chip, which does not fit here (H {H}, "
+                     f"batch {batch})")
 
 
 def _launch_fitting(kernel, plan_args, head, tail, T, meta):

@@ -302,6 +302,56 @@ def test_grid_sync_forward_plan_owns_one_chunk_per_program_where_it_fits(monkeyp
         assert gru_kernels.resident_config(wide, 1000, 2, 227 * 1024, row_operands=operands) is None
 
 
+def test_8_wide_chunks_are_planned_only_stacked_and_resident(monkeypatch):
+    """8-wide hidden chunks (bench/variants.py's "8 wide, stacked") are a form of the
+    forward's stacked product alone, whose 32 rows are the dot's M: every other form would
+    have an 8-wide dot, which does not compile. So resident_config holds such a slice only
+    stacked, at the warps it was given (4: one 16 x 8 tile of the product each), and a plan
+    that asks for them where that slice does not fit, or its grid not one program per chunk,
+    runs the default tiles instead, as an H100 plans it."""
+    from types import SimpleNamespace
+
+    from gru_triton.kernels import gru as gru_kernels
+
+    cfg = dict(gru_kernels.recurrence_config(1024, "grid_sync", 16, forward=True, sms=132),
+               BLOCK_H=8, STACKED_GATES=True)
+    for itemsize in (2, 4):  # a TF32 K = 1024 slice: 128 KiB with its padding, h 64 KiB
+        got = gru_kernels.resident_config(cfg, 1024, itemsize, 227 * 1024)
+        assert (got["BLOCK_H"], got["STACKED_GATES"], got["num_warps"], got["BLOCK_K"]) == (
+            8, True, 4, 1024), got
+    assert gru_kernels.resident_config(cfg, 1024, 4, 163 * 1024) is None  # an A100
+    assert gru_kernels.resident_config(cfg, 1000, 2, 227 * 1024) is None  # not stacked there
+    unstacked = {k: v for k, v in cfg.items() if k != "STACKED_GATES"}
+    assert gru_kernels.resident_config(unstacked, 512, 2, 227 * 1024) is None
+    assert gru_kernels.resident_config(cfg, 512, 2, 227 * 1024, row_operands=3) is None
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: SimpleNamespace(multi_processor_count=132,
+                                                       shared_memory_per_block_optin=227 * 1024,
+                                                       major=9))
+    monkeypatch.setattr(gru_kernels, "_tf32_forms",
+                        lambda cfg, hidden_size, batch, forward, sms:
+                        {"BLOCK_H": 8, "STACKED_GATES": True} if forward else {})
+    cuda = torch.device("cuda")
+
+    def plan(batch, hidden):
+        w_hh = torch.empty(3 * hidden, hidden, device="meta")
+        grid, _, grid_sync, cfg, resident = gru_kernels._kernel_plan(
+            w_hh, batch, "grid_sync", cuda, "tf32", True, True)
+        return grid, cfg["BLOCK_H"], cfg.get("STACKED_GATES", False), resident
+
+    assert plan(16, 1024) == ((1, 128), 8, True, True)
+    assert plan(16, 512) == ((1, 64), 8, True, True)
+    # B 64: 4 tiles x 128 chunks do not fit 132 SMs; H 1000: not stacked; H 2048: the slice
+    # does not fit. Each runs the plan it had without the 8-wide form.
+    for batch, hidden in ((64, 1024), (16, 1000), (16, 2048)):
+        assert plan(batch, hidden)[1] == 16, (batch, hidden)
+    monkeypatch.setattr(gru_kernels, "recurrence_config",
+                        lambda *args, **kwargs: dict(cfg, BLOCK_K=32, num_stages=1))
+    with pytest.raises(ValueError, match="8 wide run only as the forward's stacked product"):
+        plan(64, 1024)
+
+
 def test_tf32x3_resident_plan():
     """"tf32x3" dots (three TF32 products) hold twice the operands in registers, and the
     plain resident forms spill kilobytes with them (kernel report): the slice stays on chip

@@ -262,6 +262,62 @@ def test_stacked_gates_read_h_by_tma(dtype, path, hidden, rows, reverse, lengths
         _assert_emulated(out[1][0].double(), gates, w_hh, b_hh, h0, reverse)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # TMA rows past the batch, as above
+@pytest.mark.parametrize("reverse,lengths", [(False, False), (True, True)],
+                         ids=["forward", "reverse-lengths"])
+@pytest.mark.parametrize("hidden", [48, 64])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_stacked_forward_in_8_wide_chunks(dtype, hidden, reverse, lengths, monkeypatch):
+    """bench/variants.py's "8 wide, stacked": each program owns 8 hidden units, so its
+    stacked slice is [W_r; W_z; W_n; 0] in 8-row blocks, 32 rows (the dot's M), and twice
+    the programs hold half the slice each. The same states and saved activations as the
+    16-wide stacked form, pointer loads or TMA rows: on the CPU bit for bit (each value the
+    same sum), on a GPU (mma.sync against wgmma, another order) within the emulation's
+    rounding. A gate block taken from the wrong 8 rows, or a chunk's units from another
+    chunk, changes every state after it. Per_step, whose grid has a program per chunk."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    real = gru_kernels.recurrence_config
+    form = {}
+
+    def config(hidden_size, path="persistent", batch=16, *args, **kwargs):
+        cfg = real(hidden_size, path, batch, *args, **kwargs)
+        return cfg if path == "persistent" else dict(cfg, **form)
+
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
+    runs = []
+    real_run = gru_kernels.gru_fwd_kernel.run
+
+    def recording_run(*args, grid, **kwargs):
+        runs.append((grid, kwargs["BLOCK_H"], kwargs["W_RESIDENT"],
+                     kwargs.get("STACKED_GATES", False), kwargs.get("TMA_ROWS", False)))
+        return real_run(*args, grid=grid, **kwargs)
+
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    T, B = 5, 21
+    gates, w_hh, b_hh, h0 = _layer_operands(T, B, hidden, dtype, seed=9)
+    lens = (torch.tensor([5, 2, 1, 4] * 5 + [3], dtype=torch.int32, device=DEVICE)
+            if lengths else None)
+    out = []
+    for width, tma in ((16, False), (8, False), (8, True)):
+        form.update(BLOCK_B=16, BLOCK_H=width, STACKED_GATES=True, TMA_ROWS=tma)
+        runs.clear()
+        saved = gates.clone()
+        hs, ghn = gru_kernels.gru_forward(saved, w_hh, b_hh, h0, lens, reverse=reverse,
+                                          save=True, path="per_step")
+        out.append((hs, saved, ghn))
+        assert set(runs) == {((2, hidden // width), width, True, True, tma)}, runs
+    for got in out[1:]:
+        for name, g, e in zip(("hs", "activations", "ghn"), got, out[0], strict=True):
+            if DEVICE.type == "cpu":
+                assert torch.equal(g, e), name
+            else:  # each within one ulp of the largest value of the emulation (above)
+                bound = 2 * torch.finfo(dtype).eps * e.double().abs().max()
+                assert (g.double() - e.double()).abs().max() <= bound, name
+        if not lengths:
+            _assert_emulated(got[0].double(), gates, w_hh, b_hh, h0, reverse)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_split_k_stores_the_same_16_bit_states(dtype, monkeypatch):
     """The split-K forward (SPLIT_K, bench/variants.py's "split K") with 16-bit weights: its

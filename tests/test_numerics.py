@@ -580,6 +580,56 @@ def test_stacked_tf32_rows_read_by_tma_match(path, batch, hidden, monkeypatch):
             assert_close(g, e, what=name, tol=_TF32_FORMS_TOL)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # TMA rows past the batch, as above
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("batch,hidden", [(21, 48), (5, 64)], ids=["B21-H48", "B5-H64"])
+def test_stacked_tf32_forward_in_8_wide_chunks_matches(batch, hidden, reverse, monkeypatch):
+    """TF32's stacked forward in 8-wide hidden chunks (bench/variants.py's "8 wide,
+    stacked"; the slice of a K = 1024 chunk, 128 KiB, then fits beside h's 64 KiB without K
+    pieces, in twice the programs): the same states, activations and, through the backward,
+    gradients as the 16-wide stacked forward, with pointer loads and with TMA rows. Bit for
+    bit on the CPU; on a GPU (mma.sync against wgmma) within the forms' tolerance. Lengths
+    end rows early; per_step, whose grid has a program per chunk."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    real_plan = gru_kernels._launch_plan
+    form, seen = {}, []
+
+    def launch_plan(batch, hidden_size, path, device, tensor_cores=True, forward=False,
+                    *args, **kwargs):
+        grid, launches, grid_sync, cfg = real_plan(batch, hidden_size, path, device,
+                                                   tensor_cores, forward, *args, **kwargs)
+        if forward and path == "per_step":
+            cfg = dict(cfg, BLOCK_B=16, **form)
+            grid = (triton.cdiv(batch, 16), triton.cdiv(hidden_size, form["BLOCK_H"]))
+        return grid, launches, grid_sync, cfg
+
+    real_run = gru_kernels.gru_fwd_kernel.run
+
+    def recording_run(*args, grid, **kwargs):
+        seen.append((grid, kwargs["BLOCK_H"], kwargs["W_RESIDENT"],
+                     kwargs.get("STACKED_GATES", False), kwargs.get("TMA_ROWS", False)))
+        return real_run(*args, grid=grid, **kwargs)
+
+    monkeypatch.setattr(gru_kernels, "_launch_plan", launch_plan)
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    T = 6
+    lens = torch.tensor(([T, 3, 1] * batch)[:batch], dtype=torch.int32, device=DEVICE)
+    runs = []
+    for width, tma in ((16, False), (8, False), (8, True)):
+        form.update(BLOCK_H=width, STACKED_GATES=True, TMA_ROWS=tma)
+        seen.clear()
+        runs.append(_kernel_run(T, batch, hidden, hidden, lens, reverse, "per_step", "tf32"))
+        tiles = (triton.cdiv(batch, 16), hidden // width)
+        assert set(seen) == {(tiles, width, True, True, tma)}, seen
+    for got in runs[1:]:
+        for name, g, e in zip(_KERNEL_RUN_NAMES, got, runs[0], strict=True):
+            if DEVICE.type == "cpu":
+                assert torch.equal(g, e), name
+            else:
+                assert_close(g, e, what=name, tol=_TF32_FORMS_TOL)
+
+
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
 @pytest.mark.parametrize("batch,hidden,width,split,pieces",
