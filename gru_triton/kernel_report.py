@@ -84,6 +84,16 @@ VARIANTS = {
     "grid_sync+resident+stacked+tma+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
                                                    GRID_SYNC=True, W_RESIDENT=True,
                                                    STACKED_GATES=True, TMA_ROWS=True),
+    # 8-wide hidden chunks, the stacked product only (its 32 rows are the dot's M): twice the
+    # programs, each holding half the slice, so TF32's K = 1024 slice fits beside h without K
+    # pieces (bench/variants.py's "8 wide, stacked", and with TMA rows).
+    "grid_sync+resident+stacked+8wide+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
+                                                     GRID_SYNC=True, W_RESIDENT=True,
+                                                     STACKED_GATES=True, BLOCK_H=8),
+    "grid_sync+resident+stacked+8wide+tma+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
+                                                         GRID_SYNC=True, W_RESIDENT=True,
+                                                         STACKED_GATES=True, TMA_ROWS=True,
+                                                         BLOCK_H=8),
     "grid_sync+resident+split_k+narrow+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
                                                       GRID_SYNC=True, W_RESIDENT=True, SPLIT_K=8,
                                                       TILE_ROWS=8),
@@ -238,10 +248,11 @@ def configs(variant: str, hidden_size: int, kernel_name: str = "gru_bwd_kernel")
         for flag in (*PLAN_FLAGS, "BLOCK_H"):
             if flags.get(flag):
                 cfg = dict(cfg, **{flag: flags[flag]})
-        if flags.get("STACKED_GATES") and flags["GRID_SYNC"] and not flags.get("TILE_ROWS"):
+        if (flags.get("STACKED_GATES") and flags["GRID_SYNC"] and not flags.get("TILE_ROWS")
+                and cfg["BLOCK_H"] >= 16):
             # The stacked product also holds its slice in 32-row tiles (resident_config):
             # B 64 at H 1024 in a grid that fits 132 SMs (bench/variants.py's "32 rows,
-            # stacked").
+            # stacked"). Not in 8-wide chunks, whose point is the grid of B <= 16.
             return [cfg, dict(cfg, BLOCK_B=32)]
         return [cfg]
     if flags["GRID_SYNC"]:

@@ -101,7 +101,8 @@ def test_stacked_gates_rows(report):
     for r in stacked:
         itemsize = {"bf16": 2, "fp16": 2, "fp32": 4}[r["dtype"]]
         assert r["shared_bytes"] >= 4 * r["BLOCK_H"] * r["BLOCK_K"] * itemsize
-        assert r["wgmma"] == (r["arch"] == "sm_90"), r
+        # 8-wide chunks stack 32 rows, under a warpgroup's 64: mma.sync (test_8_wide_rows).
+        assert r["wgmma"] == (r["arch"] == "sm_90" and r["BLOCK_H"] >= 16), r
     assert any(r["H"] == 1024 and r["dtype"] == "bf16" and r["arch"] == "sm_90" for r in stacked)
     headline = {(r["aligned"], r["H"]): r["num_warps"] for r in report
                 if r["variant"] == "grid_sync+resident+lengths" and r["kernel"] == "gru_fwd_kernel"
@@ -114,14 +115,30 @@ def test_tma_rows(report):
     take it, the stacked forward on sm_90 in 16- and 32-row tiles, 16-bit and TF32 (whose
     rows come rounded), with TMA copies and the two proxy fences of a grid-synchronised
     step; no other row copies by TMA or fences the proxies."""
-    tma = [r for r in report if r["variant"] == "grid_sync+resident+stacked+tma+lengths"]
-    assert {(r["dtype"], r["dot_precision"], r["arch"], r["aligned"]) for r in tma} == {
-        ("bf16", "-", "sm_90", True), ("fp16", "-", "sm_90", True),
-        ("fp32", "tf32", "sm_90", True)}
-    assert {r["BLOCK_B"] for r in tma if r["H"] == 1024} == {16, 32}
-    assert all(r["tma_copies"] and r["proxy_fences"] == 2 and r["wgmma"] for r in tma), tma
-    others = [r for r in report if r["variant"] != "grid_sync+resident+stacked+tma+lengths"]
+    for variant, tiles in (("grid_sync+resident+stacked+tma+lengths", {16, 32}),
+                           ("grid_sync+resident+stacked+8wide+tma+lengths", {16})):
+        tma = [r for r in report if r["variant"] == variant]
+        assert {(r["dtype"], r["dot_precision"], r["arch"], r["aligned"]) for r in tma} == {
+            ("bf16", "-", "sm_90", True), ("fp16", "-", "sm_90", True),
+            ("fp32", "tf32", "sm_90", True)}
+        assert {r["BLOCK_B"] for r in tma if r["H"] == 1024} == tiles
+        assert all(r["tma_copies"] and r["proxy_fences"] == 2 and (r["wgmma"] or r["mma"])
+                   for r in tma), tma
+    others = [r for r in report if "+tma+" not in r["variant"]]
     assert not any(r["tma_copies"] or r["proxy_fences"] for r in others)
+
+
+def test_8_wide_rows(report):
+    """8-wide hidden chunks (bench/variants.py's "8 wide, stacked"): the stacked forward
+    only, in 16-row tiles at the 4 warps resident_config keeps, on mma.sync (its 32 rows
+    are under a warpgroup's 64); TF32's K = 1024 slice with h beside it fits an H100, not an
+    A100, with pointer loads or TMA rows."""
+    rows = [r for r in report if "+8wide+" in r["variant"]]
+    assert rows and all(r["BLOCK_H"] == 8 and r["BLOCK_B"] == 16 and r["num_warps"] == 4
+                        and r["mma"] and not r["wgmma"] for r in rows), rows
+    tf32 = {(r["variant"], r["arch"]) for r in rows if r["dtype"] == "fp32" and r["H"] == 1024}
+    assert tf32 == {("grid_sync+resident+stacked+8wide+lengths", "sm_90"),
+                    ("grid_sync+resident+stacked+8wide+tma+lengths", "sm_90")}
 
 
 def test_grid_sync_tiles_are_the_launchers(report):
