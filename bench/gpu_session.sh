@@ -154,8 +154,10 @@ for stage in "${stages[@]}"; do
             --variant "narrow tiles"
         # h_{t-1} read by one TMA copy into shared memory for the stacked product (TMA_ROWS),
         # where the launcher stacks; the exchange bench's "barrier, TMA" times the read alone.
-        run_grid_sync_tests && run 40 python3 bench/variants.py --out "$out/variants-tma.json" \
-            --shapes 16:1024,16:512,64:512 --variant launcher --variant "stacked, TMA rows"
+        # And in 8-wide chunks (twice the programs at B 16, half the slice each).
+        run_grid_sync_tests && run 55 python3 bench/variants.py --out "$out/variants-tma.json" \
+            --shapes 16:1024,16:512,64:512 --variant launcher --variant "stacked, TMA rows" \
+            --variant "8 wide, stacked, TMA rows" --variant "8 wide, stacked, TMA rows, 2 warps"
         # Where the 16-bit forward still misses 3x with a grid that could hold W_hh: B 64 at
         # H 1024, whose launcher streams it in a 64-row tile (9.9 us/step against cuDNN's
         # 20; deeper pipelines, wider chunks and the 32-wide split slice did not beat that,
@@ -189,6 +191,13 @@ for stage in "${stages[@]}"; do
             --out "$out/variants-bwd.json"
         ;;
     variants-tf32)
+        # First the headline H: TF32's K = 1024 slice held whole in 8-wide chunks (128 KiB
+        # with h's 64 beside it, 128 programs at B 16), where the launcher holds it split in
+        # two K pieces (13.56 us/step forward against cuDNN's 14.6-23.3).
+        run_grid_sync_tests && run 55 python3 bench/variants.py --dtype tf32 \
+            --shapes 16:1024,16:512 --variant launcher --variant "8 wide, stacked" \
+            --variant "8 wide, stacked, TMA rows" --variant "8 wide, stacked, TMA rows, 2 warps" \
+            --out "$out/variants-tf32-8wide.json"
         # TF32 is nn.GRU's fp32 default on CUDA. Its operands are rounded to nearest now, by
         # the kernels that produce the rows (ROWS_ROUNDED): not timed yet. Rounded as they
         # were loaded, the H200 took 5.66-30.40 us/step forward and 40.20-96.69 forward +

@@ -68,7 +68,11 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
             ("tf32x3, 3 stages", {"dots": "tf32x3", "num_stages": 3}),
             ("stacked, TMA rows", {"STACKED_GATES": True, "TMA_ROWS": True}),
             ("32 rows, stacked, TMA rows", {"BLOCK_B": 32, "STACKED_GATES": True,
-                                            "TMA_ROWS": True}))
+                                            "TMA_ROWS": True}),
+            ("8 wide, stacked", {"BLOCK_H": 8, "STACKED_GATES": True}),
+            ("8 wide, stacked, TMA rows", {"BLOCK_H": 8, "STACKED_GATES": True, "TMA_ROWS": True}),
+            ("8 wide, stacked, TMA rows, 2 warps", {"BLOCK_H": 8, "STACKED_GATES": True,
+                                                    "TMA_ROWS": True, "num_warps": 2}))
 # "32 rows, stacked" (forward, 16 bits): at B 64 / H 1024 the 16-row grid (4 x 64) does not
 # fit 132 SMs and the launcher streams W_hh in a 64-row tile (9.88 us/step on the H200);
 # in 32-row tiles 2 x 64 = 128 programs each hold their stacked slice on chip (resident_config:
@@ -98,6 +102,16 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
 # 205 against 254 and 255 with 200 bytes spilled (32 rows). TF32 reads its rounded rows
 # (hd) so: at K 512, 134-153 against 188-228 (3.9), 186-202 against 248-255 with 168 bytes
 # spilled (3.6.0, 32 rows).
+# "8 wide, stacked" (forward): each program owns 8 hidden units, not 16, so its stacked slice
+# is 32 rows ([W_r; W_z; W_n; 0] in 8-row blocks) and twice the programs hold half the slice
+# each. In TF32 at K 1024 that slice (128 KiB) fits beside h (64 KiB) on an H100, in 128
+# programs at B <= 16, where the 16-wide one needs K pieces (the launcher's split form: 13.56
+# us/step at B 16 H 1024 against cuDNN's 14.6-23.3). The product is mma.sync's (32 rows are
+# under a warpgroup's 64), one 16 x 8 tile a warp at 4 warps; at 2, with TMA rows (with
+# pointer loads 2 warps spill), the slice is read from shared memory less often (sm_90,
+# TF32 K 1024: 256 against 388 KiB a step; 255 registers, no spills under triton 3.9 and
+# 3.6.0). Where the 8-wide slice cannot be held (its grid does not fit, H not a multiple
+# of 16) the variant fails to plan and is not timed.
 # "tf32x3, 3 stages" (--dtype fp32): where tf32x3 streams W_hh (from H 1024, but the forward's
 # B 16 H 1024 in K pieces), its 32-wide chunk loop pipelined over 3 stages. cuDNN's IEEE GRU
 # is slowest there (B 16 H 2048 79.7 us/step, B 64 H 2048 101.3). Compiled for sm_90 at the

@@ -773,7 +773,7 @@ def test_variants_are_picked_by_name():
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 57 and set(asked) <= names, asked
+    assert len(asked) == 63 and set(asked) <= names, asked
 
 
 def test_every_command_the_gpu_session_runs_takes_its_arguments(tmp_path):
@@ -875,6 +875,13 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
     assert not same("rotated K", "fwd", op="fwd")
     assert not same("32 rows, stacked", "fwd", B=64, op="fwd")
     assert not same("split K", "fwd", op="fwd")
+    # 8-wide chunks: the stacked slice whole at B 16, in 16 bits and TF32, at the warps asked.
+    for name, warps in (("8 wide, stacked", 4), ("8 wide, stacked, TMA rows, 2 warps", 2)):
+        for dtype in (torch.bfloat16, torch.float32):
+            grid, _, _, cfg, resident, _ = variants.plan(dict(variants.VARIANTS)[name], "fwd",
+                                                         dtype, 16, 1024, "fwd", cuda)
+            assert (grid, dict(cfg)["BLOCK_H"], dict(cfg)["num_warps"], resident) == (
+                (1, 128), 8, warps, True), (name, dtype)
     assert same("3 stages", "fwd", op="fwd")  # the resident plan runs one stage
     # Narrow tiles change the grid where twice the tiles fit, either kernel, not elsewhere.
     assert not same("narrow tiles", "fwd", op="fwd") and not same("narrow tiles", "bwd")

@@ -210,6 +210,45 @@ def test_pipelined_backward_matches_fp64(H, dtype, monkeypatch):
     assert set(seen) == {(False, 64, 128, 3)}, seen
 
 
+@pytest.mark.parametrize("H,dtype,tma,warps", [
+    (1024, torch.float32, False, 4), (1024, torch.float32, True, 4), (1024, torch.float32, True, 2),
+    (1024, torch.bfloat16, True, 4), (512, torch.float32, False, 4)],
+    ids=["tf32", "tf32-tma", "tf32-tma-2warps", "bf16-tma", "tf32-H512"])
+def test_8_wide_stacked_forward_matches_fp64(H, dtype, tma, warps, monkeypatch):
+    """bench/variants.py's "8 wide, stacked" natively, B 16 (fp32 under nn.GRU's TF32 flag,
+    or bf16): 8 hidden units a program, the stacked slice 32 rows on mma.sync, its TF32
+    K = 1024 slice held whole beside h; against an fp64 nn.GRU within cuDNN's own error,
+    launched as planned (128 programs at H 1024)."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    if tma and torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("TMA copies: sm_90 and up")
+    if gru_kernels.shared_memory_limit(torch.device("cuda")) < 227 * 1024:
+        pytest.skip("TF32's 8-wide K = 1024 slice with h beside it needs an H100's shared memory")
+    real_config = gru_kernels.recurrence_config
+
+    def config(hidden_size, path="persistent", batch=16, tensor_cores=True, forward=False,
+               *args, **kwargs):
+        cfg = real_config(hidden_size, path, batch, tensor_cores, forward, *args, **kwargs)
+        if path == "grid_sync" and forward:
+            cfg = dict(cfg, BLOCK_H=8, STACKED_GATES=True, TMA_ROWS=tma, num_warps=warps)
+        return cfg
+
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
+    seen = []
+    real_run = gru_kernels.gru_fwd_kernel.run
+
+    def recording_run(*args, grid, **kwargs):
+        seen.append((grid, kwargs["BLOCK_H"], kwargs["W_RESIDENT"], kwargs.get("STACKED_GATES"),
+                     kwargs.get("TMA_ROWS", False), kwargs["num_warps"]))
+        return real_run(*args, grid=grid, **kwargs)
+
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    with dispatch.rnn_fp32_precision("tf32"):
+        _assert_as_close_to_fp64_as_cudnn(48, 16, H, H, dtype, "grid_sync")
+    assert set(seen) == {((1, H // 8), 8, True, True, tma, warps)}, seen
+
+
 def test_tf32_launcher_at_h1024_matches_fp64():
     """The TF32 launch at H = 1024, B = 16 as the launchers plan it (W_hh streamed: the
     slice does not fit whole), held to the bound the split forms in K pieces are held to
