@@ -6,8 +6,8 @@
 # tool's timeout_s at 600 and a start of up to ~3 minutes, inside the 15), the most needed
 # stages first, each capped so that the later ones still run:
 #
-#   bash bench/gpu_session.sh      # gridsync suite variants variants-bwd variants-fp32 \
-#                                  # variants-tf32 auto forms memory bidirectional breakdown \
+#   bash bench/gpu_session.sh      # gridsync suite variants variants-tf32 variants-fp32 \
+#                                  # variants-bwd auto forms memory bidirectional breakdown \
 #                                  # bidirectional-training
 #   bash bench/gpu_session.sh dispatch pytest-bench     # another lease's call
 #
@@ -63,13 +63,15 @@ log="$out/session.log"
 deadline=$((SECONDS + ${GPU_SESSION_SECONDS:-560}))
 stages=("$@")
 # Most needed first: correctness, then the levers not yet timed, those aimed at the largest
-# gaps to the issue's targets first (16 bits: TMA rows, narrow tiles, the 32-row stacked
-# forward; the backward's and IEEE fp32's pipelined chunks where W_hh streams; then TF32's
-# forms), then auto and the forms against cuDNN, memory; then the bidirectional layers
+# gaps to the issue's targets first: 16 bits (TMA rows, narrow tiles, the 32-row stacked
+# forward), TF32, nn.GRU's fp32 default (first the 8-wide stacked forward, its K = 1024
+# slice whole), IEEE fp32's pipelined tf32x3 where cuDNN's IEEE GRU is slowest, and the
+# backward's pipelined chunks at B 64 H 2048, the one shape that cannot reach 2x either
+# way. Then auto and the forms against cuDNN, memory; then the bidirectional layers
 # (their correctness is in the suite) and the diagnosis. On the H200 (2026-12-04) a
 # variants run took 10-30 s; the whole list may not fit one call, and what is cut is last.
-[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-bwd variants-fp32
-                                  variants-tf32 auto forms memory bidirectional breakdown
+[ ${#stages[@]} -eq 0 ] && stages=(gridsync suite variants variants-tf32 variants-fp32
+                                  variants-bwd auto forms memory bidirectional breakdown
                                   bidirectional-training)
 grid_ok=0
 
