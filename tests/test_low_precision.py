@@ -200,6 +200,28 @@ def test_stacked_gates_in_32_row_tiles(dtype, path, hidden, monkeypatch):
     _assert_emulated(hs.double(), gates, w_hh, b_hh, h0, False)
 
 
+def _forward_form(monkeypatch, form: dict, record) -> list:
+    """Makes every launch but the persistent path's take ``form`` over its tile config
+    (a dict the caller may change between runs), and returns the list that gets
+    ``record(grid, kwargs)`` for each launch of gru_fwd_kernel."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    real_config, real_run = gru_kernels.recurrence_config, gru_kernels.gru_fwd_kernel.run
+    runs = []
+
+    def config(hidden_size, path="persistent", batch=16, *args, **kwargs):
+        cfg = real_config(hidden_size, path, batch, *args, **kwargs)
+        return cfg if path == "persistent" else dict(cfg, **form)
+
+    def recording_run(*args, grid, **kwargs):
+        runs.append(record(grid, kwargs))
+        return real_run(*args, grid=grid, **kwargs)
+
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    return runs
+
+
 # The block's rows past the batch are another slot's or step's, not yet written at first:
 # whatever the buffer held goes through the product and the gate math in columns that are
 # never stored (the bit-for-bit comparison would see one that was), and numpy (the
@@ -220,25 +242,15 @@ def test_stacked_gates_read_h_by_tma(dtype, path, hidden, rows, reverse, lengths
     its products early. Launched with the descriptor, where the plan asks for it."""
     from gru_triton.kernels import gru as gru_kernels
 
-    real = gru_kernels.recurrence_config
     form = {"BLOCK_B": rows, "BLOCK_H": 16, "STACKED_GATES": True}
 
-    def config(hidden_size, path="persistent", batch=16, *args, **kwargs):
-        cfg = real(hidden_size, path, batch, *args, **kwargs)
-        return cfg if path == "persistent" else dict(cfg, **form)
-
-    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
-    runs = []
-    real_run = gru_kernels.gru_fwd_kernel.run
-
-    def recording_run(*args, grid, **kwargs):
+    def record(grid, kwargs):
         desc = kwargs.get("h_desc")
-        runs.append((kwargs.get("TMA_ROWS", False), kwargs["W_RESIDENT"],
-                     kwargs.get("STACKED_GATES", False), kwargs.get("PROXY_FENCE", False),
-                     None if desc is None else tuple(desc.block_shape)))
-        return real_run(*args, grid=grid, **kwargs)
+        return (kwargs.get("TMA_ROWS", False), kwargs["W_RESIDENT"],
+                kwargs.get("STACKED_GATES", False), kwargs.get("PROXY_FENCE", False),
+                None if desc is None else tuple(desc.block_shape))
 
-    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    runs = _forward_form(monkeypatch, form, record)
     T, B = 5, 21
     block_k = 1 << (hidden - 1).bit_length()  # all of K, a power of two
     gates, w_hh, b_hh, h0 = _layer_operands(T, B, hidden, dtype, seed=9)
@@ -277,23 +289,10 @@ def test_stacked_forward_in_8_wide_chunks(dtype, hidden, reverse, lengths, monke
     chunk, changes every state after it. Per_step, whose grid has a program per chunk."""
     from gru_triton.kernels import gru as gru_kernels
 
-    real = gru_kernels.recurrence_config
     form = {}
-
-    def config(hidden_size, path="persistent", batch=16, *args, **kwargs):
-        cfg = real(hidden_size, path, batch, *args, **kwargs)
-        return cfg if path == "persistent" else dict(cfg, **form)
-
-    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
-    runs = []
-    real_run = gru_kernels.gru_fwd_kernel.run
-
-    def recording_run(*args, grid, **kwargs):
-        runs.append((grid, kwargs["BLOCK_H"], kwargs["W_RESIDENT"],
-                     kwargs.get("STACKED_GATES", False), kwargs.get("TMA_ROWS", False)))
-        return real_run(*args, grid=grid, **kwargs)
-
-    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    runs = _forward_form(monkeypatch, form, lambda grid, kwargs: (
+        grid, kwargs["BLOCK_H"], kwargs["W_RESIDENT"], kwargs.get("STACKED_GATES", False),
+        kwargs.get("TMA_ROWS", False)))
     T, B = 5, 21
     gates, w_hh, b_hh, h0 = _layer_operands(T, B, hidden, dtype, seed=9)
     lens = (torch.tensor([5, 2, 1, 4] * 5 + [3], dtype=torch.int32, device=DEVICE)
