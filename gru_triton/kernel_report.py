@@ -55,6 +55,8 @@ _SIGNATURES = {
 # lengths (packed sequences), the reset-before form (two phases per step) with lengths, the
 # grid-synchronised path (a grid barrier per step) with lengths, and the forward kernel with
 # its W_hh slice held on chip (W_RESIDENT) as per_step and grid_sync launch it.
+_GRID_SYNC_RESIDENT = dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=True, W_RESIDENT=True)
+_STACKED = dict(_GRID_SYNC_RESIDENT, STACKED_GATES=True)
 VARIANTS = {
     "reset_after": dict(RESET_AFTER=True, HAS_LENGTHS=False, GRID_SYNC=False),
     "reset_after+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=False),
@@ -62,50 +64,32 @@ VARIANTS = {
     "grid_sync+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=True),
     "resident+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=False,
                              W_RESIDENT=True),
-    "grid_sync+resident+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True, GRID_SYNC=True,
-                                       W_RESIDENT=True),
+    "grid_sync+resident+lengths": _GRID_SYNC_RESIDENT,
     # The forward's three gate products as one stacked dot (bench/variants.py's "stacked";
     # the launchers do not pick it yet: not measured on a GPU).
-    "grid_sync+resident+stacked+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
-                                               GRID_SYNC=True, W_RESIDENT=True,
-                                               STACKED_GATES=True),
+    "grid_sync+resident+stacked+lengths": _STACKED,
     # The same walking K from each program's own chunk (bench/variants.py's "rotated K").
-    "grid_sync+resident+stacked+rotated+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
-                                                       GRID_SYNC=True, W_RESIDENT=True,
-                                                       STACKED_GATES=True, ROTATE_K=True),
+    "grid_sync+resident+stacked+rotated+lengths": dict(_STACKED, ROTATE_K=True),
     # Narrow tiles: a batch tile covering 8 of the dot's 16 rows (TILE_ROWS), so each program
     # reads half the rows of h_t (or of the gate gradients) a step (bench/variants.py's
     # "narrow tiles", which picks 8, 4 or 2 rows by the grid; the code is the same for each).
-    "grid_sync+resident+stacked+narrow+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
-                                                      GRID_SYNC=True, W_RESIDENT=True,
-                                                      STACKED_GATES=True, TILE_ROWS=8),
+    "grid_sync+resident+stacked+narrow+lengths": dict(_STACKED, TILE_ROWS=8),
     # h_{t-1} read by TMA into shared memory for the stacked product (bench/variants.py's
     # "stacked, TMA rows"; 16 bits, sm_90's copies, plain loads on sm_80).
-    "grid_sync+resident+stacked+tma+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
-                                                   GRID_SYNC=True, W_RESIDENT=True,
-                                                   STACKED_GATES=True, TMA_ROWS=True),
+    "grid_sync+resident+stacked+tma+lengths": dict(_STACKED, TMA_ROWS=True),
     # 8-wide hidden chunks, the stacked product only (its 32 rows are the dot's M): twice the
     # programs, each holding half the slice, so TF32's K = 1024 slice fits beside h without K
     # pieces (bench/variants.py's "8 wide, stacked", and with TMA rows).
-    "grid_sync+resident+stacked+8wide+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
-                                                     GRID_SYNC=True, W_RESIDENT=True,
-                                                     STACKED_GATES=True, BLOCK_H=8),
-    "grid_sync+resident+stacked+8wide+tma+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
-                                                         GRID_SYNC=True, W_RESIDENT=True,
-                                                         STACKED_GATES=True, TMA_ROWS=True,
-                                                         BLOCK_H=8),
-    "grid_sync+resident+split_k+narrow+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
-                                                      GRID_SYNC=True, W_RESIDENT=True, SPLIT_K=8,
+    "grid_sync+resident+stacked+8wide+lengths": dict(_STACKED, BLOCK_H=8),
+    "grid_sync+resident+stacked+8wide+tma+lengths": dict(_STACKED, TMA_ROWS=True, BLOCK_H=8),
+    "grid_sync+resident+split_k+narrow+lengths": dict(_GRID_SYNC_RESIDENT, SPLIT_K=8,
                                                       TILE_ROWS=8),
     # The warps splitting the resident slice along K, forward and backward
     # (bench/variants.py's "split K"; not picked yet either).
-    "grid_sync+resident+split_k+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
-                                               GRID_SYNC=True, W_RESIDENT=True, SPLIT_K=8),
+    "grid_sync+resident+split_k+lengths": dict(_GRID_SYNC_RESIDENT, SPLIT_K=8),
     # The same with 32-wide hidden chunks, whose grid is half as wide (bench/variants.py's
     # "16 rows, 32 wide, split K": B 64 at H 1024 with a chunk per program).
-    "grid_sync+resident+split_k+wide+lengths": dict(RESET_AFTER=True, HAS_LENGTHS=True,
-                                                    GRID_SYNC=True, W_RESIDENT=True, SPLIT_K=8,
-                                                    BLOCK_H=32),
+    "grid_sync+resident+split_k+wide+lengths": dict(_GRID_SYNC_RESIDENT, SPLIT_K=8, BLOCK_H=32),
 }
 # Flags only the forward kernel has.
 FORWARD_ONLY_FLAGS = ("STACKED_GATES", "ROTATE_K", "TMA_ROWS")
