@@ -63,6 +63,8 @@ def run(args) -> dict:
     if args.global_batch % world:
         raise SystemExit(f"--global-batch {args.global_batch} must split evenly over {world} processes")
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)  # so NCCL's barrier below knows this rank's GPU
     x, y, _, _ = (t.to(device) for t in digits_rowwise.load_split(args.seed))
     summary = {}
     for impl in common.impls(args.impl):
@@ -93,6 +95,10 @@ def run(args) -> dict:
         if args.result:
             with open(args.result, "w") as f:
                 json.dump({"world_size": world, "steps": args.steps, **summary}, f, indent=1)
+    # Rank 0 trains the single-process reference alone. Without this barrier the other ranks
+    # exit while it still holds their gloo connections open, and a peer's socket closing under
+    # gloo's reader thread can abort rank 0 (SIGABRT from an uncaught gloo::IoException).
+    dist.barrier()
     dist.destroy_process_group()
     return summary
 

@@ -76,10 +76,13 @@ def test_streaming_equals_one_call(tmp_path, launch_counter):
 def test_ddp_two_gloo_processes(tmp_path):
     result = tmp_path / "ddp.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc_per_node", "2", str(EXAMPLES / "ddp_train.py"), "--fast",
-                    "--interpret", "--out-dir", str(tmp_path), "--result", str(result)],
-                   env=env, check=True, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", str(EXAMPLES / "ddp_train.py"), "--fast",
+                           "--interpret", "--out-dir", str(tmp_path), "--result", str(result)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    # torchrun's own summary names only the signal; the ranks' errors come before it.
+    assert done.returncode == 0, "\n".join(
+        line for line in done.stderr.replace("\r", "\n").splitlines() if "it/s" not in line)[-6000:]
     summary = json.loads(result.read_text())
     assert summary["world_size"] == 2
     for impl in ("torch", "triton"):
