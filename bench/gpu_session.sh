@@ -156,9 +156,12 @@ for stage in "${stages[@]}"; do
             --variant "narrow tiles"
         # h_{t-1} read by one TMA copy into shared memory for the stacked product (TMA_ROWS),
         # where the launcher stacks; the exchange bench's "barrier, TMA" times the read alone.
-        # And in 8-wide chunks (twice the programs at B 16, half the slice each).
+        # At 4 warps (bf16 K 1024) one warpgroup reads the slice from shared memory once a
+        # step, not two (164 against 288 KiB). And in 8-wide chunks (twice the programs at
+        # B 16, half the slice each).
         run_grid_sync_tests && run 55 python3 bench/variants.py --out "$out/variants-tma.json" \
             --shapes 16:1024,16:512,64:512 --variant launcher --variant "stacked, TMA rows" \
+            --variant "stacked, TMA rows, 4 warps" \
             --variant "8 wide, stacked, TMA rows" --variant "8 wide, stacked, TMA rows, 2 warps"
         # Where the 16-bit forward still misses 3x with a grid that could hold W_hh: B 64 at
         # H 1024, whose launcher streams it in a 64-row tile (9.9 us/step against cuDNN's
@@ -167,7 +170,8 @@ for stage in "${stages[@]}"; do
         # the stacked slice stays on chip, 128 programs on 132 SMs.
         run_grid_sync_tests && run 50 python3 bench/variants.py --out "$out/variants.json" \
             --shapes 64:1024 --variant launcher --variant "32 rows, stacked" \
-            --variant "32 rows, stacked, TMA rows" --variant "32 rows, stacked, rotated K"
+            --variant "32 rows, stacked, TMA rows" --variant "32 rows, stacked, TMA rows, 4 warps" \
+            --variant "32 rows, stacked, rotated K"
         # Each program reading h from its own chunk on (the exchange bench's "barrier,
         # rotated"), where the launcher runs the stacked slice.
         run_grid_sync_tests && run 40 python3 bench/variants.py \
@@ -218,7 +222,8 @@ for stage in "${stages[@]}"; do
         # 4.10 -> 2.95 us/step), its rows read by TMA, and narrow tiles, alone and together.
         run_grid_sync_tests && run 55 python3 bench/variants.py --dtype tf32 \
             --shapes 16:512,64:512,64:256,16:256 --variant launcher --variant stacked \
-            --variant "stacked, TMA rows" --variant "narrow tiles" --variant "stacked, narrow tiles" \
+            --variant "stacked, TMA rows" --variant "stacked, TMA rows, 4 warps" \
+            --variant "narrow tiles" --variant "stacked, narrow tiles" \
             --out "$out/variants-tf32-stacked.json"
         # And B 64 at H 512, whose TF32 backward streams in a 64-row tile: bf16 went from
         # 22.95 to 9.42 us/step forward + backward with 16-row tiles split along K.

@@ -69,6 +69,10 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
             ("stacked, TMA rows", {"STACKED_GATES": True, "TMA_ROWS": True}),
             ("32 rows, stacked, TMA rows", {"BLOCK_B": 32, "STACKED_GATES": True,
                                             "TMA_ROWS": True}),
+            ("stacked, TMA rows, 4 warps", {"STACKED_GATES": True, "TMA_ROWS": True,
+                                            "num_warps": 4}),
+            ("32 rows, stacked, TMA rows, 4 warps", {"BLOCK_B": 32, "STACKED_GATES": True,
+                                                     "TMA_ROWS": True, "num_warps": 4}),
             ("8 wide, stacked", {"BLOCK_H": 8, "STACKED_GATES": True}),
             ("8 wide, stacked, TMA rows", {"BLOCK_H": 8, "STACKED_GATES": True, "TMA_ROWS": True}),
             ("8 wide, stacked, TMA rows, 2 warps", {"BLOCK_H": 8, "STACKED_GATES": True,
@@ -102,6 +106,18 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
 # 205 against 254 and 255 with 200 bytes spilled (32 rows). TF32 reads its rounded rows
 # (hd) so: at K 512, 134-153 against 188-228 (3.9), 186-202 against 248-255 with 168 bytes
 # spilled (3.6.0, 32 rows).
+# "stacked, TMA rows, 4 warps" / "32 rows, stacked, TMA rows, 4 warps" (forward, sm_90): one
+# warpgroup instead of two. The stacked wgmma's M is the slice's 64 rows, so Triton gives a
+# second warpgroup half of N (the batch rows), and each warpgroup reads the whole slice from
+# shared memory every step: at bf16 K 1024, 288 KiB of dot reads a step against 164 at 4
+# warps (kernel report's dot_smem_bytes), about 1.2 against 0.7 us at 128 bytes a clock.
+# resident_config gives 8 warps there because 4 spill with pointer loads (712 bytes under
+# triton 3.6.0). With TMA rows 4 warps compile clean under 3.9 (229 registers; 238 at 32
+# rows) and spill 352 (424) bytes under 3.6.0, the GPU image's, inside the step loop (58
+# stores and 84 loads of local memory a thread a step: its 128 wgmma descriptors are
+# hoisted out of the loop and held in registers). Whether the halved reads outweigh that is
+# what the timing decides. TF32 at K 512 (fp32 rows of 2 KiB) likewise: 296 against 160
+# KiB, 218 registers clean under 3.9, 312 bytes spilled under 3.6.0.
 # "8 wide, stacked" (forward): each program owns 8 hidden units, not 16, so its stacked slice
 # is 32 rows ([W_r; W_z; W_n; 0] in 8-row blocks) and twice the programs hold half the slice
 # each. In TF32 at K 1024 that slice (128 KiB) fits beside h (64 KiB) on an H100, in 128
@@ -200,19 +216,34 @@ def plan(overrides: dict, kernel: str, dtype: torch.dtype, B: int, H: int, op: s
     return grid, launches, grid_sync, tuple(sorted(cfg.items())), resident, precision
 
 
-def _same_plan(overrides, args, dtype, B, H, device, launcher) -> bool:
-    try:
-        return plan(overrides, args.kernel, dtype, B, H, args.op, device) == launcher
-    except Exception:  # a variant that cannot be planned fails where it is timed, and says why
-        return False
+def same_kernels(asked, kernel: str, dtype: torch.dtype, B: int, H: int, op: str,
+                 device: torch.device) -> dict:
+    """Of ``asked`` ((name, overrides), in timing order), the variants not worth timing at
+    (B, H): name -> the variant whose kernel it would launch again, "launcher" or one before
+    it in ``asked``. A variant that cannot be planned is kept: it fails where it is timed,
+    and says why."""
+    seen = {plan({}, kernel, dtype, B, H, op, device): "launcher"}
+    same = {}
+    for name, overrides in asked:
+        if name in ("launcher", "launcher, again"):
+            continue
+        try:
+            planned = plan(overrides, kernel, dtype, B, H, op, device)
+        except Exception:
+            continue
+        if planned in seen:
+            same[name] = seen[planned]
+        else:
+            seen[planned] = name
+    return same
 
 
 def summarize(records) -> str:
     """A line per shape: the variants timed, fastest first, each as µs/step and its speed-up
     over the launcher's own config ("launcher"), which is what decides a change to
     recurrence_config; "launcher, again" (timed last) shows how far the same kernel moved
-    within the run. Variants that launch the launcher's own kernel, and those that failed or
-    differed from nn.GRU, are named apart."""
+    within the run. Variants that launch the launcher's own kernel (or one timed before them
+    at the shape), and those that failed or differed from nn.GRU, are named apart."""
     lines = []
     for B, H in dict.fromkeys((r["B"], r["H"]) for r in records):
         mine = [r for r in records if (r["B"], r["H"]) == (B, H)]
@@ -221,10 +252,14 @@ def summarize(records) -> str:
         base = next((r["us_per_step"] for r in timed if r["variant"] == "launcher"), None)
         cells = [f"{r['variant']} {r['us_per_step']:.2f}"
                  + (f" ({base / r['us_per_step']:.2f}x)" if base else "") for r in timed]
-        same = [r["variant"] for r in mine if r.get("same_as")]
+        same = {}
+        for r in mine:
+            if r.get("same_as"):
+                same.setdefault(r["same_as"], []).append(r["variant"])
         failed = [r["variant"] for r in mine if r["us_per_step"] is None and not r.get("same_as")]
         lines.append(f"B={B} H={H}: " + ", ".join(cells)
-                     + (f"; the launcher's kernel: {', '.join(same)}" if same else "")
+                     + "".join(f"; {'the launcher' if of == 'launcher' else of}'s kernel: "
+                               f"{', '.join(names)}" for of, names in same.items())
                      + (f"; not timed: {', '.join(failed)}" if failed else ""))
     return "\n".join(lines)
 
@@ -305,21 +340,21 @@ def _time_shapes(args, wanted, dtype, records) -> None:
         cudnn_ms = triton.testing.do_bench(functools.partial(_run, ref, x, grad, args.op),
                                            return_mode="median")
         device = torch.device("cuda")
-        launcher = plan({}, args.kernel, dtype, B, H, args.op, device)
         distinct = 0
         asked = [(name, overrides) for name, overrides in VARIANTS
                  if name in wanted and applies(overrides, args.kernel, args.dtype)]
         if "launcher" in wanted:
             # The launcher once more at the end: how far one kernel's time moved in the run.
             asked.append(("launcher, again", {}))
+        # Each kernel is timed once a shape.
+        same = same_kernels(asked, args.kernel, dtype, B, H, args.op, device)
         for name, overrides in asked:
             record = dict(B=B, H=H, T=T, dtype=args.dtype, kernel=args.kernel, op=args.op,
                           variant=name, cudnn_ms=cudnn_ms)
-            if name not in ("launcher", "launcher, again") and _same_plan(
-                    overrides, args, dtype, B, H, device, launcher):
-                record.update(ms=None, max_rel_err=None, us_per_step=None, same_as="launcher")
+            if name in same:
+                record.update(ms=None, max_rel_err=None, us_per_step=None, same_as=same[name])
                 records.append(record)
-                print(f"B={B} H={H} {name:18s} the launcher's own kernel: not timed", flush=True)
+                print(f"B={B} H={H} {name:18s} {same[name]}'s kernel: not timed", flush=True)
                 continue
             if name == "launcher, again" and distinct < 2:
                 continue  # nothing else was timed beside the launcher

@@ -773,7 +773,7 @@ def test_variants_are_picked_by_name():
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 63 and set(asked) <= names, asked
+    assert len(asked) == 66 and set(asked) <= names, asked
 
 
 def test_every_command_the_gpu_session_runs_takes_its_arguments(tmp_path):
@@ -830,12 +830,13 @@ def test_variants_summary_ranks_against_the_launcher():
                dict(B=16, H=1024, variant="split K", us_per_step=3.2),
                dict(B=16, H=1024, variant="stacked", us_per_step=None),
                dict(B=16, H=1024, variant="3 stages", us_per_step=None, same_as="launcher"),
+               dict(B=16, H=1024, variant="K 128", us_per_step=None, same_as="split K"),
                dict(B=16, H=1024, variant="launcher, again", us_per_step=7.0),
                dict(B=64, H=256, variant="split K", us_per_step=4.0)]
     lines = variants.summarize(records).splitlines()
     assert lines == ["B=16 H=1024: split K 3.20 (2.00x), launcher 6.40 (1.00x), "
                      "launcher, again 7.00 (0.91x); the launcher's kernel: 3 stages; "
-                     "not timed: stacked",
+                     "split K's kernel: K 128; not timed: stacked",
                      "B=64 H=256: split K 4.00"]
 
 
@@ -925,6 +926,56 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
             assert dict(piped[3])["num_stages"] == 3 and not piped[4] and piped[5] == "tf32x3"
         assert tf32x3_plan("tf32x3, 3 stages", "fwd", 16, 1024) == tf32x3_plan("tf32x3", "fwd",
                                                                               16, 1024)
+
+
+def test_each_kernel_is_timed_once_a_shape(monkeypatch):
+    """A lease's minutes go to kernels not yet timed: bench/variants.py skips a variant whose
+    plan the launcher or an earlier variant at that shape already launches. "stacked, TMA
+    rows, 4 warps" is one warpgroup where the stacked wgmma's 64 rows would give a second
+    one half of the batch rows and its own read of the whole slice: a new kernel at bf16
+    K 1024 (8 warps there) and TF32 K 512 (fp32 rows of 2 KiB), and at 32 rows; the same as
+    "stacked, TMA rows" at bf16 K 512, whose stacked product already runs at 4 warps."""
+    from types import SimpleNamespace
+
+    import variants
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: SimpleNamespace(multi_processor_count=132,
+                                                       shared_memory_per_block_optin=227 * 1024,
+                                                       major=9))
+    cuda = torch.device("cuda")
+    table = dict(variants.VARIANTS)
+    asked = [(name, table[name]) for name in
+             ("launcher", "stacked", "stacked, TMA rows", "stacked, TMA rows, 4 warps",
+              "32 rows, stacked, TMA rows", "32 rows, stacked, TMA rows, 4 warps",
+              "8 wide, stacked, TMA rows, 2 warps")] + [("launcher, again", {})]
+
+    def skipped(dtype, B, H):
+        return variants.same_kernels(asked, "fwd", dtype, B, H, "fwd", cuda)
+
+    # bf16 B 16 H 1024: the launcher stacks, at 8 warps.
+    same = skipped(torch.bfloat16, 16, 1024)
+    assert same.get("stacked") == "launcher"
+    assert "stacked, TMA rows, 4 warps" not in same and "stacked, TMA rows" not in same
+    plan4 = variants.plan(table["stacked, TMA rows, 4 warps"], "fwd", torch.bfloat16, 16, 1024,
+                          "fwd", cuda)
+    assert (dict(plan4[3])["num_warps"], dict(plan4[3])["TMA_ROWS"], plan4[4]) == (4, True, True)
+    # bf16 K 512: 4 warps already.
+    same = skipped(torch.bfloat16, 16, 512)
+    assert same["stacked, TMA rows, 4 warps"] == "stacked, TMA rows"
+    assert same["stacked"] == "launcher"
+    # TF32 K 512: the launcher does not stack; the stacked product takes 8 warps, 4 is new.
+    same = skipped(torch.float32, 64, 512)
+    assert not {"stacked", "stacked, TMA rows", "stacked, TMA rows, 4 warps"} & set(same)
+    # B 64 H 1024: 32-row tiles, 8 warps against 4.
+    same = skipped(torch.bfloat16, 64, 1024)
+    assert not {"32 rows, stacked, TMA rows", "32 rows, stacked, TMA rows, 4 warps"} & set(same)
+    plan4 = variants.plan(table["32 rows, stacked, TMA rows, 4 warps"], "fwd", torch.bfloat16,
+                          64, 1024, "fwd", cuda)
+    assert (plan4[0], dict(plan4[3])["num_warps"], plan4[4]) == ((2, 64), 4, True)
+    # A variant that cannot be planned is kept, to fail where it is timed and say why.
+    assert "8 wide, stacked, TMA rows, 2 warps" not in skipped(torch.bfloat16, 64, 1024)
+    assert all(of == "launcher" or of in dict(asked) for of in same.values())
 
 
 def test_memory_breakdown_names_what_is_live_at_the_peak():
