@@ -168,7 +168,7 @@ for stage in "${stages[@]}"; do
         # 20; deeper pipelines, wider chunks and the 32-wide split slice did not beat that,
         # bench/results/nvidia-h200-2026-12-04-tf32-rounding/variants.json). In 32-row tiles
         # the stacked slice stays on chip, 128 programs on 132 SMs.
-        run_grid_sync_tests && run 50 python3 bench/variants.py --out "$out/variants.json" \
+        run_grid_sync_tests && run 60 python3 bench/variants.py --out "$out/variants.json" \
             --shapes 64:1024 --variant launcher --variant "32 rows, stacked" \
             --variant "32 rows, stacked, TMA rows" --variant "32 rows, stacked, TMA rows, 4 warps" \
             --variant "32 rows, stacked, rotated K"
