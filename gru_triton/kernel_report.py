@@ -68,8 +68,10 @@ VARIANTS = {
     # The forward's three gate products as one stacked dot (bench/variants.py's "stacked";
     # the launchers do not pick it yet: not measured on a GPU).
     "grid_sync+resident+stacked+lengths": _STACKED,
-    # The same walking K from each program's own chunk (bench/variants.py's "rotated K").
-    "grid_sync+resident+stacked+rotated+lengths": dict(_STACKED, ROTATE_K=True),
+    # The same walking K from each program's own chunk, its time loop compiled without
+    # loop-invariant code motion as bench/variants.py's "rotated K, no LICM" runs it.
+    "grid_sync+resident+stacked+rotated+nolicm+lengths": dict(_STACKED, ROTATE_K=True,
+                                                              NO_LICM=True),
     # Narrow tiles: a batch tile covering 8 of the dot's 16 rows (TILE_ROWS), so each program
     # reads half the rows of h_t (or of the gate gradients) a step (bench/variants.py's
     # "narrow tiles", which picks 8, 4 or 2 rows by the grid; the code is the same for each).
@@ -82,6 +84,15 @@ VARIANTS = {
     # pieces (bench/variants.py's "8 wide, stacked", and with TMA rows).
     "grid_sync+resident+stacked+8wide+lengths": dict(_STACKED, BLOCK_H=8),
     "grid_sync+resident+stacked+8wide+tma+lengths": dict(_STACKED, TMA_ROWS=True, BLOCK_H=8),
+    # The stacked forward's time loop compiled without loop-invariant code motion (NO_LICM:
+    # its wgmma descriptors computed where used, not held in registers across steps), at the
+    # launcher's warps and at 4 (``WARPS``), with pointer loads or TMA rows: what lets one
+    # warpgroup hold the product without spilling under triton 3.6.0 (bench/variants.py's
+    # "stacked, no LICM", "stacked, 4 warps, no LICM", "stacked, TMA rows, 4 warps, no LICM").
+    "grid_sync+resident+stacked+nolicm+lengths": dict(_STACKED, NO_LICM=True),
+    "grid_sync+resident+stacked+4warps+nolicm+lengths": dict(_STACKED, NO_LICM=True),
+    "grid_sync+resident+stacked+tma+4warps+nolicm+lengths": dict(_STACKED, TMA_ROWS=True,
+                                                                 NO_LICM=True),
     "grid_sync+resident+split_k+narrow+lengths": dict(_GRID_SYNC_RESIDENT, SPLIT_K=8,
                                                       TILE_ROWS=8),
     # The warps splitting the resident slice along K, forward and backward
@@ -91,8 +102,12 @@ VARIANTS = {
     # "16 rows, 32 wide, split K": B 64 at H 1024 with a chunk per program).
     "grid_sync+resident+split_k+wide+lengths": dict(_GRID_SYNC_RESIDENT, SPLIT_K=8, BLOCK_H=32),
 }
+# Variants compiled at these warps where the resident plan gives others (and not where it
+# gives the same: the variant without the warps has those rows).
+WARPS = {"grid_sync+resident+stacked+4warps+nolicm+lengths": 4,
+         "grid_sync+resident+stacked+tma+4warps+nolicm+lengths": 4}
 # Flags only the forward kernel has.
-FORWARD_ONLY_FLAGS = ("STACKED_GATES", "ROTATE_K", "TMA_ROWS")
+FORWARD_ONLY_FLAGS = ("STACKED_GATES", "ROTATE_K", "TMA_ROWS", "NO_LICM")
 # Flags that the launchers' resident plan must give a row for it to run (``runs_with``).
 PLAN_FLAGS = ("STACKED_GATES", "SPLIT_K", "TMA_ROWS")
 _ITEMSIZE = {"bf16": 2, "fp16": 2, "fp32": 4, "fp64": 8}
@@ -132,6 +147,7 @@ def compile_one(kernel_name: str, variant: str, dtype: str, dot_precision: str, 
         flags.setdefault("STACKED_GATES", False)
         flags.setdefault("ROTATE_K", False)
         flags.setdefault("TMA_ROWS", False)
+        flags.setdefault("NO_LICM", False)
     # As resident_config gives it: at most one slice per 16 of K.
     flags["SPLIT_K"] = cfg.get("SPLIT_K", 1)
     flags["K_PIECES"] = cfg.get("K_PIECES", 1)
@@ -291,6 +307,10 @@ def runs_with(kernel_name: str, variant: str, cfg: dict, hidden_size: int, dtype
     if planned is not None and any(bool(planned.get(flag)) != bool(flags.get(flag))
                                    for flag in PLAN_FLAGS):
         return None
+    if planned is not None and variant in WARPS:
+        if planned["num_warps"] == WARPS[variant]:
+            return None  # the variant without the warps has this row
+        planned = dict(planned, num_warps=WARPS[variant])
     return planned
 
 

@@ -128,6 +128,45 @@ def test_tma_rows(report):
     assert not any(r["tma_copies"] or r["proxy_fences"] for r in others)
 
 
+def test_stacked_forward_without_licm(report):
+    """NO_LICM (bench/variants.py's "... no LICM"): the stacked forward's time loop compiled
+    without loop-invariant code motion holds no wgmma descriptors across steps, so every such
+    row takes fewer registers than the same row with it, with the same shared memory and dot
+    reads. At 4 warps, where the resident plan gives the stacked product 8, one warpgroup
+    reads the slice a step where two did: at the headline bf16 K = 1024, 164 KiB against
+    288 (sm_90)."""
+    def key(r):
+        return r["H"], r["dtype"], r["dot_precision"], r["arch"], r["BLOCK_B"], r["aligned"]
+
+    pairs = (("grid_sync+resident+stacked+lengths", "grid_sync+resident+stacked+nolicm+lengths"),
+             ("grid_sync+resident+stacked+lengths",
+              "grid_sync+resident+stacked+4warps+nolicm+lengths"),
+             ("grid_sync+resident+stacked+tma+lengths",
+              "grid_sync+resident+stacked+tma+4warps+nolicm+lengths"))
+    for hoisted, variant in pairs:
+        by_key = {key(r): r for r in report if r["variant"] == hoisted}
+        rows = [r for r in report if r["variant"] == variant]
+        assert rows and all(r["kernel"] == "gru_fwd_kernel" for r in rows), variant
+        for r in rows:
+            other = by_key[key(r)]
+            if "4warps" not in variant:
+                assert r["num_warps"] == other["num_warps"], (r, other)
+                assert r["registers"] < other["registers"], (r, other)
+                assert (r["shared_bytes"], r["dot_smem_bytes"]) == (
+                    other["shared_bytes"], other["dot_smem_bytes"]), (r, other)
+                continue
+            assert r["num_warps"] == 4 and other["num_warps"] == 8, (r, other)
+            if r["arch"] == "sm_90" and r["BLOCK_K"] >= 512:
+                assert r["dot_smem_bytes"] < other["dot_smem_bytes"], (r, other)
+        headline = [(r["dot_smem_bytes"], by_key[key(r)]["dot_smem_bytes"]) for r in rows
+                    if r["H"] == 1024 and r["dtype"] == "bf16" and r["arch"] == "sm_90"
+                    and r["BLOCK_B"] == 16]
+        if "4warps" in variant:
+            assert headline == [(164 * 1024, 288 * 1024)], (variant, headline)
+        else:
+            assert len(headline) == 1, (variant, headline)
+
+
 def test_8_wide_rows(report):
     """8-wide hidden chunks (bench/variants.py's "8 wide, stacked"): the stacked forward
     only, in 16-row tiles at the 4 warps resident_config keeps, on mma.sync (its 32 rows
