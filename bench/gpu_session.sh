@@ -146,7 +146,17 @@ for stage in "${stages[@]}"; do
         done
         ;;
     variants)
-        # Narrow tiles first, both kernels: each program reads half the rows (or fewer) of
+        # First the stacked product at 4 warps, where the launcher runs it at 8 (bf16
+        # K 1024): one warpgroup reads the slice from shared memory once a step instead of
+        # two (164 against 288 KiB). Under this image's triton (3.6.0) 4 warps spilled
+        # 352-712 bytes in the step loop; with the loop's invariant code left in it (NO_LICM)
+        # they compile without spills (229-231 registers). "stacked, no LICM" is the
+        # launcher's 8-warp form so compiled (135 registers against 254, the step loop as
+        # long): what NO_LICM alone does.
+        run_grid_sync_tests && run 45 python3 bench/variants.py --out "$out/variants-4warps.json" \
+            --shapes 16:1024,64:512 --variant launcher --variant "stacked, 4 warps, no LICM" \
+            --variant "stacked, TMA rows, 4 warps, no LICM" --variant "stacked, no LICM"
+        # Narrow tiles, both kernels: each program reads half the rows (or fewer) of
         # h_t a step, in twice the programs; the H200's exchange alone took 3.71 us/step with
         # 64 programs reading 32 KiB each and 2.43 with 128 reading 16 KiB (exchange.json).
         run_grid_sync_tests && run 50 python3 bench/variants.py --out "$out/variants-narrow.json" \
@@ -156,27 +166,26 @@ for stage in "${stages[@]}"; do
             --variant "narrow tiles"
         # h_{t-1} read by one TMA copy into shared memory for the stacked product (TMA_ROWS),
         # where the launcher stacks; the exchange bench's "barrier, TMA" times the read alone.
-        # At 4 warps (bf16 K 1024) one warpgroup reads the slice from shared memory once a
-        # step, not two (164 against 288 KiB). And in 8-wide chunks (twice the programs at
-        # B 16, half the slice each).
-        run_grid_sync_tests && run 55 python3 bench/variants.py --out "$out/variants-tma.json" \
+        # And in 8-wide chunks (twice the programs at B 16, half the slice each).
+        run_grid_sync_tests && run 50 python3 bench/variants.py --out "$out/variants-tma.json" \
             --shapes 16:1024,16:512,64:512 --variant launcher --variant "stacked, TMA rows" \
-            --variant "stacked, TMA rows, 4 warps" \
             --variant "8 wide, stacked, TMA rows" --variant "8 wide, stacked, TMA rows, 2 warps"
         # Where the 16-bit forward still misses 3x with a grid that could hold W_hh: B 64 at
         # H 1024, whose launcher streams it in a 64-row tile (9.9 us/step against cuDNN's
         # 20; deeper pipelines, wider chunks and the 32-wide split slice did not beat that,
         # bench/results/nvidia-h200-2026-12-04-tf32-rounding/variants.json). In 32-row tiles
-        # the stacked slice stays on chip, 128 programs on 132 SMs.
+        # the stacked slice stays on chip, 128 programs on 132 SMs. Its pointer loads spill
+        # under triton 3.6.0 unless the step loop keeps its invariant code (no LICM).
         run_grid_sync_tests && run 60 python3 bench/variants.py --out "$out/variants.json" \
-            --shapes 64:1024 --variant launcher --variant "32 rows, stacked" \
-            --variant "32 rows, stacked, TMA rows" --variant "32 rows, stacked, TMA rows, 4 warps" \
-            --variant "32 rows, stacked, rotated K"
+            --shapes 64:1024 --variant launcher --variant "32 rows, stacked, no LICM" \
+            --variant "32 rows, stacked, TMA rows" \
+            --variant "32 rows, stacked, TMA rows, 4 warps, no LICM" \
+            --variant "32 rows, stacked, rotated K, no LICM"
         # Each program reading h from its own chunk on (the exchange bench's "barrier,
         # rotated"), where the launcher runs the stacked slice.
         run_grid_sync_tests && run 40 python3 bench/variants.py \
             --out "$out/variants-rotated.json" --shapes 16:1024,64:512 --variant launcher \
-            --variant "rotated K"
+            --variant "rotated K, no LICM"
         ;;
     variants-bwd)
         # B 64 at H 2048, the one 16-bit shape where the backward still streams W_hh (no
@@ -219,10 +228,12 @@ for stage in "${stages[@]}"; do
             --variant "K 128, 3 stages" --variant "narrow tiles" --out "$out/variants-tf32.json"
         # Where auto runs TF32 on grid_sync (H 256-512, 2.3-2.6x cuDNN forward, short of
         # 3x): the plain resident forward against the stacked product (bf16: B 64 H 512
-        # 4.10 -> 2.95 us/step), its rows read by TMA, and narrow tiles, alone and together.
-        run_grid_sync_tests && run 55 python3 bench/variants.py --dtype tf32 \
+        # 4.10 -> 2.95 us/step), its rows read by TMA, at 4 warps (TF32 K 512: the slice
+        # read once a step, 160 KiB against 296), and narrow tiles, alone and together.
+        run_grid_sync_tests && run 65 python3 bench/variants.py --dtype tf32 \
             --shapes 16:512,64:512,64:256,16:256 --variant launcher --variant stacked \
-            --variant "stacked, TMA rows" --variant "stacked, TMA rows, 4 warps" \
+            --variant "stacked, TMA rows" --variant "stacked, TMA rows, 4 warps, no LICM" \
+            --variant "stacked, 4 warps, no LICM" \
             --variant "narrow tiles" --variant "stacked, narrow tiles" \
             --out "$out/variants-tf32-stacked.json"
         # And B 64 at H 512, whose TF32 backward streams in a 64-row tile: bf16 went from

@@ -59,9 +59,11 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
             ("16 rows, 4 warps", {"BLOCK_B": 16, "num_warps": 4}), ("8 warps", {"num_warps": 8}),
             ("tf32x3", {"dots": "tf32x3"}), ("not split", {"SPLIT_K": 1}),
             ("32 rows, stacked", {"BLOCK_B": 32, "STACKED_GATES": True}),
-            ("rotated K", {"ROTATE_K": True}),
-            ("32 rows, stacked, rotated K", {"BLOCK_B": 32, "STACKED_GATES": True,
-                                             "ROTATE_K": True}),
+            ("32 rows, stacked, no LICM", {"BLOCK_B": 32, "STACKED_GATES": True,
+                                           "NO_LICM": True}),
+            ("rotated K, no LICM", {"ROTATE_K": True, "NO_LICM": True}),
+            ("32 rows, stacked, rotated K, no LICM", {"BLOCK_B": 32, "STACKED_GATES": True,
+                                                      "ROTATE_K": True, "NO_LICM": True}),
             ("narrow tiles", {"NARROW_TILES": True}),
             ("stacked, narrow tiles", {"STACKED_GATES": True, "NARROW_TILES": True}),
             ("tf32x3, narrow tiles", {"dots": "tf32x3", "NARROW_TILES": True}),
@@ -69,10 +71,14 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
             ("stacked, TMA rows", {"STACKED_GATES": True, "TMA_ROWS": True}),
             ("32 rows, stacked, TMA rows", {"BLOCK_B": 32, "STACKED_GATES": True,
                                             "TMA_ROWS": True}),
-            ("stacked, TMA rows, 4 warps", {"STACKED_GATES": True, "TMA_ROWS": True,
-                                            "num_warps": 4}),
-            ("32 rows, stacked, TMA rows, 4 warps", {"BLOCK_B": 32, "STACKED_GATES": True,
-                                                     "TMA_ROWS": True, "num_warps": 4}),
+            ("stacked, no LICM", {"STACKED_GATES": True, "NO_LICM": True}),
+            ("stacked, 4 warps, no LICM", {"STACKED_GATES": True, "num_warps": 4,
+                                           "NO_LICM": True}),
+            ("stacked, TMA rows, 4 warps, no LICM", {"STACKED_GATES": True, "TMA_ROWS": True,
+                                                     "num_warps": 4, "NO_LICM": True}),
+            ("32 rows, stacked, TMA rows, 4 warps, no LICM", {
+                "BLOCK_B": 32, "STACKED_GATES": True, "TMA_ROWS": True, "num_warps": 4,
+                "NO_LICM": True}),
             ("8 wide, stacked", {"BLOCK_H": 8, "STACKED_GATES": True}),
             ("8 wide, stacked, TMA rows", {"BLOCK_H": 8, "STACKED_GATES": True, "TMA_ROWS": True}),
             ("8 wide, stacked, TMA rows, 2 warps", {"BLOCK_H": 8, "STACKED_GATES": True,
@@ -82,7 +88,7 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
 # in 32-row tiles 2 x 64 = 128 programs each hold their stacked slice on chip (resident_config:
 # 8 warps, 232 registers, 193 KiB on sm_90), reading h's 32 rows a step instead of 64 rows
 # and the slice.
-# "rotated K" (the stacked forward only, gru_fwd_kernel's ROTATE_K): each program walks K, in
+# "rotated K, no LICM" (the stacked forward only, gru_fwd_kernel's ROTATE_K): each program walks K, in
 # its slice and in h_{t-1}, from its own chunk on, so the programs' reads of h right after
 # the grid barrier start at different lines (bench/exchange_bench.py's "barrier, rotated"
 # times the same on the exchange alone).
@@ -106,18 +112,27 @@ VARIANTS = (("launcher", {}), ("split K", {"SPLIT_K": 8}),
 # 205 against 254 and 255 with 200 bytes spilled (32 rows). TF32 reads its rounded rows
 # (hd) so: at K 512, 134-153 against 188-228 (3.9), 186-202 against 248-255 with 168 bytes
 # spilled (3.6.0, 32 rows).
-# "stacked, TMA rows, 4 warps" / "32 rows, stacked, TMA rows, 4 warps" (forward, sm_90): one
-# warpgroup instead of two. The stacked wgmma's M is the slice's 64 rows, so Triton gives a
-# second warpgroup half of N (the batch rows), and each warpgroup reads the whole slice from
-# shared memory every step: at bf16 K 1024, 288 KiB of dot reads a step against 164 at 4
-# warps (kernel report's dot_smem_bytes), about 1.2 against 0.7 us at 128 bytes a clock.
-# resident_config gives 8 warps there because 4 spill with pointer loads (712 bytes under
-# triton 3.6.0). With TMA rows 4 warps compile clean under 3.9 (229 registers; 238 at 32
-# rows) and spill 352 (424) bytes under 3.6.0, the GPU image's, inside the step loop (58
-# stores and 84 loads of local memory a thread a step: its 128 wgmma descriptors are
-# hoisted out of the loop and held in registers). Whether the halved reads outweigh that is
-# what the timing decides. TF32 at K 512 (fp32 rows of 2 KiB) likewise: 296 against 160
-# KiB, 218 registers clean under 3.9, 312 bytes spilled under 3.6.0.
+# "... no LICM" (forward, the stacked product): the time loop compiled without loop-invariant
+# code motion (gru_fwd_kernel's NO_LICM). With that motion, the stacked wgmma's 64-bit
+# shared-memory descriptors (128 at bf16 K 1024), which no step changes, are computed before
+# the loop and held in registers for the whole launch; without it, in uniform registers where
+# they are used, and the compiled step loop is as long (sm_90 SASS, bf16 K 1024, 8 warps: 627
+# instructions against 629) on 135 registers against 254 (triton 3.6.0, the GPU image's).
+# Every stacked form compiles without spills so, under 3.6.0 and 3.9 alike: "stacked, no
+# LICM" is the launcher's 8-warp form, what the flag alone does; "32 rows, stacked, no LICM"
+# (8 warps) spilled 200 bytes under 3.6.0 without it; "rotated K, no LICM" 328 (16 rows, K
+# 1024), and "32 rows, stacked, rotated K, no LICM" spills 200 still (904 without).
+# "stacked, 4 warps, no LICM" / "stacked, TMA rows, 4 warps, no LICM" / "32 rows, stacked,
+# TMA rows, 4 warps, no LICM" (forward, sm_90): one warpgroup instead of two. The stacked
+# wgmma's M is the slice's 64 rows, so Triton gives a second warpgroup half of N (the batch
+# rows), and each warpgroup reads the whole slice from shared memory every step: at bf16
+# K 1024, 288 KiB of dot reads a step against 164 at 4 warps (kernel report's
+# dot_smem_bytes), about 1.2 against 0.7 us at 128 bytes a clock. resident_config gives 8
+# warps there because 4 spilled under triton 3.6.0: 712 bytes with pointer loads, 352 with
+# TMA rows (424 at 32 rows), 58 stores and 84 loads of local memory a thread a step, the
+# descriptors held across the loop. Without LICM none spills (3.6.0: 231 registers with
+# pointer loads, 229 with TMA rows, 242 at 32 rows; 3.9: 225, 225, 237). TF32 at K 512
+# (fp32 rows of 2 KiB) likewise: 296 against 160 KiB, 218 and 215 registers (3.6.0).
 # "8 wide, stacked" (forward): each program owns 8 hidden units, not 16, so its stacked slice
 # is 32 rows ([W_r; W_z; W_n; 0] in 8-row blocks) and twice the programs hold half the slice
 # each. In TF32 at K 1024 that slice (128 KiB) fits beside h (64 KiB) on an H100, in 128

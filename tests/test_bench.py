@@ -773,7 +773,7 @@ def test_variants_are_picked_by_name():
     script = (pathlib.Path(__file__).parents[1] / "bench" / "gpu_session.sh").read_text()
     asked = [a or b for a, b in re.findall(r'--variant (?:"([^"]+)"|(\S+))', script)]
     names = {name for name, _ in variants.VARIANTS}
-    assert len(asked) == 66 and set(asked) <= names, asked
+    assert len(asked) == 70 and set(asked) <= names, asked
 
 
 def test_every_command_the_gpu_session_runs_takes_its_arguments(tmp_path):
@@ -845,8 +845,9 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
     at bf16 B 16 H 1024 the backward's slice is resident and split, so "3 stages", "K 128",
     "split K" and "16 rows" change nothing there (the H200 timed all five in one run, 11.26
     to 15.15 µs/step forward + backward, and read one as a lever), while the 32-wide split
-    does; in the forward "32 rows, stacked" and "rotated K" do, and "split K" replaces the
-    stacked product. At B 64 H 2048, where the backward streams, its chunk widths and
+    does; in the forward "32 rows, stacked", "rotated K, no LICM" and "stacked, no LICM" (the
+    launcher's stacked form with its time loop compiled otherwise) do, and "split K" replaces
+    the stacked product. At B 64 H 2048, where the backward streams, its chunk widths and
     stages do. "narrow tiles" does in both where twice the tiles fit the SMs. TMA
     rows do on sm_90 (an H100's major 9) and not on an A100's sm_80, which has no TMA."""
     from types import SimpleNamespace
@@ -873,7 +874,8 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
     # Where the backward streams W_hh (B 64 at H 2048), its chunk loop's forms are new plans.
     for name in ("K 128, 3 stages", "K 64, 3 stages", "K 128"):
         assert not same(name, "bwd", B=64, H=2048), name
-    assert not same("rotated K", "fwd", op="fwd")
+    assert not same("rotated K, no LICM", "fwd", op="fwd")
+    assert not same("stacked, no LICM", "fwd", op="fwd")
     assert not same("32 rows, stacked", "fwd", B=64, op="fwd")
     assert not same("split K", "fwd", op="fwd")
     # 8-wide chunks: the stacked slice whole at B 16, in 16 bits and TF32, at the warps asked.
@@ -930,11 +932,12 @@ def test_variants_that_launch_the_launchers_kernel_are_found(monkeypatch):
 
 def test_each_kernel_is_timed_once_a_shape(monkeypatch):
     """A lease's minutes go to kernels not yet timed: bench/variants.py skips a variant whose
-    plan the launcher or an earlier variant at that shape already launches. "stacked, TMA
-    rows, 4 warps" is one warpgroup where the stacked wgmma's 64 rows would give a second
-    one half of the batch rows and its own read of the whole slice: a new kernel at bf16
-    K 1024 (8 warps there) and TF32 K 512 (fp32 rows of 2 KiB), and at 32 rows; the same as
-    "stacked, TMA rows" at bf16 K 512, whose stacked product already runs at 4 warps."""
+    plan the launcher or an earlier variant at that shape already launches. The stacked
+    product at 4 warps is one warpgroup where the stacked wgmma's 64 rows would give a
+    second one half of the batch rows and its own read of the whole slice: a new kernel at
+    bf16 K 1024 (8 warps there) and TF32 K 512 (fp32 rows of 2 KiB), and at 32 rows; at
+    bf16 K 512, whose stacked product already runs at 4 warps, "stacked, 4 warps, no LICM"
+    is "stacked, no LICM" again. NO_LICM compiles another kernel wherever it is asked."""
     from types import SimpleNamespace
 
     import variants
@@ -945,34 +948,40 @@ def test_each_kernel_is_timed_once_a_shape(monkeypatch):
                                                        major=9))
     cuda = torch.device("cuda")
     table = dict(variants.VARIANTS)
+    four = ("stacked, 4 warps, no LICM", "stacked, TMA rows, 4 warps, no LICM")
     asked = [(name, table[name]) for name in
-             ("launcher", "stacked", "stacked, TMA rows", "stacked, TMA rows, 4 warps",
-              "32 rows, stacked, TMA rows", "32 rows, stacked, TMA rows, 4 warps",
+             ("launcher", "stacked", "stacked, no LICM", *four, "stacked, TMA rows",
+              "32 rows, stacked, TMA rows", "32 rows, stacked, TMA rows, 4 warps, no LICM",
               "8 wide, stacked, TMA rows, 2 warps")] + [("launcher, again", {})]
 
     def skipped(dtype, B, H):
         return variants.same_kernels(asked, "fwd", dtype, B, H, "fwd", cuda)
 
+    def planned(name, dtype, B, H):
+        grid, _, _, cfg, resident, _ = variants.plan(table[name], "fwd", dtype, B, H, "fwd", cuda)
+        return grid, dict(cfg), resident
+
     # bf16 B 16 H 1024: the launcher stacks, at 8 warps.
     same = skipped(torch.bfloat16, 16, 1024)
-    assert same.get("stacked") == "launcher"
-    assert "stacked, TMA rows, 4 warps" not in same and "stacked, TMA rows" not in same
-    plan4 = variants.plan(table["stacked, TMA rows, 4 warps"], "fwd", torch.bfloat16, 16, 1024,
-                          "fwd", cuda)
-    assert (dict(plan4[3])["num_warps"], dict(plan4[3])["TMA_ROWS"], plan4[4]) == (4, True, True)
+    assert same == {"stacked": "launcher"}, same
+    for name, tma in zip(four, (False, True), strict=True):
+        _, cfg, resident = planned(name, torch.bfloat16, 16, 1024)
+        assert (cfg["num_warps"], cfg.get("TMA_ROWS", False), cfg["NO_LICM"], resident) == (
+            4, tma, True, True), name
+    assert planned("stacked, no LICM", torch.bfloat16, 16, 1024)[1]["num_warps"] == 8
     # bf16 K 512: 4 warps already.
     same = skipped(torch.bfloat16, 16, 512)
-    assert same["stacked, TMA rows, 4 warps"] == "stacked, TMA rows"
-    assert same["stacked"] == "launcher"
+    assert same == {"stacked": "launcher", "stacked, 4 warps, no LICM": "stacked, no LICM"}, same
     # TF32 K 512: the launcher does not stack; the stacked product takes 8 warps, 4 is new.
     same = skipped(torch.float32, 64, 512)
-    assert not {"stacked", "stacked, TMA rows", "stacked, TMA rows, 4 warps"} & set(same)
+    assert not {"stacked", "stacked, no LICM", *four} & set(same), same
     # B 64 H 1024: 32-row tiles, 8 warps against 4.
     same = skipped(torch.bfloat16, 64, 1024)
-    assert not {"32 rows, stacked, TMA rows", "32 rows, stacked, TMA rows, 4 warps"} & set(same)
-    plan4 = variants.plan(table["32 rows, stacked, TMA rows, 4 warps"], "fwd", torch.bfloat16,
-                          64, 1024, "fwd", cuda)
-    assert (plan4[0], dict(plan4[3])["num_warps"], plan4[4]) == ((2, 64), 4, True)
+    assert not {"32 rows, stacked, TMA rows",
+                "32 rows, stacked, TMA rows, 4 warps, no LICM"} & set(same)
+    grid, cfg, resident = planned("32 rows, stacked, TMA rows, 4 warps, no LICM", torch.bfloat16,
+                                  64, 1024)
+    assert (grid, cfg["num_warps"], cfg["NO_LICM"], resident) == ((2, 64), 4, True, True)
     # A variant that cannot be planned is kept, to fail where it is timed and say why.
     assert "8 wide, stacked, TMA rows, 2 warps" not in skipped(torch.bfloat16, 64, 1024)
     assert all(of == "launcher" or of in dict(asked) for of in same.values())

@@ -176,6 +176,52 @@ def test_tma_rows_match_fp64(B, H, rows, monkeypatch):
     assert set(seen) == {(True, True, rows, True)}, seen
 
 
+@pytest.mark.parametrize("B,H,rows,tma,dtype", [
+    (16, 1024, 16, False, torch.bfloat16), (21, 1024, 16, True, torch.bfloat16),
+    (64, 1024, 32, True, torch.bfloat16), (16, 512, 16, False, torch.float32)],
+    ids=["bf16-B16", "bf16-B21-tma", "bf16-B64-32rows-tma", "tf32-H512"])
+def test_stacked_at_4_warps_without_licm_matches_fp64(B, H, rows, tma, dtype, monkeypatch):
+    """bench/variants.py's "stacked, 4 warps, no LICM", "stacked, TMA rows, 4 warps, no LICM"
+    and "32 rows, stacked, TMA rows, 4 warps, no LICM" natively: the stacked forward in one
+    warpgroup where the resident plan gives it two, its time loop compiled without
+    loop-invariant code motion (NO_LICM), against an fp64 nn.GRU within cuDNN's own error
+    (fp32 under nn.GRU's TF32 flag). B 21: a ragged second tile (and with TMA rows, a block
+    that runs past the batch)."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    if gru_kernels.shared_memory_limit(torch.device("cuda")) < 227 * 1024:
+        pytest.skip("the stacked K = 1024 slice in 32-row tiles needs an H100's shared memory")
+    if tma and torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("TMA copies: sm_90 and up")
+    real_config, real_resident = gru_kernels.recurrence_config, gru_kernels.resident_config
+
+    def config(hidden_size, path="persistent", batch=16, tensor_cores=True, forward=False,
+               *args, **kwargs):
+        cfg = real_config(hidden_size, path, batch, tensor_cores, forward, *args, **kwargs)
+        if path == "grid_sync" and forward:
+            cfg = dict(cfg, BLOCK_B=rows, STACKED_GATES=True, TMA_ROWS=tma, NO_LICM=True)
+        return cfg
+
+    def resident(cfg, *args, **kwargs):
+        out = real_resident(cfg, *args, **kwargs)
+        return dict(out, num_warps=4) if out is not None and cfg.get("NO_LICM") else out
+
+    monkeypatch.setattr(gru_kernels, "recurrence_config", config)
+    monkeypatch.setattr(gru_kernels, "resident_config", resident)
+    seen = []
+    real_run = gru_kernels.gru_fwd_kernel.run
+
+    def recording_run(*args, grid, **kwargs):
+        seen.append((kwargs["num_warps"], kwargs.get("NO_LICM"), kwargs.get("TMA_ROWS", False),
+                     kwargs["BLOCK_B"], kwargs["W_RESIDENT"], kwargs.get("STACKED_GATES")))
+        return real_run(*args, grid=grid, **kwargs)
+
+    monkeypatch.setattr(gru_kernels.gru_fwd_kernel, "run", recording_run)
+    with dispatch.rnn_fp32_precision("tf32"):
+        _assert_as_close_to_fp64_as_cudnn(48, B, H, H, dtype, "grid_sync")
+    assert set(seen) == {(4, True, tma, rows, True, True)}, seen
+
+
 @pytest.mark.parametrize("H,dtype", [(2048, torch.bfloat16), (2048, torch.float16),
                                      (2000, torch.bfloat16)], ids=["bf16", "fp16", "bf16-H2000"])
 def test_pipelined_backward_matches_fp64(H, dtype, monkeypatch):
