@@ -275,6 +275,38 @@ def test_stacked_gates_read_h_by_tma(dtype, path, hidden, rows, reverse, lengths
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # TMA rows past the batch, as above
+@pytest.mark.parametrize("tma", [False, True], ids=["pointer-loads", "tma"])
+@pytest.mark.parametrize("path,hidden", [("grid_sync", 16), ("per_step", 48)])
+def test_stacked_forward_without_licm_computes_the_same_bits(path, hidden, tma, monkeypatch):
+    """NO_LICM (bench/variants.py's "... no LICM"): the stacked forward's time loop compiled
+    without loop-invariant code motion is the same arithmetic, only where the wgmma
+    descriptors are computed moves: bit for bit the states and saved activations of the
+    hoisted loop, bf16, B 21, reversed with lengths. Launched with the flag the plan asks
+    for (the interpreter ignores it; on a GPU the two compiled loops are compared)."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    form = {"BLOCK_B": 16, "BLOCK_H": 16, "STACKED_GATES": True, "TMA_ROWS": tma}
+    runs = _forward_form(monkeypatch, form, lambda grid, kwargs: (
+        kwargs.get("NO_LICM", False), kwargs.get("TMA_ROWS", False), kwargs["W_RESIDENT"],
+        kwargs.get("STACKED_GATES", False)))
+    T, B = 5, 21
+    gates, w_hh, b_hh, h0 = _layer_operands(T, B, hidden, torch.bfloat16, seed=9)
+    lens = torch.tensor([5, 2, 1, 4] * 5 + [3], dtype=torch.int32, device=DEVICE)
+    out = []
+    for no_licm in (False, True):
+        form["NO_LICM"] = no_licm
+        runs.clear()
+        saved = gates.clone()
+        hs, ghn = gru_kernels.gru_forward(saved, w_hh, b_hh, h0, lens, reverse=True,
+                                          save=True, path=path)
+        out.append((hs, saved, ghn))
+        tma_copies = tma and (DEVICE.type == "cpu" or torch.cuda.get_device_capability()[0] >= 9)
+        assert set(runs) == {(no_licm, tma_copies, True, True)}, runs
+    for name, got, expected in zip(("hs", "activations", "ghn"), out[1], out[0], strict=True):
+        assert torch.equal(got, expected), name
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # TMA rows past the batch, as above
 @pytest.mark.parametrize("reverse,lengths", [(False, False), (True, True)],
                          ids=["forward", "reverse-lengths"])
 @pytest.mark.parametrize("hidden", [48, 64])
