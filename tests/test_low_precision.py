@@ -200,6 +200,21 @@ def test_stacked_gates_in_32_row_tiles(dtype, path, hidden, monkeypatch):
     _assert_emulated(hs.double(), gates, w_hh, b_hh, h0, False)
 
 
+# B 21's lengths for the stacked forms' tests: a last tile of 5 rows, rows ending at each step.
+_B21_LENGTHS = [5, 2, 1, 4] * 5 + [3]
+
+
+def _saving_forward(gates, w_hh, b_hh, h0, lens, reverse, path):
+    """gru_forward with save=True on a copy of ``gates`` (it writes the saved activations
+    over them): (hs, activations, ghn)."""
+    from gru_triton.kernels import gru as gru_kernels
+
+    saved = gates.clone()
+    hs, ghn = gru_kernels.gru_forward(saved, w_hh, b_hh, h0, lens, reverse=reverse, save=True,
+                                      path=path)
+    return hs, saved, ghn
+
+
 def _forward_form(monkeypatch, form: dict, record) -> list:
     """Makes every launch but the persistent path's take ``form`` over its tile config
     (a dict the caller may change between runs), and returns the list that gets
@@ -240,7 +255,6 @@ def test_stacked_gates_read_h_by_tma(dtype, path, hidden, rows, reverse, lengths
     rows (or past the buffer), whose columns of the product must never reach a stored
     value; reversed with lengths, the rows walk the buffer the other way and a tile stops
     its products early. Launched with the descriptor, where the plan asks for it."""
-    from gru_triton.kernels import gru as gru_kernels
 
     form = {"BLOCK_B": rows, "BLOCK_H": 16, "STACKED_GATES": True}
 
@@ -254,16 +268,12 @@ def test_stacked_gates_read_h_by_tma(dtype, path, hidden, rows, reverse, lengths
     T, B = 5, 21
     block_k = 1 << (hidden - 1).bit_length()  # all of K, a power of two
     gates, w_hh, b_hh, h0 = _layer_operands(T, B, hidden, dtype, seed=9)
-    lens = (torch.tensor([5, 2, 1, 4] * 5 + [3], dtype=torch.int32, device=DEVICE)
-            if lengths else None)
+    lens = torch.tensor(_B21_LENGTHS, dtype=torch.int32, device=DEVICE) if lengths else None
     out = []
     for tma in (False, True):
         form["TMA_ROWS"] = tma
         runs.clear()
-        saved = gates.clone()
-        hs, ghn = gru_kernels.gru_forward(saved, w_hh, b_hh, h0, lens, reverse=reverse,
-                                          save=True, path=path)
-        out.append((hs, saved, ghn))
+        out.append(_saving_forward(gates, w_hh, b_hh, h0, lens, reverse, path))
         fence = DEVICE.type == "cuda" and path == "grid_sync" and tma
         assert runs and set(runs) == {(tma, True, True, fence and
                                        torch.cuda.get_device_capability()[0] >= 9,
@@ -283,7 +293,6 @@ def test_stacked_forward_without_licm_computes_the_same_bits(path, hidden, tma, 
     descriptors are computed moves: bit for bit the states and saved activations of the
     hoisted loop, bf16, B 21, reversed with lengths. Launched with the flag the plan asks
     for (the interpreter ignores it; on a GPU the two compiled loops are compared)."""
-    from gru_triton.kernels import gru as gru_kernels
 
     form = {"BLOCK_B": 16, "BLOCK_H": 16, "STACKED_GATES": True, "TMA_ROWS": tma}
     runs = _forward_form(monkeypatch, form, lambda grid, kwargs: (
@@ -291,15 +300,12 @@ def test_stacked_forward_without_licm_computes_the_same_bits(path, hidden, tma, 
         kwargs.get("STACKED_GATES", False)))
     T, B = 5, 21
     gates, w_hh, b_hh, h0 = _layer_operands(T, B, hidden, torch.bfloat16, seed=9)
-    lens = torch.tensor([5, 2, 1, 4] * 5 + [3], dtype=torch.int32, device=DEVICE)
+    lens = torch.tensor(_B21_LENGTHS, dtype=torch.int32, device=DEVICE)
     out = []
     for no_licm in (False, True):
         form["NO_LICM"] = no_licm
         runs.clear()
-        saved = gates.clone()
-        hs, ghn = gru_kernels.gru_forward(saved, w_hh, b_hh, h0, lens, reverse=True,
-                                          save=True, path=path)
-        out.append((hs, saved, ghn))
+        out.append(_saving_forward(gates, w_hh, b_hh, h0, lens, True, path))
         tma_copies = tma and (DEVICE.type == "cpu" or torch.cuda.get_device_capability()[0] >= 9)
         assert set(runs) == {(no_licm, tma_copies, True, True)}, runs
     for name, got, expected in zip(("hs", "activations", "ghn"), out[1], out[0], strict=True):
@@ -319,7 +325,6 @@ def test_stacked_forward_in_8_wide_chunks(dtype, hidden, reverse, lengths, monke
     same sum), on a GPU (mma.sync against wgmma, another order) within the emulation's
     rounding. A gate block taken from the wrong 8 rows, or a chunk's units from another
     chunk, changes every state after it. Per_step, whose grid has a program per chunk."""
-    from gru_triton.kernels import gru as gru_kernels
 
     form = {}
     runs = _forward_form(monkeypatch, form, lambda grid, kwargs: (
@@ -327,16 +332,12 @@ def test_stacked_forward_in_8_wide_chunks(dtype, hidden, reverse, lengths, monke
         kwargs.get("TMA_ROWS", False)))
     T, B = 5, 21
     gates, w_hh, b_hh, h0 = _layer_operands(T, B, hidden, dtype, seed=9)
-    lens = (torch.tensor([5, 2, 1, 4] * 5 + [3], dtype=torch.int32, device=DEVICE)
-            if lengths else None)
+    lens = torch.tensor(_B21_LENGTHS, dtype=torch.int32, device=DEVICE) if lengths else None
     out = []
     for width, tma in ((16, False), (8, False), (8, True)):
         form.update(BLOCK_B=16, BLOCK_H=width, STACKED_GATES=True, TMA_ROWS=tma)
         runs.clear()
-        saved = gates.clone()
-        hs, ghn = gru_kernels.gru_forward(saved, w_hh, b_hh, h0, lens, reverse=reverse,
-                                          save=True, path="per_step")
-        out.append((hs, saved, ghn))
+        out.append(_saving_forward(gates, w_hh, b_hh, h0, lens, reverse, "per_step"))
         assert set(runs) == {((2, hidden // width), width, True, True, tma)}, runs
     for got in out[1:]:
         for name, g, e in zip(("hs", "activations", "ghn"), got, out[0], strict=True):
